@@ -1,0 +1,184 @@
+"""Appending to and verifying the hash-chained audit log. The only writer of `audit_events`.
+
+hash = SHA-256(prev_hash + canonical JSON of the event). The first event chains from GENESIS. Appends are
+serialised (SQLite: the single writer; PostgreSQL: a transaction-scoped advisory lock) so the chain never forks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from app.audit.models import AuditEvent
+from app.core.clock import utcnow
+from app.core.context import Actor
+
+GENESIS = "0" * 64
+_PG_AUDIT_LOCK = 7_330_001  # advisory lock key for the chain's tail
+
+
+def canonical(ev: AuditEvent) -> str:
+    body = {
+        "seq": ev.seq,
+        "at": ev.at.isoformat(timespec="microseconds") if isinstance(ev.at, datetime) else str(ev.at),
+        "actor_id": ev.actor_id,
+        "actor_name": ev.actor_name,
+        "role": ev.role,
+        "scope": ev.scope,
+        "action": ev.action,
+        "object_type": ev.object_type,
+        "object_id": ev.object_id,
+        "summary": ev.summary,
+        "request_id": ev.request_id,
+        "ip": ev.ip,
+    }
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def chain_hash(prev_hash: str, ev: AuditEvent) -> str:
+    return hashlib.sha256((prev_hash + canonical(ev)).encode("utf-8")).hexdigest()
+
+
+def _clean(value: Any) -> Any:
+    """Make a before/after value JSON-plain and deterministic."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return str(value)
+    return value
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    *,
+    object_type: str | None = None,
+    object_id: Any = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    note: str | None = None,
+) -> AuditEvent:
+    """Append one event in the caller's transaction (it commits or rolls back with the change it describes)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+    head = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    summary: dict[str, Any] = {}
+    if before is not None:
+        summary["before"] = _clean(before)
+    if after is not None:
+        summary["after"] = _clean(after)
+    if note:
+        summary["note"] = note
+    ev = AuditEvent(
+        seq=(head.seq + 1) if head else 1,
+        at=utcnow(),
+        actor_id=actor.user_id,
+        actor_name=actor.name,
+        role=actor.role,
+        scope=actor.scope,
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        summary=summary,
+        request_id=actor.request_id,
+        ip=actor.ip,
+        prev_hash=head.hash if head else GENESIS,
+        hash="",
+    )
+    ev.hash = chain_hash(ev.prev_hash, ev)
+    session.add(ev)
+    session.flush()
+    return ev
+
+
+def head(session: Session) -> tuple[int, str]:
+    """The chain's head (seq, hash), printed on notices to anchor the history on paper."""
+    row = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str  # changed | removed | inserted | broken
+    seq: int
+    event_id: int | None
+    message: str
+
+
+def verify(session: Session, *, anchor: tuple[int, str] | None = None) -> list[Violation]:
+    """Walk the chain; name every changed, inserted or removed event. An anchor (seq, hash) taken from paper
+    proves that nothing up to that point was rewritten wholesale."""
+    problems: list[Violation] = []
+    prev_hash = GENESIS
+    prev_prev_hash: str | None = None
+    expected_seq = 1
+    anchor_hash_found: str | None = None
+    stmt = select(AuditEvent).order_by(AuditEvent.seq, AuditEvent.id).execution_options(yield_per=2000)
+    for ev in _stream(session, stmt):
+        recomputed = chain_hash(ev.prev_hash, ev)
+        if ev.seq > expected_seq:
+            problems.append(Violation("removed", ev.seq, ev.id,
+                                      f"第 {expected_seq}–{ev.seq - 1} 号事件缺失（被删除）"))
+        elif ev.seq < expected_seq:
+            problems.append(Violation("inserted", ev.seq, ev.id, f"第 {ev.seq} 号事件重复或顺序错乱（疑似插入）"))
+        elif ev.prev_hash != prev_hash:
+            if prev_prev_hash is not None and ev.prev_hash == prev_prev_hash:
+                problems.append(Violation("inserted", ev.seq - 1, None,
+                                          f"第 {ev.seq - 1} 号事件不在原链上（被插入）"))
+            else:
+                problems.append(Violation("broken", ev.seq, ev.id,
+                                          f"第 {ev.seq} 号事件与前一事件的哈希链接断开（前面的事件被删除、插入或改写）"))
+        if recomputed != ev.hash:
+            problems.append(Violation("changed", ev.seq, ev.id, f"第 {ev.seq} 号事件内容被修改（哈希不符）"))
+        if anchor is not None and ev.seq == anchor[0]:
+            anchor_hash_found = ev.hash
+        prev_prev_hash, prev_hash = prev_hash, ev.hash
+        expected_seq = max(expected_seq, ev.seq) + 1
+    if anchor is not None:
+        a_seq, a_hash = anchor
+        if anchor_hash_found != a_hash:
+            problems.append(Violation("changed", a_seq, None,
+                                      f"与纸质公示上的链头（第 {a_seq} 号，{a_hash[:12]}…）不符：此前的记录被整体改写或删除"))
+    return problems
+
+
+def _stream(session: Session, stmt: Any) -> Iterator[AuditEvent]:
+    for row in session.execute(stmt).scalars():
+        yield row
+
+
+def count(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(AuditEvent)).scalar_one())
+
+
+def search(session: Session, *, action: str | None = None, actor: str | None = None, object_type: str | None = None,
+           object_id: str | None = None, since: datetime | None = None, until: datetime | None = None,
+           offset: int = 0, limit: int = 50) -> tuple[list[AuditEvent], int]:
+    stmt = select(AuditEvent)
+    if action:
+        stmt = stmt.where(AuditEvent.action.like(f"{action}%"))
+    if actor:
+        stmt = stmt.where(AuditEvent.actor_name.like(f"%{actor}%"))
+    if object_type:
+        stmt = stmt.where(AuditEvent.object_type == object_type)
+    if object_id:
+        stmt = stmt.where(AuditEvent.object_id == object_id)
+    if since:
+        stmt = stmt.where(AuditEvent.at >= since)
+    if until:
+        stmt = stmt.where(AuditEvent.at < until)
+    total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+    rows = list(session.execute(stmt.order_by(AuditEvent.seq.desc()).offset(offset).limit(limit)).scalars())
+    return rows, int(total)

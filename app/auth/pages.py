@@ -1,0 +1,256 @@
+"""Pages: login, logout, the home page, one's own account, and the county admin's account management."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from app.auth import service as auth
+from app.auth.deps import SESSION_COOKIE, authorize, client_ip, request_id
+from app.auth.models import ROLE_LABELS, Role
+from app.auth.permissions import Perm
+from app.auth.security import generate_password, same
+from app.deps import DbSession
+from app.errors import AppError, CsrfFailed, FormRejected
+from app.org import service as org
+from app.web import ANON_CSRF_COOKIE, LARGE_FONT_COOKIE, LOCALE_COOKIE, redirect, render
+
+router = APIRouter(include_in_schema=False)
+
+Public = Depends(authorize(Perm.PUBLIC))
+SignedIn = Depends(authorize(Perm.SIGNED_IN))
+UsersManage = Depends(authorize(Perm.USERS_MANAGE))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: a crafted ?next= must not send the user to another site."""
+    if not target:
+        return "/"
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@router.get("/login")
+def login_form(request: Request, p: auth.Principal | None = Public, next: str | None = None) -> Response:
+    if p is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "auth/login.html", {"next": _safe_next(next)})
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    session: DbSession,
+    login: Annotated[str, Form(max_length=100)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/",
+    _p: auth.Principal | None = Public,
+) -> Response:
+    ctx = {"next": _safe_next(next), "login": login[:40]}
+    if not same(csrf_token, request.cookies.get(ANON_CSRF_COOKIE)):
+        raise FormRejected(CsrfFailed(), "auth/login.html", ctx)
+    try:
+        result = auth.login(session, request.app.state.settings, login=login, password=password,
+                            ip=client_ip(request), user_agent=request.headers.get("user-agent"),
+                            request_id=request_id(request))
+    except AppError as e:
+        # The failed attempt and its audit event are kept: the page is returned, not raised.
+        return render(request, "auth/login.html", {**ctx, "error": e.message}, status_code=e.status)
+    settings = request.app.state.settings
+    target = "/account?must_change=1" if result.principal.must_change_password else ctx["next"]
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, result.token, httponly=True, samesite="lax", secure=settings.cookie_secure,
+                        max_age=settings.session_absolute_hours * 3600)
+    response.delete_cookie(ANON_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: DbSession, p: auth.Principal = SignedIn) -> Response:
+    auth.logout(session, p)
+    response = redirect("/login", request, "您已安全退出")
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.post("/preferences/display")
+def anonymous_display(request: Request, large_font: Annotated[str, Form(max_length=5)] = "0",
+                      locale: Annotated[str, Form(max_length=10)] = "", back: Annotated[str, Form(max_length=500)] = "/",
+                      _p: auth.Principal | None = Public) -> Response:
+    """Large-font mode and language for visitors who are not signed in (remembered in this browser)."""
+    response = RedirectResponse(_safe_next(back), status_code=303)
+    response.set_cookie(LARGE_FONT_COOKIE, "1" if large_font == "1" else "0", max_age=365 * 86400, samesite="lax")
+    if locale in ("zh_CN", "en"):
+        response.set_cookie(LOCALE_COOKIE, locale, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("/")
+def home(request: Request, session: DbSession, p: auth.Principal | None = Public) -> Response:
+    if p is None:
+        return RedirectResponse("/login", status_code=303)
+    return render(request, "home.html", {"grants": p.grants})
+
+
+# ---- own account --------------------------------------------------------------------------------------------------
+
+def _account_ctx(session: DbSession, p: auth.Principal, **extra: object) -> dict[str, object]:
+    return {"user": auth.get_user(session, p.user_id), "tokens": auth.list_api_tokens(session, p.user_id),
+            "grants": p.grants, **extra}
+
+
+@router.get("/account")
+def account(request: Request, session: DbSession, p: auth.Principal = SignedIn,
+            must_change: Annotated[int, Query(ge=0, le=1)] = 0) -> Response:
+    return render(request, "auth/account.html", _account_ctx(session, p, must_change=bool(must_change)))
+
+
+@router.post("/account/password")
+def change_password(request: Request, session: DbSession, p: auth.Principal = SignedIn,
+                    current_password: Annotated[str, Form(max_length=256)] = "",
+                    new_password: Annotated[str, Form(max_length=256)] = "",
+                    new_password2: Annotated[str, Form(max_length=256)] = "") -> Response:
+    try:
+        if new_password != new_password2:
+            from app.errors import ValidationFailed
+
+            raise ValidationFailed("两次输入的新密码不一致", details={"field": "new_password2"})
+        auth.change_own_password(session, p.actor(), p.user_id, current=current_password, new=new_password,
+                                 keep_session_id=p.session_id)
+    except AppError as e:
+        raise FormRejected(e, "auth/account.html", _account_ctx(session, p)) from e
+    return redirect("/account", request, "密码已修改；您在其他设备上的登录已退出")
+
+
+@router.post("/account/preferences")
+def preferences(request: Request, session: DbSession, p: auth.Principal = SignedIn,
+                large_font: Annotated[str, Form(max_length=5)] = "",
+                locale: Annotated[str, Form(max_length=10)] = "",
+                back: Annotated[str, Form(max_length=500)] = "/account") -> Response:
+    auth.set_preferences(session, p.actor(), p.user_id,
+                         large_font=(large_font == "1") if large_font in ("0", "1") else None,
+                         locale=locale or None)
+    response = redirect(_safe_next(back), request, "显示设置已保存")
+    if locale in ("zh_CN", "en"):
+        response.set_cookie(LOCALE_COOKIE, locale, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.post("/account/tokens")
+def create_token(request: Request, session: DbSession, p: auth.Principal = SignedIn,
+                 name: Annotated[str, Form(max_length=100)] = "",
+                 grant_id: Annotated[int, Form()] = 0,
+                 days: Annotated[int, Form(ge=1, le=3650)] = 365) -> Response:
+    try:
+        new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=grant_id, name=name, days=days)
+    except AppError as e:
+        raise FormRejected(e, "auth/account.html", _account_ctx(session, p)) from e
+    return render(request, "auth/account.html", _account_ctx(session, p, new_token=new.secret))
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def revoke_token(request: Request, session: DbSession, token_id: int, p: auth.Principal = SignedIn) -> Response:
+    auth.revoke_api_token(session, p.actor(), user_id=p.user_id, token_id=token_id)
+    return redirect("/account", request, "令牌已吊销")
+
+
+# ---- county admin: accounts and grants ----------------------------------------------------------------------------
+
+def _scope_choices(session: DbSession, p: auth.Principal) -> dict[str, object]:
+    flt = p.filter(Perm.USERS_MANAGE)
+    return {"townships": org.list_townships(session, flt), "villages": org.list_villages(session, flt),
+            "stores": org.list_stores(session, flt), "roles": [(r.value, ROLE_LABELS[r]) for r in Role]}
+
+
+@router.get("/admin/users")
+def users_page(request: Request, session: DbSession, p: auth.Principal = UsersManage,
+               q: Annotated[str | None, Query(max_length=40)] = None,
+               page: Annotated[int, Query(ge=1, le=100000)] = 1) -> Response:
+    rows, total = auth.list_users(session, q=q, offset=(page - 1) * 50, limit=50)
+    return render(request, "auth/users.html", {"users": rows, "total": total, "q": q or "", "page": page,
+                                               "pages": max(1, (total + 49) // 50)})
+
+
+@router.post("/admin/users")
+def create_user(request: Request, session: DbSession, p: auth.Principal = UsersManage,
+                login: Annotated[str, Form(max_length=40)] = "",
+                display_name: Annotated[str, Form(max_length=40)] = "",
+                phone: Annotated[str, Form(max_length=20)] = "") -> Response:
+    password = generate_password()
+    try:
+        user = auth.create_user(session, p.actor(), login=login, display_name=display_name, password=password,
+                                phone=phone or None)
+    except AppError as e:
+        rows, total = auth.list_users(session, limit=50)
+        raise FormRejected(e, "auth/users.html", {"users": rows, "total": total, "q": "", "page": 1, "pages": 1,
+                                                  "form": {"login": login, "display_name": display_name,
+                                                           "phone": phone}}) from e
+    return render(request, "auth/user_detail.html", {"user": user, "grants": [], "new_password": password,
+                                                     **_scope_choices(session, p)})
+
+
+@router.get("/admin/users/{user_id}")
+def user_page(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage) -> Response:
+    return render(request, "auth/user_detail.html", {"user": auth.get_user(session, user_id),
+                                                     "grants": auth.grant_views(session, user_id),
+                                                     **_scope_choices(session, p)})
+
+
+def _user_ctx(session: DbSession, p: auth.Principal, user_id: int) -> dict[str, object]:
+    return {"user": auth.get_user(session, user_id), "grants": auth.grant_views(session, user_id),
+            **_scope_choices(session, p)}
+
+
+@router.post("/admin/users/{user_id}")
+def update_user(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage,
+                display_name: Annotated[str, Form(max_length=40)] = "",
+                phone: Annotated[str, Form(max_length=20)] = "") -> Response:
+    try:
+        auth.update_user(session, p.actor(), user_id, display_name=display_name, phone=phone or None)
+    except AppError as e:
+        raise FormRejected(e, "auth/user_detail.html", _user_ctx(session, p, user_id)) from e
+    return redirect(f"/admin/users/{user_id}", request, "已保存")
+
+
+@router.post("/admin/users/{user_id}/active")
+def set_active(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage,
+               active: Annotated[str, Form(max_length=5)] = "0") -> Response:
+    try:
+        auth.set_user_active(session, p.actor(), user_id, active == "1")
+    except AppError as e:
+        raise FormRejected(e, "auth/user_detail.html", _user_ctx(session, p, user_id)) from e
+    return redirect(f"/admin/users/{user_id}", request, "账号已启用" if active == "1" else "账号已停用，其登录已全部退出")
+
+
+@router.post("/admin/users/{user_id}/reset-password")
+def reset_password(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage) -> Response:
+    password = generate_password()
+    auth.admin_reset_password(session, p.actor(), user_id, password)
+    return render(request, "auth/user_detail.html", {**_user_ctx(session, p, user_id), "new_password": password})
+
+
+@router.post("/admin/users/{user_id}/grants")
+def add_grant(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage,
+              role: Annotated[str, Form(max_length=30)] = "",
+              township_id: Annotated[int | None, Form()] = None,
+              village_id: Annotated[int | None, Form()] = None,
+              store_id: Annotated[int | None, Form()] = None,
+              household_id: Annotated[int | None, Form()] = None) -> Response:
+    try:
+        auth.grant_role(session, p.actor(), user_id, role, township_id=township_id, village_id=village_id,
+                        store_id=store_id, household_id=household_id)
+    except AppError as e:
+        raise FormRejected(e, "auth/user_detail.html", _user_ctx(session, p, user_id)) from e
+    return redirect(f"/admin/users/{user_id}", request, "授权已添加")
+
+
+@router.post("/admin/grants/{grant_id}/revoke")
+def revoke_grant(request: Request, session: DbSession, grant_id: int, p: auth.Principal = UsersManage) -> Response:
+    g = auth.revoke_grant(session, p.actor(), grant_id)
+    return redirect(f"/admin/users/{g.user_id}", request, "授权已撤销")

@@ -1,0 +1,45 @@
+"""Permissions: what each role may do. Deny by default: a role has only the permissions listed here.
+
+Every route declares exactly one permission through `app.auth.deps.authorize(...)`; the route-by-role test reads
+these declarations and walks every route with every role.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from app.auth.models import Role
+
+
+class Perm(StrEnum):
+    PUBLIC = "public"  # no login needed
+    SIGNED_IN = "signed_in"  # any signed-in user, for his or her own account
+    ORG_VIEW = "org.view"
+    ORG_MANAGE = "org.manage"  # townships and villages
+    GROUP_MANAGE = "org.groups.manage"  # 村民小组 / 网格 of a village
+    USERS_MANAGE = "users.manage"
+    AUDIT_VIEW = "audit.view"
+
+
+PERM_LABELS: dict[Perm, str] = {
+    Perm.PUBLIC: "公开",
+    Perm.SIGNED_IN: "已登录用户",
+    Perm.ORG_VIEW: "查看行政区划",
+    Perm.ORG_MANAGE: "管理乡镇和村",
+    Perm.GROUP_MANAGE: "管理村民小组",
+    Perm.USERS_MANAGE: "管理账号和授权",
+    Perm.AUDIT_VIEW: "查看审计日志",
+}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
+    Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
+    Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
+    Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE}),
+    Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
+    Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
+    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN}),
+}
+
+
+def role_has(role: Role | str, perm: Perm) -> bool:
+    return perm is Perm.PUBLIC or perm in ROLE_PERMISSIONS.get(Role(role), frozenset())

@@ -1,0 +1,188 @@
+"""`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, backup.
+
+Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sqlite3
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from app.config import Settings, UnsafeSettingsError, get_settings
+
+
+def _db(settings: Settings):  # type: ignore[no-untyped-def]
+    from app.db import Database
+
+    return Database(settings.database_url)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from app import migrate
+    from app.core.context import Actor
+    from app.org import service as org
+
+    migrate.upgrade(settings.database_url, args.revision)
+    db = _db(settings)
+    with db.write_txn() as session:
+        county = org.ensure_county(session, Actor.system("迁移"), code=settings.county_code, name=settings.county_name)
+    print(f"数据库已升级到最新结构（{args.revision}）；县：{county.name}（{county.code}）")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from app import demo
+
+    db = _db(settings)
+    with db.write_txn() as session:
+        if not demo.is_empty(session):
+            print("数据库中已有账号，未装入演示数据（演示数据只装入空数据库）。")
+            return 0 if args.if_empty else 2
+        accounts = demo.load(session, settings)
+    print(demo.describe(accounts))
+    return 0
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from app.auth import service as auth
+    from app.auth.models import Role
+    from app.auth.security import generate_password
+    from app.core.context import Actor
+    from app.errors import AppError
+
+    password = args.password
+    generated = False
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass("新管理员密码（至少 8 位）：")
+        else:
+            password, generated = generate_password(), True
+    db = _db(settings)
+    try:
+        with db.write_txn() as session:
+            actor = Actor.system("命令行")
+            user = auth.create_user(session, actor, login=args.login, display_name=args.name, password=password,
+                                    must_change_password=generated)
+            auth.grant_role(session, actor, user.id, Role.COUNTY_ADMIN.value)  # type: ignore[arg-type]
+    except AppError as e:
+        print(f"未能创建：{e.message}", file=sys.stderr)
+        return 2
+    print(f"已创建县管理员 {args.login}" + (f"，临时密码：{password}（只显示这一次，首次登录须修改）" if generated else ""))
+    return 0
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from app.audit import service as audit
+
+    anchor = None
+    if args.anchor:
+        seq, _, h = args.anchor.partition(":")
+        anchor = (int(seq), h)
+    db = _db(settings)
+    with db.read_txn() as session:
+        problems = audit.verify(session, anchor=anchor)
+        seq, h = audit.head(session)
+    if problems:
+        print(f"审计链校验失败：发现 {len(problems)} 处问题")
+        for p in problems:
+            print(f"- [{p.kind}] {p.message}" + (f"（id={p.event_id}）" if p.event_id else ""))
+        return 1
+    print(f"审计链完好：共 {seq} 条事件，链头 {seq}:{h}")
+    return 0
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        src_path = Path(url.database or "")
+        if not src_path.exists():
+            print(f"找不到数据库文件：{src_path}", file=sys.stderr)
+            return 2
+        out_dir = Path(args.out or settings.var_dir / "backups")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dest = out_dir / f"zhenfeng-{datetime.now().strftime('%Y%m%d-%H%M%S')}.db"
+        src = sqlite3.connect(str(src_path))
+        dst = sqlite3.connect(str(dest))
+        try:
+            with dst:
+                src.backup(dst)  # SQLite online backup: consistent even while the service writes
+        finally:
+            dst.close()
+            src.close()
+        print(f"已备份到 {dest}")
+        return 0
+    if url.get_backend_name() == "postgresql":
+        host = url.host or "127.0.0.1"
+        parts = ["pg_dump", "--format=custom", f"--host={host}", f"--port={url.port or 5432}"]
+        if url.username:
+            parts.append(f"--username={url.username}")
+        parts += [f"--file=zhenfeng-{datetime.now().strftime('%Y%m%d-%H%M%S')}.dump", url.database or ""]
+        print("PostgreSQL 请用 pg_dump 备份（可在服务运行时执行，得到一致的快照）：")
+        print(" ".join(parts))
+        print("恢复：createdb 新库 && pg_restore --dbname=新库 备份文件")
+        return 0
+    print(f"不支持的数据库：{url.get_backend_name()}", file=sys.stderr)
+    return 2
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    workers = args.workers or settings.workers
+    if settings.is_sqlite and workers > 1:
+        print("SQLite 只能由一个进程写入：--workers 必须为 1；多进程请使用 PostgreSQL", file=sys.stderr)
+        return 2
+    settings.check_safe()
+    uvicorn.run("app.main:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port,
+                workers=workers, proxy_headers=True, access_log=False, log_level="warning")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zhenfeng", description="振风超市 管理命令")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="启动网页服务")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int)
+    s.set_defaults(func=cmd_serve)
+    m = sub.add_parser("migrate", help="把数据库升级到最新结构")
+    m.add_argument("--revision", default="head")
+    m.set_defaults(func=cmd_migrate)
+    a = sub.add_parser("create-admin", help="创建县管理员账号")
+    a.add_argument("login")
+    a.add_argument("--name", default="县管理员")
+    a.add_argument("--password", help="不给出时：终端里提示输入；非终端时生成临时密码")
+    a.set_defaults(func=cmd_create_admin)
+    d = sub.add_parser("demo", help="向空数据库装入演示数据")
+    d.add_argument("--if-empty", action="store_true", help="数据库非空时安静地跳过")
+    d.set_defaults(func=cmd_demo)
+    au = sub.add_parser("audit", help="审计日志")
+    au_sub = au.add_subparsers(dest="audit_command", required=True)
+    v = au_sub.add_parser("verify", help="校验审计哈希链")
+    v.add_argument("--anchor", help="纸质公示上的链头，格式 序号:哈希")
+    v.set_defaults(func=cmd_audit_verify)
+    b = sub.add_parser("backup", help="备份数据库")
+    b.add_argument("--out", help="备份目录（默认 var/backups）")
+    b.set_defaults(func=cmd_backup)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as e:  # pydantic's message names the variable
+        print(f"配置有误：{e}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(settings, args))
+    except UnsafeSettingsError as e:
+        print(str(e), file=sys.stderr)
+        return 2

@@ -1,0 +1,103 @@
+"""Engine, sessions and the one-transaction-per-request rule (DESIGN §4).
+
+SQLite: WAL, synchronous=FULL, busy_timeout, foreign keys; write transactions start with BEGIN IMMEDIATE and
+are serialised by one lock in the process; read transactions are deferred and run beside them (WAL).
+PostgreSQL: psycopg 3 with a connection pool.
+
+Services never commit: they `flush()`. Whoever opened the transaction (the request's session dependency, a CLI
+command, a test) commits it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel, create_engine
+
+metadata: MetaData = SQLModel.metadata
+
+WRITE_OPTION = "zf_write"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Hand transaction control to us: BEGIN is emitted in the "begin" event below.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def build_engine(url: str, *, pool_size: int = 10) -> Engine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if u.get_backend_name() == "postgresql" and u.drivername in ("postgresql", "postgres"):
+        url = u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+
+class Database:
+    """The engine plus the write discipline. One per application (or CLI command)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = build_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        # SQLite has one writer; waiting here is cheaper and fairer than spinning on SQLITE_BUSY.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+
+    def read_session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session whose transaction is a write transaction (BEGIN IMMEDIATE, one writer, on SQLite).
+
+        The caller commits; leaving the block closes the session, rolling back anything uncommitted.
+        """
+        if self._write_lock is not None:
+            self._write_lock.acquire()
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session:
+                yield session
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
+
+    @contextmanager
+    def write_txn(self) -> Iterator[Session]:
+        """One write transaction: committed when the block ends normally, rolled back on an exception."""
+        with self.write_session() as session:
+            yield session
+            session.commit()
+
+    @contextmanager
+    def read_txn(self) -> Iterator[Session]:
+        with self.read_session() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,81 @@
+"""`zhenfeng demo`: a demo county for trying the product. Later issues extend it with their own data.
+
+Deterministic except for the passwords, which are random and printed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.auth import service as auth
+from app.auth.models import ROLE_LABELS, Role, User
+from app.auth.security import generate_password
+from app.config import Settings
+from app.core.context import Actor
+from app.errors import Conflict
+from app.org import service as org
+
+TOWNSHIPS = [
+    ("101", "城关镇", [("001", "红旗村", 6), ("002", "桃园村", 5), ("003", "清水村", 4)]),
+    ("102", "振风乡", [("001", "新民村", 5), ("002", "杨柳村", 6), ("003", "石桥村", 4)]),
+]
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    login: str
+    display_name: str
+    role: Role
+    scope: str
+    password: str
+
+
+def is_empty(session: Session) -> bool:
+    return session.execute(select(func.count()).select_from(User)).scalar_one() == 0
+
+
+def load(session: Session, settings: Settings, *, passwords: dict[str, str] | None = None) -> list[DemoAccount]:
+    """Fill an empty, migrated database. Raises Conflict if it already holds accounts."""
+    if not is_empty(session):
+        raise Conflict("数据库中已有账号：演示数据只能装入空数据库")
+    actor = Actor.system("演示数据")
+    county = org.ensure_county(session, actor, code=settings.county_code, name=settings.county_name)
+    villages = []
+    townships = []
+    for t_suffix, t_name, vlist in TOWNSHIPS:
+        t = org.create_township(session, actor, code=county.code + t_suffix, name=t_name)
+        townships.append(t)
+        for v_suffix, v_name, n_groups in vlist:
+            v = org.create_village(session, actor, township_id=t.id, code=t.code + v_suffix, name=v_name)  # type: ignore[arg-type]
+            villages.append(v)
+            for n in range(1, n_groups + 1):
+                org.create_group(session, actor, village_id=v.id, number=n)  # type: ignore[arg-type]
+            org.create_store(session, actor, village_id=v.id, name=f"{v.name}振风超市")  # type: ignore[arg-type]
+    first_village = villages[0]
+    store = org.list_stores(session, org.ScopeFilter(village_ids=frozenset({first_village.id})))[0]  # type: ignore[arg-type]
+    plan = [
+        ("admin", "王建国", Role.COUNTY_ADMIN, {}, county.name),
+        ("reviewer", "李秀英", Role.TOWNSHIP_REVIEWER, {"township_id": townships[0].id}, townships[0].name),
+        ("clerk", "张志强", Role.VILLAGE_CLERK, {"village_id": first_village.id}, first_village.name),
+        ("member", "刘德华", Role.COMMITTEE_MEMBER, {"village_id": first_village.id}, first_village.name),
+        ("storekeeper", "陈桂兰", Role.STORE_CLERK, {"store_id": store.id}, store.name),
+        ("household", "赵长顺", Role.HOUSEHOLD, {"household_id": 1}, "1 号农户"),
+    ]
+    accounts: list[DemoAccount] = []
+    for login, name, role, scope, scope_label in plan:
+        password = (passwords or {}).get(login) or generate_password()
+        user = auth.create_user(session, actor, login=login, display_name=name, password=password,
+                                must_change_password=False)
+        auth.grant_role(session, actor, user.id, role.value, **scope)  # type: ignore[arg-type]
+        accounts.append(DemoAccount(login, name, role, scope_label, password))
+    return accounts
+
+
+def describe(accounts: list[DemoAccount]) -> str:
+    lines = ["演示账号（密码只显示这一次，请记下）：", f"{'登录名':<12}{'密码':<16}{'角色':<10}范围"]
+    for a in accounts:
+        lines.append(f"{a.login:<15}{a.password:<18}{ROLE_LABELS[a.role]:<8}{a.scope}")
+    return "\n".join(lines)

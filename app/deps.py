@@ -1,0 +1,40 @@
+"""Request-scoped dependencies shared by every router: the database session and the request's principal.
+
+The session commits when the route returns, before the response is sent (scope="function"), and rolls back if
+anything raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import nullcontext
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.db import Database
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    db: Database = request.app.state.db
+    ctx = nullcontext(db.read_session()) if request.method in SAFE_METHODS else db.write_session()
+    with ctx as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            if request.method in SAFE_METHODS:
+                session.close()
+
+
+DbSession = Annotated[Session, Depends(db_session, scope="function")]

@@ -1,0 +1,87 @@
+"""The application's error family. Every error carries a stable code and a Chinese message that says what to fix.
+
+Rendered as `{"error": {"code", "message", "details"}}` under /api and as a page elsewhere (see web.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        self.details = details
+
+
+class ValidationFailed(AppError):
+    status = 422
+    code = "invalid"
+
+
+class NotFound(AppError):
+    """Also what a user sees for an object outside his or her scope: ids leak nothing."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, message: str = "未找到该对象，或您没有查看它的权限", **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
+class PermissionDenied(NotFound):
+    """A denial that is answered as 404 and written to the audit log by the request's session dependency."""
+
+    code = "not_found"
+
+    def __init__(self, permission: str, *, object_type: str | None = None, object_id: Any = None) -> None:
+        super().__init__()
+        self.permission = permission
+        self.object_type = object_type
+        self.object_id = object_id
+
+
+class NotAuthenticated(AppError):
+    status = 401
+    code = "not_authenticated"
+
+    def __init__(self, message: str = "请先登录", **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
+class CsrfFailed(AppError):
+    status = 403
+    code = "csrf_failed"
+
+    def __init__(self, message: str = "表单已过期或来源不明（CSRF 校验失败），请刷新页面后重新提交", **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+
+
+class FormRejected(AppError):
+    """A form that did not pass: the page is shown again with the user's input and the reason.
+
+    Raised (not returned) so that the request's transaction is rolled back before the page is rendered.
+    """
+
+    def __init__(self, error: AppError, template: str, context: dict[str, Any]) -> None:
+        super().__init__(error.message, code=error.code, status=error.status, details=error.details)
+        self.template = template
+        self.context = context

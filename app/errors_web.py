@@ -1,0 +1,131 @@
+"""Rendering errors: JSON under /api (DESIGN §7 shape), a Chinese page elsewhere. No input ever yields a bare 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.audit import service as audit
+from app.core.context import Actor
+from app.errors import AppError, FormRejected, NotAuthenticated, PermissionDenied
+from app.logs import log
+from app.web import login_redirect, render, wants_json
+
+FIELD_NAMES = {
+    "login": "登录名", "password": "密码", "display_name": "姓名", "phone": "手机号", "name": "名称",
+    "code": "代码", "number": "编号", "township_id": "乡镇", "village_id": "村", "role": "角色",
+    "current_password": "当前密码", "new_password": "新密码", "store_id": "超市", "household_id": "农户",
+    "days": "有效期", "grant_id": "授权", "active": "状态", "body": "请求内容",
+}
+
+PYDANTIC_MESSAGES = {
+    "missing": "必须填写",
+    "string_too_long": "太长：最多 {max_length} 个字符",
+    "string_too_short": "太短：至少 {min_length} 个字符",
+    "int_parsing": "必须是整数",
+    "int_type": "必须是整数",
+    "int_from_float": "必须是整数",
+    "bool_parsing": "必须是 是/否（true/false）",
+    "bool_type": "必须是 是/否（true/false）",
+    "string_type": "必须是文字",
+    "string_pattern_mismatch": "格式不正确",
+    "greater_than_equal": "不能小于 {ge}",
+    "less_than_equal": "不能大于 {le}",
+    "greater_than": "必须大于 {gt}",
+    "less_than": "必须小于 {lt}",
+    "json_invalid": "不是合法的 JSON",
+    "model_attributes_type": "格式不正确",
+    "dict_type": "必须是 JSON 对象",
+    "list_type": "必须是列表",
+    "enum": "取值不在允许范围内",
+    "literal_error": "取值不在允许范围内",
+    "extra_forbidden": "是不认识的字段",
+    "date_from_datetime_parsing": "不是合法的日期",
+    "date_parsing": "不是合法的日期（格式：2026-01-31）",
+    "value_error": "不合法",
+}
+
+
+def translate_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    details: list[dict[str, Any]] = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header", "form")]
+        field = loc[-1] if loc else "body"
+        label = FIELD_NAMES.get(field, field)
+        template = PYDANTIC_MESSAGES.get(e.get("type", ""), "不合法")
+        try:
+            msg = template.format(**(e.get("ctx") or {}))
+        except (KeyError, IndexError):
+            msg = template
+        if e.get("type") == "json_invalid":
+            details.append({"field": "body", "message": "请求内容不是合法的 JSON，请检查括号、引号和逗号"})
+        else:
+            details.append({"field": ".".join(loc) or "body", "message": f"{label}{msg}"})
+    summary = "；".join(d["message"] for d in details[:5]) or "提交的内容不合法"
+    return "提交的内容有误：" + summary, details
+
+
+def _error_json(status: int, code: str, message: str, details: Any = None,
+                headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "details": details}}, status_code=status,
+                        headers=headers)
+
+
+def _error_page(request: Request, status: int, message: str) -> Response:
+    titles = {400: "请求有误", 401: "请先登录", 403: "无法提交", 404: "未找到", 405: "不支持的操作",
+              409: "操作冲突", 413: "内容过大", 422: "内容有误", 429: "操作过于频繁", 500: "系统出错"}
+    return render(request, "error.html", {"status": status, "title": titles.get(status, "出错了"),
+                                          "message": message}, status_code=status)
+
+
+def _record_denial(request: Request, exc: PermissionDenied) -> None:
+    principal = getattr(request.state, "principal", None)
+    actor = principal.actor() if principal else Actor.anonymous(getattr(request.state, "request_id", None))
+    with request.app.state.db.write_txn() as session:
+        audit.record(session, actor, "auth.denied", object_type=exc.object_type, object_id=exc.object_id,
+                     note=f"{request.method} {request.url.path} 需要权限 {exc.permission}")
+
+
+async def app_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if isinstance(exc, PermissionDenied):
+        await run_in_threadpool(_record_denial, request, exc)
+    if isinstance(exc, FormRejected):
+        return render(request, exc.template, {**exc.context, "error": exc.message, "error_details": exc.details},
+                      status_code=exc.status)
+    if wants_json(request):
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+        return _error_json(exc.status, exc.code, exc.message, exc.details, headers)
+    if isinstance(exc, NotAuthenticated) and request.method in ("GET", "HEAD"):
+        return login_redirect(request)
+    return _error_page(request, exc.status, exc.message)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message, details = translate_validation(list(exc.errors()))
+    if wants_json(request):
+        return _error_json(422, "invalid", message, details)
+    return _error_page(request, 422, message)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    messages = {404: "未找到该页面或对象", 405: "不支持这种请求方式", 400: "请求格式不正确"}
+    message = messages.get(exc.status_code, str(exc.detail) if exc.detail else "请求有误")
+    if wants_json(request):
+        return _error_json(exc.status_code, "http_%d" % exc.status_code, message)
+    return _error_page(request, exc.status_code, message)
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    message = "系统内部出错，操作没有保存。请稍后重试；如果反复出现，请把页面右下角的请求编号告诉管理员"
+    if wants_json(request):
+        return _error_json(500, "internal", message, {"request_id": getattr(request.state, "request_id", None)})
+    return _error_page(request, 500, message)

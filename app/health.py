@@ -1,0 +1,28 @@
+"""/healthz (is the database reachable) and /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import text
+
+from app.auth.deps import authorize
+from app.auth.permissions import Perm
+from app.deps import DbSession
+
+router = APIRouter(tags=["运维"])
+
+
+@router.get("/healthz", summary="健康检查", dependencies=[Depends(authorize(Perm.PUBLIC))])
+def healthz(session: DbSession) -> Response:
+    try:
+        session.execute(text("SELECT 1")).scalar_one()
+    except Exception:
+        return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@router.get("/metrics", summary="Prometheus 指标", dependencies=[Depends(authorize(Perm.PUBLIC))])
+def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,65 @@
+"""create_app(): routers, middleware, static files, error handlers. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette_exporter import PrometheusMiddleware
+
+from app import errors_web, health
+from app.audit import api as audit_api
+from app.audit import pages as audit_pages
+from app.auth import api as auth_api
+from app.auth import pages as auth_pages
+from app.auth.deps import declared_permission
+from app.config import Settings, get_settings
+from app.db import Database
+from app.errors import AppError
+from app.logs import configure as configure_logs
+from app.middleware import RequestContextMiddleware
+from app.org import api as org_api
+from app.org import pages as org_pages
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check_safe()
+    configure_logs(settings.log_level, settings.log_json)
+    db = Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(title="振风超市 API", version="1", lifespan=lifespan,
+                  docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.db = db
+
+    for module in (health, auth_pages, auth_api, org_pages, org_api, audit_pages, audit_api):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    undeclared = [r.path for r in app.routes if isinstance(r, APIRoute) and declared_permission(r) is None]
+    if undeclared:  # deny by default: a route without a declared permission is a programming error
+        raise RuntimeError(f"routes without a declared permission: {undeclared}")
+
+    app.add_exception_handler(AppError, errors_web.app_error_handler)
+    app.add_exception_handler(RequestValidationError, errors_web.validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, errors_web.http_error_handler)
+    app.add_exception_handler(Exception, errors_web.unhandled_error_handler)
+
+    app.add_middleware(PrometheusMiddleware, app_name="zhenfeng", group_paths=True,
+                       skip_paths=["/metrics", "/healthz"], filter_unhandled_paths=True)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,345 @@
+"""Use-cases of the administrative tree. Services flush, never commit; every write is audited."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.clock import utcnow
+from app.core.context import Actor
+from app.core.scope import Scope, ScopeFilter  # noqa: F401  (ScopeFilter re-exported for callers)
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.org.models import County, Group, Store, Township, Village
+
+NAME_RE = re.compile(r"^[\u4e00-\u9fffA-Za-z0-9（）()·\-\s]{1,50}$")
+
+
+def _name(value: str, what: str) -> str:
+    name = (value or "").strip()
+    if not name:
+        raise ValidationFailed(f"请填写{what}名称", details={"field": "name"})
+    if len(name) > 50:
+        raise ValidationFailed(f"{what}名称不能超过 50 个字", details={"field": "name"})
+    if not NAME_RE.match(name):
+        raise ValidationFailed(f"{what}名称只能包含汉字、字母、数字和括号", details={"field": "name"})
+    return name
+
+
+def _snapshot(obj: Any, *fields: str) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in fields}
+
+
+# ---- county -------------------------------------------------------------------------------------------------------
+
+def get_county(session: Session) -> County:
+    county = session.execute(select(County).order_by(County.id).limit(1)).scalar_one_or_none()
+    if county is None:
+        raise NotFound("尚未建立县级信息，请先运行 `zhenfeng migrate`")
+    return county
+
+
+def ensure_county(session: Session, actor: Actor, *, code: str, name: str) -> County:
+    """The one county of this deployment, created from the settings when missing."""
+    county = session.execute(select(County).order_by(County.id).limit(1)).scalar_one_or_none()
+    if county is not None:
+        return county
+    county = County(code=code, name=_name(name, "县"))
+    session.add(county)
+    session.flush()
+    audit.record(session, actor, "org.county.create", object_type="county", object_id=county.id,
+                 after=_snapshot(county, "code", "name"))
+    return county
+
+
+# ---- scopes -------------------------------------------------------------------------------------------------------
+
+def scope_of_township(session: Session, township_id: int) -> Scope | None:
+    t = session.get(Township, township_id)
+    return Scope(township_id=t.id) if t else None
+
+
+def scope_of_village(session: Session, village_id: int) -> Scope | None:
+    v = session.get(Village, village_id)
+    return Scope(township_id=v.township_id, village_id=v.id) if v else None
+
+
+def scope_of_group(session: Session, group_id: int) -> Scope | None:
+    g = session.get(Group, group_id)
+    return scope_of_village(session, g.village_id) if g else None
+
+
+def visible_village_ids(session: Session, flt: ScopeFilter) -> list[int] | None:
+    """None means every village; otherwise the ids this filter reaches."""
+    if flt.everything:
+        return None
+    ids = set(flt.village_ids)
+    if flt.township_ids:
+        ids.update(session.execute(select(Village.id).where(Village.township_id.in_(flt.township_ids))).scalars())
+    return sorted(ids)
+
+
+def _check(flt: ScopeFilter, scope: Scope) -> None:
+    if not flt.covers(scope):
+        raise NotFound()
+
+
+# ---- townships ----------------------------------------------------------------------------------------------------
+
+def _township_code(county: County, code: str) -> str:
+    code = (code or "").strip()
+    if not re.fullmatch(r"\d{9}", code):
+        raise ValidationFailed("乡镇代码必须是 9 位数字（统计用区划代码，前 6 位为县代码）", details={"field": "code"})
+    if not code.startswith(county.code):
+        raise ValidationFailed(f"乡镇代码必须以本县代码 {county.code} 开头", details={"field": "code"})
+    return code
+
+
+def list_townships(session: Session, flt: ScopeFilter, *, include_inactive: bool = True) -> list[Township]:
+    stmt = select(Township).order_by(Township.code)
+    if not flt.everything:
+        village_township = select(Village.township_id).where(Village.id.in_(flt.village_ids))
+        stmt = stmt.where(Township.id.in_(flt.township_ids) | Township.id.in_(village_township))
+    if not include_inactive:
+        stmt = stmt.where(Township.active.is_(True))
+    return list(session.execute(stmt).scalars())
+
+
+def get_township(session: Session, flt: ScopeFilter, township_id: int) -> Township:
+    t = session.get(Township, township_id)
+    if t is None:
+        raise NotFound()
+    if not flt.everything and t.id not in flt.township_ids:
+        vis = visible_village_ids(session, flt) or []
+        if not session.execute(select(Village.id).where(Village.township_id == t.id, Village.id.in_(vis))).first():
+            raise NotFound()
+    return t
+
+
+def create_township(session: Session, actor: Actor, *, code: str, name: str) -> Township:
+    county = get_county(session)
+    code = _township_code(county, code)
+    name = _name(name, "乡镇")
+    if session.execute(select(Township.id).where(Township.code == code)).first():
+        raise Conflict(f"乡镇代码 {code} 已被使用", details={"field": "code"})
+    t = Township(county_id=county.id, code=code, name=name)  # type: ignore[arg-type]
+    session.add(t)
+    session.flush()
+    audit.record(session, actor, "org.township.create", object_type="township", object_id=t.id,
+                 after=_snapshot(t, "code", "name"))
+    return t
+
+
+def rename_township(session: Session, actor: Actor, township_id: int, name: str) -> Township:
+    t = session.get(Township, township_id)
+    if t is None:
+        raise NotFound()
+    before = _snapshot(t, "name")
+    t.name = _name(name, "乡镇")
+    session.flush()
+    audit.record(session, actor, "org.township.rename", object_type="township", object_id=t.id,
+                 before=before, after=_snapshot(t, "name"))
+    return t
+
+
+def set_township_active(session: Session, actor: Actor, township_id: int, active: bool) -> Township:
+    t = session.get(Township, township_id)
+    if t is None:
+        raise NotFound()
+    if t.active == active:
+        return t
+    if not active:
+        n = session.execute(select(func.count()).select_from(Village)
+                            .where(Village.township_id == t.id, Village.active.is_(True))).scalar_one()
+        if n:
+            raise Conflict(f"{t.name}下还有 {n} 个在用的村，请先停用这些村")
+    t.active = active
+    t.deactivated_at = None if active else utcnow()
+    session.flush()
+    audit.record(session, actor, "org.township.activate" if active else "org.township.deactivate",
+                 object_type="township", object_id=t.id, before={"active": not active}, after={"active": active})
+    return t
+
+
+# ---- villages -----------------------------------------------------------------------------------------------------
+
+def list_villages(session: Session, flt: ScopeFilter, *, township_id: int | None = None,
+                  include_inactive: bool = True) -> list[Village]:
+    stmt = select(Village).order_by(Village.code)
+    vis = visible_village_ids(session, flt)
+    if vis is not None:
+        stmt = stmt.where(Village.id.in_(vis))
+    if township_id is not None:
+        stmt = stmt.where(Village.township_id == township_id)
+    if not include_inactive:
+        stmt = stmt.where(Village.active.is_(True))
+    return list(session.execute(stmt).scalars())
+
+
+def get_village(session: Session, flt: ScopeFilter, village_id: int) -> Village:
+    v = session.get(Village, village_id)
+    if v is None:
+        raise NotFound()
+    _check(flt, Scope(township_id=v.township_id, village_id=v.id))
+    return v
+
+
+def create_village(session: Session, actor: Actor, *, township_id: int, code: str, name: str) -> Village:
+    t = session.get(Township, township_id)
+    if t is None:
+        raise ValidationFailed("所选乡镇不存在", details={"field": "township_id"})
+    if not t.active:
+        raise ValidationFailed(f"{t.name}已停用，不能在其下新建村", details={"field": "township_id"})
+    code = (code or "").strip()
+    if not re.fullmatch(r"\d{12}", code):
+        raise ValidationFailed("村代码必须是 12 位数字（统计用区划代码，前 9 位为乡镇代码）", details={"field": "code"})
+    if not code.startswith(t.code):
+        raise ValidationFailed(f"村代码必须以所属乡镇代码 {t.code} 开头", details={"field": "code"})
+    if session.execute(select(Village.id).where(Village.code == code)).first():
+        raise Conflict(f"村代码 {code} 已被使用", details={"field": "code"})
+    v = Village(township_id=t.id, code=code, name=_name(name, "村"))  # type: ignore[arg-type]
+    session.add(v)
+    session.flush()
+    audit.record(session, actor, "org.village.create", object_type="village", object_id=v.id,
+                 after=_snapshot(v, "township_id", "code", "name"))
+    return v
+
+
+def rename_village(session: Session, actor: Actor, village_id: int, name: str) -> Village:
+    v = session.get(Village, village_id)
+    if v is None:
+        raise NotFound()
+    before = _snapshot(v, "name")
+    v.name = _name(name, "村")
+    session.flush()
+    audit.record(session, actor, "org.village.rename", object_type="village", object_id=v.id,
+                 before=before, after=_snapshot(v, "name"))
+    return v
+
+
+def set_village_active(session: Session, actor: Actor, village_id: int, active: bool) -> Village:
+    v = session.get(Village, village_id)
+    if v is None:
+        raise NotFound()
+    if v.active == active:
+        return v
+    if active:
+        t = session.get(Township, v.township_id)
+        if t is not None and not t.active:
+            raise Conflict(f"{t.name}已停用，请先启用乡镇")
+    v.active = active
+    v.deactivated_at = None if active else utcnow()
+    session.flush()
+    audit.record(session, actor, "org.village.activate" if active else "org.village.deactivate",
+                 object_type="village", object_id=v.id, before={"active": not active}, after={"active": active})
+    return v
+
+
+# ---- groups -------------------------------------------------------------------------------------------------------
+
+def list_groups(session: Session, village_id: int, *, include_inactive: bool = True) -> list[Group]:
+    stmt = select(Group).where(Group.village_id == village_id).order_by(Group.number)
+    if not include_inactive:
+        stmt = stmt.where(Group.active.is_(True))
+    return list(session.execute(stmt).scalars())
+
+
+def create_group(session: Session, actor: Actor, *, village_id: int, number: int, name: str | None = None) -> Group:
+    v = session.get(Village, village_id)
+    if v is None:
+        raise NotFound()
+    if not v.active:
+        raise ValidationFailed(f"{v.name}已停用，不能新建村民小组")
+    if not isinstance(number, int) or not 1 <= number <= 999:
+        raise ValidationFailed("小组编号必须是 1 到 999 之间的整数", details={"field": "number"})
+    if session.execute(select(Group.id).where(Group.village_id == v.id, Group.number == number)).first():
+        raise Conflict(f"{v.name}已有第 {number} 组", details={"field": "number"})
+    g = Group(village_id=v.id, number=number, name=_name(name or default_group_name(number), "小组"))  # type: ignore[arg-type]
+    session.add(g)
+    session.flush()
+    audit.record(session, actor, "org.group.create", object_type="group", object_id=g.id,
+                 after=_snapshot(g, "village_id", "number", "name"))
+    return g
+
+
+def rename_group(session: Session, actor: Actor, group_id: int, name: str) -> Group:
+    g = session.get(Group, group_id)
+    if g is None:
+        raise NotFound()
+    before = _snapshot(g, "name")
+    g.name = _name(name, "小组")
+    session.flush()
+    audit.record(session, actor, "org.group.rename", object_type="group", object_id=g.id,
+                 before=before, after=_snapshot(g, "name"))
+    return g
+
+
+def set_group_active(session: Session, actor: Actor, group_id: int, active: bool) -> Group:
+    g = session.get(Group, group_id)
+    if g is None:
+        raise NotFound()
+    if g.active == active:
+        return g
+    g.active = active
+    g.deactivated_at = None if active else utcnow()
+    session.flush()
+    audit.record(session, actor, "org.group.activate" if active else "org.group.deactivate",
+                 object_type="group", object_id=g.id, before={"active": not active}, after={"active": active})
+    return g
+
+
+_CN_DIGITS = "零一二三四五六七八九"
+
+
+def cn_number(n: int) -> str:
+    """1 -> 一, 12 -> 十二, 20 -> 二十, 105 -> 一百零五 (for names like 第十二村民小组)."""
+    if n < 10:
+        return _CN_DIGITS[n]
+    if n < 20:
+        return "十" + (_CN_DIGITS[n % 10] if n % 10 else "")
+    if n < 100:
+        return _CN_DIGITS[n // 10] + "十" + (_CN_DIGITS[n % 10] if n % 10 else "")
+    rest = n % 100
+    tail = "" if rest == 0 else ("零" + _CN_DIGITS[rest] if rest < 10 else cn_number(rest) if rest >= 20
+                                 else "一" + cn_number(rest))
+    return _CN_DIGITS[n // 100] + "百" + tail
+
+
+def default_group_name(number: int) -> str:
+    return f"第{cn_number(number)}村民小组"
+
+
+# ---- stores -------------------------------------------------------------------------------------------------------
+
+def scope_of_store(session: Session, store_id: int) -> Scope | None:
+    s = session.get(Store, store_id)
+    if s is None:
+        return None
+    v = session.get(Village, s.village_id)
+    return Scope(township_id=v.township_id if v else None, village_id=s.village_id, store_id=s.id)
+
+
+def list_stores(session: Session, flt: ScopeFilter) -> list[Store]:
+    stmt = select(Store).order_by(Store.village_id, Store.id)
+    if not flt.everything:
+        stmt = stmt.join(Village, Village.id == Store.village_id).where(
+            Store.id.in_(flt.store_ids) | Store.village_id.in_(flt.village_ids)
+            | Village.township_id.in_(flt.township_ids))
+    return list(session.execute(stmt).scalars())
+
+
+def create_store(session: Session, actor: Actor, *, village_id: int, name: str) -> Store:
+    if session.get(Village, village_id) is None:
+        raise ValidationFailed("所选村不存在", details={"field": "village_id"})
+    name = (name or "").strip()
+    if not name or len(name) > 60:
+        raise ValidationFailed("请填写超市名称（不超过 60 个字）", details={"field": "name"})
+    s = Store(village_id=village_id, name=name)
+    session.add(s)
+    session.flush()
+    audit.record(session, actor, "org.store.create", object_type="store", object_id=s.id,
+                 after={"village_id": village_id, "name": name})
+    return s
