@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jinja2_fragments.fastapi import Jinja2Blocks
 
 from app.auth.models import ROLE_LABELS
@@ -21,8 +22,9 @@ from app.core.masking import mask_id_number, mask_phone
 from app.i18n import pick_locale, translations
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-templates = Jinja2Blocks(directory=str(TEMPLATES_DIR), extensions=["jinja2.ext.i18n"])
-env = templates.env
+env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=select_autoescape(["html"]),
+                  extensions=["jinja2.ext.i18n"])
+templates = Jinja2Blocks(env=env)
 env.filters["dt"] = format_local
 env.filters["mask_phone"] = mask_phone
 env.filters["mask_id"] = mask_id_number
