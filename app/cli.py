@@ -77,6 +77,31 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_password(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from app.auth import service as auth
+    from app.auth.models import User
+    from app.auth.security import generate_password
+    from app.core.context import Actor
+    from app.errors import AppError
+
+    password = generate_password()
+    db = _db(settings)
+    try:
+        with db.write_txn() as session:
+            user = session.execute(select(User).where(User.login == args.login.strip().lower())).scalar_one_or_none()
+            if user is None:
+                print(f"没有登录名为 {args.login} 的账号", file=sys.stderr)
+                return 2
+            auth.admin_reset_password(session, Actor.system("命令行"), user.id, password)  # type: ignore[arg-type]
+    except AppError as e:
+        print(f"未能重置：{e.message}", file=sys.stderr)
+        return 2
+    print(f"{args.login} 的临时密码：{password}（只显示这一次，登录后须修改）")
+    return 0
+
+
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.audit import service as audit
 
@@ -160,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--name", default="县管理员")
     a.add_argument("--password", help="不给出时：终端里提示输入；非终端时生成临时密码")
     a.set_defaults(func=cmd_create_admin)
+    sp = sub.add_parser("set-password", help="为账号生成新的临时密码（忘记密码时）")
+    sp.add_argument("login")
+    sp.set_defaults(func=cmd_set_password)
     d = sub.add_parser("demo", help="向空数据库装入演示数据")
     d.add_argument("--if-empty", action="store_true", help="数据库非空时安静地跳过")
     d.set_defaults(func=cmd_demo)

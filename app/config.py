@@ -65,7 +65,8 @@ class Settings(BaseSettings):
         """What would make this configuration unsafe for a real deployment, in Chinese."""
         reasons: list[str] = []
         if len(self.secret_key) < MIN_SECRET_LENGTH:
-            reasons.append(f"ZF_SECRET_KEY 太短：至少需要 {MIN_SECRET_LENGTH} 个字符（可用 `python -c 'import secrets;print(secrets.token_urlsafe(48))'` 生成）")
+            reasons.append(f"ZF_SECRET_KEY 太短：至少需要 {MIN_SECRET_LENGTH} 个字符"
+                           "（可用 python -c \"import secrets; print(secrets.token_urlsafe(48))\" 生成）")
         if not self.cookie_secure:
             reasons.append("ZF_COOKIE_SECURE 未开启：生产环境必须经 HTTPS 访问，并设置 ZF_COOKIE_SECURE=true")
         if ":memory:" in self.database_url:

@@ -15,6 +15,7 @@ from app.auth.models import ROLE_LABELS, Role, User
 from app.auth.security import generate_password
 from app.config import Settings
 from app.core.context import Actor
+from app.core.scope import ScopeFilter
 from app.errors import Conflict
 from app.org import service as org
 
@@ -55,7 +56,7 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
                 org.create_group(session, actor, village_id=v.id, number=n)  # type: ignore[arg-type]
             org.create_store(session, actor, village_id=v.id, name=f"{v.name}振风超市")  # type: ignore[arg-type]
     first_village = villages[0]
-    store = org.list_stores(session, org.ScopeFilter(village_ids=frozenset({first_village.id})))[0]  # type: ignore[arg-type]
+    store = org.list_stores(session, ScopeFilter(village_ids=frozenset({first_village.id})))[0]  # type: ignore[arg-type]
     plan = [
         ("admin", "王建国", Role.COUNTY_ADMIN, {}, county.name),
         ("reviewer", "李秀英", Role.TOWNSHIP_REVIEWER, {"township_id": townships[0].id}, townships[0].name),

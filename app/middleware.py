@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -79,7 +80,8 @@ class BodyTooLarge(Exception):
 
 async def _too_large(send: Any, rid: str, limit: int) -> None:
     mb = limit // (1024 * 1024)
-    body = ('{"error":{"code":"too_large","message":"上传内容过大：不能超过 %d MB","details":null}}' % mb).encode()
+    body = json.dumps({"error": {"code": "too_large", "message": f"上传内容过大：不能超过 {mb} MB", "details": None}},
+                      ensure_ascii=False).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json; charset=utf-8"),
                             (b"x-request-id", rid.encode("latin-1"))]})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -126,7 +125,7 @@ def verify(session: Session, *, anchor: tuple[int, str] | None = None) -> list[V
     expected_seq = 1
     anchor_hash_found: str | None = None
     stmt = select(AuditEvent).order_by(AuditEvent.seq, AuditEvent.id).execution_options(yield_per=2000)
-    for ev in _stream(session, stmt):
+    for ev in session.execute(stmt).scalars():
         recomputed = chain_hash(ev.prev_hash, ev)
         if ev.seq > expected_seq:
             problems.append(Violation("removed", ev.seq, ev.id,
@@ -152,11 +151,6 @@ def verify(session: Session, *, anchor: tuple[int, str] | None = None) -> list[V
             problems.append(Violation("changed", a_seq, None,
                                       f"与纸质公示上的链头（第 {a_seq} 号，{a_hash[:12]}…）不符：此前的记录被整体改写或删除"))
     return problems
-
-
-def _stream(session: Session, stmt: Any) -> Iterator[AuditEvent]:
-    for row in session.execute(stmt).scalars():
-        yield row
 
 
 def count(session: Session) -> int:

@@ -21,7 +21,6 @@ from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests, ValidationFailed
 from app.org.models import Store, Township, Village
 
-
 LOGIN_RE = re.compile(r"^[a-z0-9_.\-]{3,40}$")
 PHONE_RE = re.compile(r"^1\d{10}$")
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
-from app.core.scope import Scope, ScopeFilter  # noqa: F401  (ScopeFilter re-exported for callers)
+from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.org.models import County, Group, Store, Township, Village
 

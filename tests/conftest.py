@@ -1,0 +1,144 @@
+"""Test fixtures: every test gets its own clean database built by Alembic.
+
+SQLite (default): the schema is migrated once per worker into a template file, copied for each test.
+PostgreSQL (ZF_TEST_DATABASE_URL set): one database per xdist worker, migrated once; each test starts from
+TRUNCATE of every table (the append-only triggers refuse DELETE, not TRUNCATE).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import migrate
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+
+PG_URL = os.environ.get("ZF_TEST_DATABASE_URL")
+TEST_SECRET = "test-secret-" + "x" * 40
+DEMO_PASSWORDS = {
+    "admin": "Admin-pass-2026",
+    "reviewer": "Reviewer-pass-2026",
+    "clerk": "Clerk-pass-2026",
+    "member": "Member-pass-2026",
+    "storekeeper": "Store-pass-2026",
+    "household": "Household-pass-2026",
+}
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+
+
+@pytest.fixture(scope="session")
+def _pg_worker_url() -> Iterator[str | None]:
+    if not PG_URL:
+        yield None
+        return
+    base = make_url(PG_URL)
+    name = f"zf_test_{_worker()}"
+    admin = create_engine(base.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def truncate_all(url: str) -> None:
+    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
+    with engine.begin() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        if tables:
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if PG_URL:
+        url: str = request.getfixturevalue("_pg_worker_url")
+        truncate_all(url)
+        return url
+    template: Path = request.getfixturevalue("_sqlite_template")
+    target = tmp_path / "zhenfeng.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(var_dir=tmp_path / "var", database_url=db_url, secret_key=TEST_SECRET, log_json=True,
+                    log_level="WARNING")
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url)
+    with database.write_txn() as session:
+        from app.core.context import Actor
+        from app.org import service as org
+
+        org.ensure_county(session, Actor.system("测试"), code=settings.county_code, name=settings.county_name)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def demo(db: Database, settings: Settings) -> dict[str, object]:
+    from app import demo as demo_data
+
+    with db.write_txn() as session:
+        accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS)
+    return {a.login: a for a in accounts}
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+    application = create_app(settings)
+    yield application
+    application.state.db.dispose()
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
+
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    m = CSRF_RE.search(html)
+    assert m, "page has no CSRF token"
+    return m.group(1)
+
+
+def login(client: TestClient, login_name: str, password: str | None = None) -> str:
+    """Log in through the real form; returns the session's CSRF token."""
+    page = client.get("/login")
+    token = csrf_from(page.text)
+    r = client.post("/login", data={"login": login_name, "password": password or DEMO_PASSWORDS[login_name],
+                                    "csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:500]
+    return csrf_from(client.get("/account").text)

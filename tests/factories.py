@@ -1,0 +1,49 @@
+"""Plain factory functions for tests: make_xxx(session, **overrides)."""
+
+from __future__ import annotations
+
+import itertools
+
+from sqlalchemy.orm import Session
+
+from app.auth import service as auth
+from app.auth.models import RoleGrant, User
+from app.core.context import Actor
+from app.org import service as org
+from app.org.models import Group, Store, Township, Village
+
+SYSTEM = Actor.system("测试")
+_seq = itertools.count(1)
+
+
+def make_township(session: Session, **kw: object) -> Township:
+    n = next(_seq)
+    county = org.get_county(session)
+    return org.create_township(session, SYSTEM, code=str(kw.get("code") or f"{county.code}{200 + n % 700:03d}"),
+                               name=str(kw.get("name") or f"测试镇{n}"))
+
+
+def make_village(session: Session, township: Township | None = None, **kw: object) -> Village:
+    township = township or make_township(session)
+    n = next(_seq)
+    return org.create_village(session, SYSTEM, township_id=township.id,  # type: ignore[arg-type]
+                              code=str(kw.get("code") or f"{township.code}{n % 1000:03d}"),
+                              name=str(kw.get("name") or f"测试村{n}"))
+
+
+def make_group(session: Session, village: Village, number: int = 1) -> Group:
+    return org.create_group(session, SYSTEM, village_id=village.id, number=number)  # type: ignore[arg-type]
+
+
+def make_store(session: Session, village: Village) -> Store:
+    return org.create_store(session, SYSTEM, village_id=village.id, name=f"{village.name}振风超市")  # type: ignore[arg-type]
+
+
+def make_user(session: Session, login: str | None = None, password: str = "Passw0rd-test", **kw: object) -> User:
+    n = next(_seq)
+    return auth.create_user(session, SYSTEM, login=login or f"user{n}", display_name=str(kw.get("name", f"用户{n}")),
+                            password=password, must_change_password=bool(kw.get("must_change_password", False)))
+
+
+def make_grant(session: Session, user: User, role: str, **scope: int) -> RoleGrant:
+    return auth.grant_role(session, SYSTEM, user.id, role, **scope)  # type: ignore[arg-type]
