@@ -5,6 +5,7 @@ Rendered as `{"error": {"code", "message", "details"}}` under /api and as a page
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -78,10 +79,11 @@ class TooManyRequests(AppError):
 class FormRejected(AppError):
     """A form that did not pass: the page is shown again with the user's input and the reason.
 
-    Raised (not returned) so that the request's transaction is rolled back before the page is rendered.
+    Raised (not returned) so that the request's transaction is rolled back before the page is rendered; the page's
+    context is then built by `context(session)` in a fresh read session (objects of the rolled-back one are stale).
     """
 
-    def __init__(self, error: AppError, template: str, context: dict[str, Any]) -> None:
+    def __init__(self, error: AppError, template: str, context: Callable[[Any], dict[str, Any]]) -> None:
         super().__init__(error.message, code=error.code, status=error.status, details=error.details)
         self.template = template
         self.context = context

@@ -91,13 +91,19 @@ def _record_denial(request: Request, exc: PermissionDenied) -> None:
                      note=f"{request.method} {request.url.path} 需要权限 {exc.permission}")
 
 
+def _render_rejected_form(request: Request, exc: FormRejected) -> Response:
+    with request.app.state.db.read_txn() as session:
+        context = exc.context(session)
+        return render(request, exc.template, {**context, "error": exc.message, "error_details": exc.details},
+                      status_code=exc.status)
+
+
 async def app_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     if isinstance(exc, PermissionDenied):
         await run_in_threadpool(_record_denial, request, exc)
     if isinstance(exc, FormRejected):
-        return render(request, exc.template, {**exc.context, "error": exc.message, "error_details": exc.details},
-                      status_code=exc.status)
+        return await run_in_threadpool(_render_rejected_form, request, exc)
     if wants_json(request):
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
         return _error_json(exc.status, exc.code, exc.message, exc.details, headers)

@@ -19,11 +19,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import migrate
+from app.auth import security
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
 
 PG_URL = os.environ.get("ZF_TEST_DATABASE_URL")
+
+# Cheap Argon2 for the suite (stored hashes carry their parameters; production keeps OWASP's minimum).
+security.set_hash_cost(memory_kib=1024, time_cost=1)
 TEST_SECRET = "test-secret-" + "x" * 40
 DEMO_PASSWORDS = {
     "admin": "Admin-pass-2026",
@@ -135,7 +139,8 @@ def csrf_from(html: str) -> str:
 
 
 def login(client: TestClient, login_name: str, password: str | None = None) -> str:
-    """Log in through the real form; returns the session's CSRF token."""
+    """Log in through the real form (as a fresh browser: cookies cleared); returns the session's CSRF token."""
+    client.cookies.clear()
     page = client.get("/login")
     token = csrf_from(page.text)
     r = client.post("/login", data={"login": login_name, "password": password or DEMO_PASSWORDS[login_name],

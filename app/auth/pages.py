@@ -54,7 +54,7 @@ def login_submit(
 ) -> Response:
     ctx = {"next": _safe_next(next), "login": login[:40]}
     if not same(csrf_token, request.cookies.get(ANON_CSRF_COOKIE)):
-        raise FormRejected(CsrfFailed(), "auth/login.html", ctx)
+        raise FormRejected(CsrfFailed(), "auth/login.html", lambda _s: ctx)
     try:
         result = auth.login(session, request.app.state.settings, login=login, password=password,
                             ip=client_ip(request), user_agent=request.headers.get("user-agent"),
@@ -124,7 +124,7 @@ def change_password(request: Request, session: DbSession, p: auth.Principal = Si
         auth.change_own_password(session, p.actor(), p.user_id, current=current_password, new=new_password,
                                  keep_session_id=p.session_id)
     except AppError as e:
-        raise FormRejected(e, "auth/account.html", _account_ctx(session, p)) from e
+        raise FormRejected(e, "auth/account.html", lambda s: _account_ctx(s, p)) from e
     return redirect("/account", request, "密码已修改；您在其他设备上的登录已退出")
 
 
@@ -150,7 +150,7 @@ def create_token(request: Request, session: DbSession, p: auth.Principal = Signe
     try:
         new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=grant_id, name=name, days=days)
     except AppError as e:
-        raise FormRejected(e, "auth/account.html", _account_ctx(session, p)) from e
+        raise FormRejected(e, "auth/account.html", lambda s: _account_ctx(s, p)) from e
     return render(request, "auth/account.html", _account_ctx(session, p, new_token=new.secret))
 
 
@@ -172,9 +172,12 @@ def _scope_choices(session: DbSession, p: auth.Principal) -> dict[str, object]:
 def users_page(request: Request, session: DbSession, p: auth.Principal = UsersManage,
                q: Annotated[str | None, Query(max_length=40)] = None,
                page: Annotated[int, Query(ge=1, le=100000)] = 1) -> Response:
+    return render(request, "auth/users.html", _users_ctx(session, q=q, page=page))
+
+
+def _users_ctx(session: DbSession, *, q: str | None = None, page: int = 1, **extra: object) -> dict[str, object]:
     rows, total = auth.list_users(session, q=q, offset=(page - 1) * 50, limit=50)
-    return render(request, "auth/users.html", {"users": rows, "total": total, "q": q or "", "page": page,
-                                               "pages": max(1, (total + 49) // 50)})
+    return {"users": rows, "total": total, "q": q or "", "page": page, "pages": max(1, (total + 49) // 50), **extra}
 
 
 @router.post("/admin/users")
@@ -187,10 +190,8 @@ def create_user(request: Request, session: DbSession, p: auth.Principal = UsersM
         user = auth.create_user(session, p.actor(), login=login, display_name=display_name, password=password,
                                 phone=phone or None)
     except AppError as e:
-        rows, total = auth.list_users(session, limit=50)
-        raise FormRejected(e, "auth/users.html", {"users": rows, "total": total, "q": "", "page": 1, "pages": 1,
-                                                  "form": {"login": login, "display_name": display_name,
-                                                           "phone": phone}}) from e
+        form = {"login": login, "display_name": display_name, "phone": phone}
+        raise FormRejected(e, "auth/users.html", lambda s: _users_ctx(s, form=form)) from e
     return render(request, "auth/user_detail.html", {"user": user, "grants": [], "new_password": password,
                                                      **_scope_choices(session, p)})
 
@@ -214,7 +215,7 @@ def update_user(request: Request, session: DbSession, user_id: int, p: auth.Prin
     try:
         auth.update_user(session, p.actor(), user_id, display_name=display_name, phone=phone or None)
     except AppError as e:
-        raise FormRejected(e, "auth/user_detail.html", _user_ctx(session, p, user_id)) from e
+        raise FormRejected(e, "auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)) from e
     return redirect(f"/admin/users/{user_id}", request, "已保存")
 
 
@@ -224,7 +225,7 @@ def set_active(request: Request, session: DbSession, user_id: int, p: auth.Princ
     try:
         auth.set_user_active(session, p.actor(), user_id, active == "1")
     except AppError as e:
-        raise FormRejected(e, "auth/user_detail.html", _user_ctx(session, p, user_id)) from e
+        raise FormRejected(e, "auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)) from e
     return redirect(f"/admin/users/{user_id}", request, "账号已启用" if active == "1" else "账号已停用，其登录已全部退出")
 
 
@@ -246,7 +247,7 @@ def add_grant(request: Request, session: DbSession, user_id: int, p: auth.Princi
         auth.grant_role(session, p.actor(), user_id, role, township_id=township_id, village_id=village_id,
                         store_id=store_id, household_id=household_id)
     except AppError as e:
-        raise FormRejected(e, "auth/user_detail.html", _user_ctx(session, p, user_id)) from e
+        raise FormRejected(e, "auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)) from e
     return redirect(f"/admin/users/{user_id}", request, "授权已添加")
 
 

@@ -44,7 +44,7 @@ def create_township(request: Request, session: DbSession, p: Principal = Manage,
     try:
         t = org.create_township(session, p.actor(), code=code, name=name)
     except AppError as e:
-        raise FormRejected(e, "org/index.html", _index_ctx(session, p, form={"code": code, "name": name})) from e
+        raise FormRejected(e, "org/index.html", lambda s: _index_ctx(s, p, form={"code": code, "name": name})) from e
     return redirect("/org", request, f"已新建乡镇：{t.name}")
 
 
@@ -66,7 +66,7 @@ def rename_township(request: Request, session: DbSession, township_id: int, p: P
     try:
         org.rename_township(session, p.actor(), township_id, name)
     except AppError as e:
-        raise FormRejected(e, "org/township.html", _township_ctx(session, p, township_id)) from e
+        raise FormRejected(e, "org/township.html", lambda s: _township_ctx(s, p, township_id)) from e
     return redirect(f"/org/townships/{township_id}", request, "已改名")
 
 
@@ -76,7 +76,7 @@ def township_active(request: Request, session: DbSession, township_id: int, p: P
     try:
         org.set_township_active(session, p.actor(), township_id, active == "1")
     except AppError as e:
-        raise FormRejected(e, "org/township.html", _township_ctx(session, p, township_id)) from e
+        raise FormRejected(e, "org/township.html", lambda s: _township_ctx(s, p, township_id)) from e
     return redirect(f"/org/townships/{township_id}", request, "已启用" if active == "1" else "已停用")
 
 
@@ -87,7 +87,7 @@ def create_village(request: Request, session: DbSession, township_id: int, p: Pr
         v = org.create_village(session, p.actor(), township_id=township_id, code=code, name=name)
     except AppError as e:
         raise FormRejected(e, "org/township.html",
-                           _township_ctx(session, p, township_id, form={"code": code, "name": name})) from e
+                           lambda s: _township_ctx(s, p, township_id, form={"code": code, "name": name})) from e
     return redirect(f"/org/townships/{township_id}", request, f"已新建村：{v.name}")
 
 
@@ -111,7 +111,7 @@ def rename_village(request: Request, session: DbSession, village_id: int, p: Pri
     try:
         org.rename_village(session, p.actor(), village_id, name)
     except AppError as e:
-        raise FormRejected(e, "org/village.html", _village_ctx(session, p, village_id)) from e
+        raise FormRejected(e, "org/village.html", lambda s: _village_ctx(s, p, village_id)) from e
     return redirect(f"/org/villages/{village_id}", request, "已改名")
 
 
@@ -121,7 +121,7 @@ def village_active(request: Request, session: DbSession, village_id: int, p: Pri
     try:
         org.set_village_active(session, p.actor(), village_id, active == "1")
     except AppError as e:
-        raise FormRejected(e, "org/village.html", _village_ctx(session, p, village_id)) from e
+        raise FormRejected(e, "org/village.html", lambda s: _village_ctx(s, p, village_id)) from e
     return redirect(f"/org/villages/{village_id}", request, "已启用" if active == "1" else "已停用")
 
 
@@ -134,7 +134,7 @@ def create_group(request: Request, session: DbSession, village_id: int, p: Princ
         g = org.create_group(session, p.actor(), village_id=village_id, number=int(number), name=name or None)
     except AppError as e:
         raise FormRejected(e, "org/village.html",
-                           _village_ctx(session, p, village_id, form={"number": number, "name": name})) from e
+                           lambda s: _village_ctx(s, p, village_id, form={"number": number, "name": name})) from e
     return redirect(f"/org/villages/{village_id}", request, f"已新建：{g.name}")
 
 
