@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
@@ -42,8 +44,23 @@ def _fast_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
 
+_OPEN: list[ExitStack] = []
+
+
+@pytest.fixture(autouse=True)
+def _client_stack() -> Iterator[None]:
+    """Clients made by `new_client` stay open for the test (an open TestClient keeps its event loop: fast)."""
+    with ExitStack() as stack:
+        _OPEN.append(stack)
+        try:
+            yield
+        finally:
+            _OPEN.remove(stack)
+
+
 def new_client(app, **kw) -> TestClient:  # type: ignore[no-untyped-def]
-    return TestClient(app, base_url=kw.pop("base_url", "http://testserver"), **kw)
+    c = TestClient(app, base_url=kw.pop("base_url", "http://testserver"), **kw)
+    return _OPEN[-1].enter_context(c) if _OPEN else c
 
 
 def form_login(c: TestClient, name: str, password: str, **headers: str):  # type: ignore[no-untyped-def]

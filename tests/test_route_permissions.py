@@ -271,29 +271,34 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
             cases.append(Case(method, route, _url(route.path, values), "public", "reachable"))
             continue
 
+        if not allowed:  # the permission is checked before any scope: one request, with in-scope objects if any
+            values = {**{p: ids(p, r) for p, r in fallback.items()}, **own}
+            outside = [p for p in scoped if p not in in_refs and fallback[p] != SELF]
+            secret = world.names.get((outside[0], values[outside[0]])) if outside else None
+            label = ", ".join(f"{p}={r}" for p, r in fallback.items()) or "no object"
+            cases.append(Case(method, route, _url(route.path, values), f"without {route.perm}: {label}", "denied",
+                              secret=secret))
+            continue
         # 1. everything in scope (skipped when the role has no in-scope object for some parameter)
         if len(in_refs) == len(scoped):
             values = {**{p: ids(p, r) for p, r in in_refs.items()}, **own}
-            label = "in scope " + ", ".join(f"{p}={r}" for p, r in in_refs.items()) if in_refs else "no object"
-            cases.append(Case(method, route, _url(route.path, values), label,
-                              "reachable" if allowed else "denied"))
+            label = ", ".join(f"{p}={r}" for p, r in in_refs.items()) or "no object"
+            cases.append(Case(method, route, _url(route.path, values), f"in scope: {label}", "reachable"))
         # 2. one parameter out of scope at a time, the others in scope where the role has any
         for p in scoped:
             for ref in table[p][1]:
-                base = {q: ids(q, r) for q, r in fallback.items()}
-                values = {**base, p: ids(p, ref), **own}
+                values = {**{q: ids(q, r) for q, r in fallback.items()}, p: ids(p, ref), **own}
                 others_in = all(q in in_refs for q in scoped if q != p)
-                audit_obj = (p.removesuffix("_id"), str(values[p])) if allowed and others_in else None
+                audit_obj = (p.removesuffix("_id"), str(values[p])) if others_in else None
                 secret = None if ref == SELF else world.names.get((p, values[p]))
-                cases.append(Case(method, route, _url(route.path, values), f"out of scope {p}={ref}", "denied",
+                cases.append(Case(method, route, _url(route.path, values), f"out of scope: {p}={ref}", "denied",
                                   audit_obj, secret))
-        # 3. an owned object of another user
+        # 3. an object without a scope resolver that belongs to another user: 404 like a missing one
         for p in owned:
             if len(in_refs) != len(scoped):
                 continue
             values = {**{q: ids(q, r) for q, r in in_refs.items()}, **own, p: OWNED_PARAMS[p](db, foreign_owner)}
-            cases.append(Case(method, route, _url(route.path, values), f"{p} of {foreign_owner}",
-                              "not_found" if allowed else "denied"))
+            cases.append(Case(method, route, _url(route.path, values), f"{p} of {foreign_owner}", "not_found"))
     return cases, problems
 
 
@@ -323,9 +328,8 @@ def _json_error(r: Any) -> Any:
     return body.get("error") if isinstance(body, dict) and set(body) == {"error"} else None
 
 
-def check(client: TestClient, db: Database, case: Case, csrf: str | None, user_id: int | None,
-          last_seq: int) -> tuple[list[str], int]:
-    """Send one request; return what was wrong with the answer, and the last auth.denied seq seen."""
+def check(client: TestClient, case: Case, csrf: str | None) -> list[str]:
+    """Send one request; return what was wrong with the answer (the audit trail is checked after the walk)."""
     r = _send(client, case, csrf)
     is_api = case.route.path.startswith("/api/")
     where = f"{case.method} {case.url} [{case.route.path}, {case.route.perm}, {case.label}]"
@@ -333,51 +337,52 @@ def check(client: TestClient, db: Database, case: Case, csrf: str | None, user_i
     status = r.status_code
     if status >= 500:
         errors.append(f"{where}: server error {status}: {r.text[:300]}")
-    if is_api and status >= 400 and (not isinstance(_json_error(r), dict)
-                                     or set(_json_error(r)) != {"code", "message", "details"}):
+    error = _json_error(r)
+    if is_api and status >= 400 and (not isinstance(error, dict) or set(error) != {"code", "message", "details"}):
         errors.append(f"{where}: {status} without the JSON error shape: {r.text[:200]}")
 
     if case.expect == "anonymous":
         if is_api:
-            if status != 401 or (_json_error(r) or {}).get("code") != "not_authenticated":
+            if status != 401 or (error or {}).get("code") != "not_authenticated":
                 errors.append(f"{where}: anonymous expected 401 not_authenticated, got {status}: {r.text[:200]}")
         elif case.method in SAFE_METHODS:
             if status != 303 or not r.headers.get("location", "").startswith("/login"):
                 errors.append(f"{where}: anonymous expected 303 to /login, got {status} {r.headers.get('location')}")
         elif status not in (401, 403):
             errors.append(f"{where}: anonymous unsafe request expected 401/403, got {status}")
-        return errors, last_seq
-
-    if case.expect == "reachable" and status in (401, 403, 404):
-        errors.append(f"{where}: expected to be reachable, got {status}: {r.text[:200]}")
-    if case.expect in ("denied", "not_found"):
+    elif case.expect == "reachable":
+        if status in (401, 403, 404):
+            errors.append(f"{where}: expected to be reachable, got {status}: {r.text[:200]}")
+    else:  # denied | not_found
         if status != 404:
             errors.append(f"{where}: expected 404, got {status}: {r.text[:200]}")
-        elif is_api and _json_error(r) != NOT_FOUND_JSON:
+        elif is_api and error != NOT_FOUND_JSON:
             errors.append(f"{where}: 404 differs from a missing object's: {r.text[:200]}")
         if case.secret and case.secret in r.text:
             errors.append(f"{where}: the answer names the out-of-scope object {case.secret!r}")
+    return errors
 
-    if user_id is None:  # anonymous: denials are not attributed
-        return errors, last_seq
-    events = _denials_after(db, last_seq)
-    if events:
-        last_seq = events[-1].seq
-    if case.expect == "denied":
-        note = f"{case.method} {case.url} 需要权限 {case.route.perm}"
-        if len(events) != 1:
-            errors.append(f"{where}: expected one auth.denied audit event, found {len(events)}")
-        else:
-            ev = events[0]
-            if ev.actor_id != user_id or ev.summary.get("note") != note:
-                errors.append(f"{where}: auth.denied event names actor {ev.actor_id} / {ev.summary.get('note')!r}, "
-                              f"expected {user_id} / {note!r}")
-            if case.audit_object and (ev.object_type, ev.object_id) != case.audit_object:
-                errors.append(f"{where}: auth.denied event names {(ev.object_type, ev.object_id)}, "
-                              f"expected {case.audit_object}")
-    elif case.expect == "reachable" and events:
-        errors.append(f"{where}: a reachable request wrote auth.denied: {[e.summary for e in events]}")
-    return errors, last_seq
+
+def check_audit(cases: list[Case], events: list[AuditEvent], user_id: int) -> list[str]:
+    """Each denied request wrote exactly one auth.denied event naming the user (and the object, for a scope
+    denial); no other request wrote one. Requests run one after another, so events and denials pair up in order."""
+    denied = [c for c in cases if c.expect == "denied"]
+    errors: list[str] = []
+    got = [(e.actor_id, (e.summary or {}).get("note"), e.object_type, e.object_id) for e in events]
+    notes = [g[1] for g in got]
+    for c in denied:
+        note = f"{c.method} {c.url} 需要权限 {c.route.perm}"
+        if note not in notes:
+            errors.append(f"{c.method} {c.url} [{c.label}]: no auth.denied audit event {note!r}")
+            continue
+        actor_id, _, otype, oid = got.pop(notes.index(note))
+        notes.remove(note)
+        if actor_id != user_id:
+            errors.append(f"{c.method} {c.url}: auth.denied event names actor {actor_id}, expected {user_id}")
+        if c.audit_object and (otype, oid) != c.audit_object:
+            errors.append(f"{c.method} {c.url}: auth.denied event names {(otype, oid)}, expected {c.audit_object}")
+    errors.extend(f"unexpected auth.denied event (a request that should pass was denied?): {g}" for g in got)
+    return errors
 
 
 # ---- tests ----------------------------------------------------------------------------------------------------------
@@ -435,6 +440,7 @@ def test_every_route_with_role(role: str, app: FastAPI, client: TestClient, db: 
 
     errors: list[str] = []
     for case in cases:
-        found, last_seq = check(client, db, case, csrf, user_id, last_seq)
-        errors.extend(found)
-    assert not errors, f"{len(errors)} of {len(cases)} checks failed for {role}:\n" + "\n".join(errors)
+        errors.extend(check(client, case, csrf))
+    if user_id is not None:
+        errors.extend(check_audit(cases, _denials_after(db, last_seq), user_id))
+    assert not errors, f"{len(errors)} problems in {len(cases)} requests as {role}:\n" + "\n".join(errors)

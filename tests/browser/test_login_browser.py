@@ -46,29 +46,28 @@ def overflow(page: Page) -> tuple[int, int]:
 # ---- 1. navigation by role ----------------------------------------------------------------------------------------
 
 def test_nav_shows_each_role_what_it_may_use(browser: Browser, live_server: LiveServer, demo: dict) -> None:
-    """Every demo role logs in through the form in a fresh browser context; one server for all six (speed)."""
+    """Every demo role logs in through the form; one server and one page for all six, cookies cleared between."""
     seen: dict[str, list[str]] = {}
     problems: list[str] = []
+    ctx = new_context(browser, live_server)
+    page = ctx.new_page()
     for login in DEMO_PASSWORDS:
         account = demo[login]
-        ctx = new_context(browser, live_server)
-        try:
-            page = ctx.new_page()
-            login_via_form(page, login)
-            if not re.search(r"/$", page.url) or not has_session(ctx):
-                problems.append(f"{login}: not logged in (at {page.url})")
-                continue
-            expect(page.get_by_test_id("who")).to_have_text(account.display_name)
-            labels = seen[login] = nav_labels(page)
-            want = expected_nav(account.role)
-            if labels != want:
-                problems.append(f"{login} ({account.role}): nav shows {labels}, ROLE_PERMISSIONS allow {want}")
-            # the home page's tiles repeat the same entries (all but 首页)
-            tiles = [t.strip() for t in page.locator("section.tiles a.tile").all_inner_texts()]
-            if tiles != [label for label in want if label != "首页"]:
-                problems.append(f"{login}: home tiles {tiles} do not match {want}")
-        finally:
-            ctx.close()
+        ctx.clear_cookies()
+        login_via_form(page, login)
+        if not re.search(r"/$", page.url) or not has_session(ctx):
+            problems.append(f"{login}: not logged in (at {page.url})")
+            continue
+        expect(page.get_by_test_id("who")).to_have_text(account.display_name)
+        labels = seen[login] = nav_labels(page)
+        want = expected_nav(account.role)
+        if labels != want:
+            problems.append(f"{login} ({account.role}): nav shows {labels}, ROLE_PERMISSIONS allow {want}")
+        # the home page's tiles repeat the same entries (all but 首页)
+        tiles = [t.strip() for t in page.locator("section.tiles a.tile").all_inner_texts()]
+        if tiles != [label for label in want if label != "首页"]:
+            problems.append(f"{login}: home tiles {tiles} do not match {want}")
+    ctx.close()
     assert not problems, "\n".join(problems)
 
     # the same, spelled out, so a reader sees what is meant
