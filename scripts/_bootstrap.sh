@@ -27,11 +27,12 @@ ensure_apt() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# PYTHONDONTWRITEBYTECODE may be set on the machine: compile at install time so imports stay fast.
 ensure_uv
 # shellcheck disable=SC2086
 ensure_apt ${BOOTSTRAP_APT:-}
 if [ "${BOOTSTRAP_DEV:-0}" = "1" ]; then
-  uv sync --frozen --quiet
+  uv sync --frozen --quiet --compile-bytecode
 else
-  uv sync --frozen --quiet --no-dev
+  uv sync --frozen --quiet --no-dev --compile-bytecode
 fi

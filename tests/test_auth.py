@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sqlite3
 import stat
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,16 +22,20 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import func, select, update
 
+from app import demo as demo_data
 from app.audit.models import AuditEvent
 from app.auth import security
 from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.auth.security import sha256_hex
 from app.config import Settings, UnsafeSettingsError
 from app.core.clock import utcnow
+from app.core.context import Actor
+from app.db import Database
 from app.main import create_app
+from app.org import service as org
 from app.org.models import Township, Village
 from tests import factories
-from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, csrf_from, login
+from tests.conftest import DEMO_PASSWORDS, PG_URL, TEST_SECRET, csrf_from, login, truncate_all
 
 _FAST = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
 _FAST_DUMMY = _FAST.hash("dummy-password-for-unknown-logins")
@@ -40,6 +47,51 @@ CSRF_MESSAGE = "CSRF 校验失败"
 def _fast_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(security, "_hasher", _FAST)
     monkeypatch.setattr(security, "_DUMMY_HASH", _FAST_DUMMY)
+
+
+# The demo county is loaded once per worker into a SQLite template and copied for each test (loading it takes
+# longer than most tests). On PostgreSQL every test starts from TRUNCATE and loads it, as conftest does.
+
+@pytest.fixture(scope="session")
+def _demo_template(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:  # type: ignore[type-arg]
+    path = tmp_path_factory.mktemp("demo-template") / "demo.db"
+    shutil.copyfile(_sqlite_template, path)
+    s = Settings(var_dir=path.parent / "var", database_url=f"sqlite:///{path}", secret_key=TEST_SECRET)
+    database = Database(s.database_url)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(security, "_hasher", _FAST)
+        with database.write_txn() as session:
+            org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)
+            accounts = demo_data.load(session, s, passwords=DEMO_PASSWORDS)
+    database.dispose()
+    return path, accounts
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if PG_URL:
+        url: str = request.getfixturevalue("_pg_worker_url")
+        truncate_all(url)
+        return url
+    template, _ = request.getfixturevalue("_demo_template")
+    target = tmp_path / "zhenfeng.db"
+    src, dst = sqlite3.connect(template), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def demo(db: Database, settings: Settings, request: pytest.FixtureRequest) -> dict[str, object]:
+    if PG_URL:
+        with db.write_txn() as session:
+            accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS)
+    else:
+        accounts = request.getfixturevalue("_demo_template")[1]
+    return {a.login: a for a in accounts}
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
@@ -63,8 +115,9 @@ def new_client(app, **kw) -> TestClient:  # type: ignore[no-untyped-def]
     return _OPEN[-1].enter_context(c) if _OPEN else c
 
 
-def form_login(c: TestClient, name: str, password: str, **headers: str):  # type: ignore[no-untyped-def]
-    token = csrf_from(c.get("/login").text)
+def form_login(c: TestClient, name: str, password: str, csrf: str | None = None, **headers: str):  # type: ignore[no-untyped-def]
+    """POST the login form (fetching the form first for its CSRF token unless one is given)."""
+    token = csrf or csrf_from(c.get("/login").text)
     return c.post("/login", data={"login": name, "password": password, "csrf_token": token},
                   headers=headers, follow_redirects=False)
 
@@ -169,7 +222,7 @@ def test_logout_revokes_session_even_if_cookie_replayed(app, demo, db):
     c = new_client(app)
     csrf = login(c, "clerk")
     (row,) = sessions_of(db, "clerk")
-    raw = [v for k, v in c.cookies.items() if k == SESSION_COOKIE][0]
+    raw = c.cookies.get(SESSION_COOKIE)
     assert c.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
     assert sessions_of(db, "clerk")[0].revoked_at is not None
     replay = with_cookie(app, raw)
@@ -303,8 +356,9 @@ def test_login_form_refuses_missing_or_wrong_anonymous_csrf(app, demo, db, sent)
 def test_account_throttle_refuses_even_right_password(app, demo, db, settings):
     n = settings.login_max_failures_per_account
     c = new_client(app)
+    tok = csrf_from(c.get("/login").text)
     for _ in range(n):
-        r = form_login(c, "clerk", "not-the-password")
+        r = form_login(c, "clerk", "not-the-password", tok)
         assert r.status_code == 401 and "登录名或密码不正确" in r.text
     r = form_login(c, "clerk", DEMO_PASSWORDS["clerk"])
     assert r.status_code == 429
@@ -329,8 +383,9 @@ def test_account_throttle_refuses_even_right_password(app, demo, db, settings):
 def test_account_throttle_ends_after_the_window(app, demo, db, settings):
     n = settings.login_max_failures_per_account
     c = new_client(app)
+    tok = csrf_from(c.get("/login").text)
     for _ in range(n):
-        form_login(c, "clerk", "not-the-password")
+        form_login(c, "clerk", "not-the-password", tok)
     assert form_login(c, "clerk", DEMO_PASSWORDS["clerk"]).status_code == 429
     with db.write_txn() as s:
         s.execute(update(LoginAttempt).values(at=utcnow() - timedelta(minutes=settings.login_window_minutes + 1)))
@@ -340,9 +395,10 @@ def test_account_throttle_ends_after_the_window(app, demo, db, settings):
 def test_address_throttle_across_login_names(app, demo, db, settings):
     n = settings.login_max_failures_per_address
     c = new_client(app)
+    tok = csrf_from(c.get("/login").text)
     for i in range(n):
-        assert form_login(c, f"nobody{i:02d}", "whatever-pass").status_code == 401
-    r = form_login(c, "admin", DEMO_PASSWORDS["admin"])
+        assert form_login(c, f"nobody{i:02d}", "whatever-pass", tok).status_code == 401
+    r = form_login(c, "admin", DEMO_PASSWORDS["admin"], tok)
     assert r.status_code == 429
     assert re.search(r"本机登录失败次数过多，请在 \d+ 分钟后再试", r.text)
     assert len(events(db, "auth.login_failed")) == n
@@ -356,11 +412,12 @@ def test_address_throttle_across_login_names(app, demo, db, settings):
 def test_success_resets_the_account_counter(app, demo, db, settings):
     n = settings.login_max_failures_per_account
     c = new_client(app)
+    tok = csrf_from(c.get("/login").text)
     for _ in range(n - 1):
-        assert form_login(c, "clerk", "not-the-password").status_code == 401
+        assert form_login(c, "clerk", "not-the-password", tok).status_code == 401
     assert form_login(new_client(app), "clerk", DEMO_PASSWORDS["clerk"]).status_code == 303
     for _ in range(n - 1):
-        assert form_login(c, "clerk", "not-the-password").status_code == 401
+        assert form_login(c, "clerk", "not-the-password", tok).status_code == 401
     assert form_login(new_client(app), "clerk", DEMO_PASSWORDS["clerk"]).status_code == 303
     assert events(db, "auth.login_throttled") == []
 

@@ -16,7 +16,6 @@ Per route x method x role:
 
 from __future__ import annotations
 
-import collections
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -426,7 +425,6 @@ def test_every_route_with_role(role: str, app: FastAPI, client: TestClient, db: 
     assert routes, "the route walk found no routes"
     cases, problems = build_cases(role, routes, world, db)
     assert not problems, "\n".join(problems)
-    print("CASES", role, len(cases), collections.Counter(c.expect for c in cases))
 
     if role == "anonymous":
         client.get("/login")
