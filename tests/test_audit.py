@@ -25,11 +25,11 @@ from app.config import Settings, get_settings
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.db import Database, build_engine
+from tests import factories
 from tests import test_auth as common
 from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, login
 
-# shared fixtures (fast Argon2, open test clients, the demo county from a template)
-_fast_argon2 = common._fast_argon2
+# shared fixtures (open test clients, the demo county from a template)
 _client_stack = common._client_stack
 _demo_template = common._demo_template
 db_url = common.db_url
@@ -168,6 +168,28 @@ def test_html_form_writes_are_audited_too(app, demo, db):
     assert r.status_code == 303
     ev = last_event(db)
     assert (ev.action, ev.actor_id, ev.request_id) == ("org.township.create", user_id(db, "admin"), "req-form")
+
+
+def test_long_names_and_several_roles_do_not_break_audited_writes(app, demo, db):
+    named = common.ids(db)
+    with db.write_txn() as s:
+        u = factories.make_user(s, login="l" * 40, name="长" * 40)
+        factories.make_grant(s, u, "village_clerk", village_id=named["红旗村"])
+        factories.make_grant(s, u, "committee_member", village_id=named["桃园村"])
+        factories.make_grant(s, u, "township_reviewer", township_id=named["振风乡"])
+        uid = u.id
+    c = new_client(app)
+    r = form_login(c, "l" * 40, "Passw0rd-test")
+    assert r.status_code == 303, r.text[:300]
+    ev = last_event(db)
+    assert (ev.action, ev.actor_id) == ("auth.login", uid)
+    assert ev.actor_name and ev.actor_name.startswith("长" * 40)
+    csrf = common.csrf_from(c.get("/account").text)
+    r = c.post(f"/org/villages/{named['红旗村']}/groups", data={"number": "9", "csrf_token": csrf},
+               follow_redirects=False)
+    assert r.status_code == 303
+    assert last_event(db).action == "org.group.create"
+    assert verify(db) == []
 
 
 def test_failed_write_leaves_no_event(app, demo, db):

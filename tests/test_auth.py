@@ -1,7 +1,7 @@
 """Sessions, CSRF, login throttling, passwords, API tokens and production settings (DESIGN §8).
 
-HTTP-visible behaviour is driven through TestClient; the rest through the services. Argon2id is made cheap for
-the tests (same algorithm, small cost) so the file stays fast; `test_passwords_are_argon2id` checks the real one.
+HTTP-visible behaviour is driven through TestClient; the rest through the services. conftest makes Argon2id cheap
+for the suite (same algorithm, small cost); `test_passwords_are_argon2id` checks the production parameters.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import func, select, update
 
 from app import demo as demo_data
@@ -37,16 +35,8 @@ from app.org.models import Township, Village
 from tests import factories
 from tests.conftest import DEMO_PASSWORDS, PG_URL, TEST_SECRET, csrf_from, login, truncate_all
 
-_FAST = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
-_FAST_DUMMY = _FAST.hash("dummy-password-for-unknown-logins")
 SESSION_COOKIE = "zf_session"
 CSRF_MESSAGE = "CSRF 校验失败"
-
-
-@pytest.fixture(autouse=True)
-def _fast_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(security, "_hasher", _FAST)
-    monkeypatch.setattr(security, "_DUMMY_HASH", _FAST_DUMMY)
 
 
 # The demo county is loaded once per worker into a SQLite template and copied for each test (loading it takes
@@ -58,11 +48,9 @@ def _demo_template(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFact
     shutil.copyfile(_sqlite_template, path)
     s = Settings(var_dir=path.parent / "var", database_url=f"sqlite:///{path}", secret_key=TEST_SECRET)
     database = Database(s.database_url)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(security, "_hasher", _FAST)
-        with database.write_txn() as session:
-            org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)
-            accounts = demo_data.load(session, s, passwords=DEMO_PASSWORDS)
+    with database.write_txn() as session:
+        org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)
+        accounts = demo_data.load(session, s, passwords=DEMO_PASSWORDS)
     database.dispose()
     return path, accounts
 
@@ -424,8 +412,8 @@ def test_success_resets_the_account_counter(app, demo, db, settings):
 
 # ---- passwords ----------------------------------------------------------------------------------------------------
 
-def test_passwords_are_argon2id(monkeypatch):
-    monkeypatch.undo()  # the real hasher, not the fast one of this file
+def test_passwords_are_argon2id():
+    assert security.ARGON2_MEMORY_KIB >= 19_456 and security.ARGON2_TIME_COST >= 2  # OWASP's minimum in production
     h = security.hash_password("Some-pass-2026")
     assert h.startswith("$argon2id$")
     assert security.verify_password("Some-pass-2026", h)

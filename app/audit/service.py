@@ -58,6 +58,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _clip(value: str | None, length: int) -> str | None:
+    """Labels are cut to their column's length: a long name or several roles must not make a write fail."""
+    return value[:length] if value else value
+
+
 def record(
     session: Session,
     actor: Actor,
@@ -84,15 +89,15 @@ def record(
         seq=(head.seq + 1) if head else 1,
         at=utcnow(),
         actor_id=actor.user_id,
-        actor_name=actor.name,
-        role=actor.role,
-        scope=actor.scope,
+        actor_name=_clip(actor.name, 80),
+        role=_clip(actor.role, 20),
+        scope=_clip(actor.scope, 60),
         action=action,
         object_type=object_type,
-        object_id=None if object_id is None else str(object_id),
+        object_id=None if object_id is None else _clip(str(object_id), 60),
         summary=summary,
-        request_id=actor.request_id,
-        ip=actor.ip,
+        request_id=_clip(actor.request_id, 64),
+        ip=_clip(actor.ip, 64),
         prev_hash=head.hash if head else GENESIS,
         hash="",
     )

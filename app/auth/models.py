@@ -83,8 +83,7 @@ class RoleGrant(SQLModel, table=True):
     township_id: int | None = Field(default=None, foreign_key="townships.id")
     village_id: int | None = Field(default=None, foreign_key="villages.id")
     store_id: int | None = Field(default=None, foreign_key="stores.id")
-    # Points at the household row that the household registry adds; the foreign key comes with that table.
-    household_id: int | None = Field(default=None)
+    household_id: int | None = Field(default=None, foreign_key="households.id")
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
 

@@ -1,0 +1,410 @@
+"""Roster import: preview every problem by row and column, then apply all-or-nothing in one transaction.
+
+Nothing is written to the roster before the clerk confirms. The same file imported twice changes nothing the second
+time; a corrected file updates households (matched by 户号) and members (by ID number, else by name in the household)
+in place. Writes are set-based (executemany), not a query per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.clock import utcnow
+from app.core.context import Actor
+from app.core.pinyin import full_pinyin, initials
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.households import roster
+from app.households.models import HEAD, Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
+from app.households.service import (
+    MemberInput,
+    clean_member,
+    clean_number,
+    clean_phone,
+    number_sort_key,
+)
+from app.org import service as org
+from app.org.models import Group, Village
+
+FIELD_LABEL = {k: v[0] for k, v in roster.COLUMNS.items()}
+
+
+@dataclass
+class Plan:
+    rows: list[dict[str, Any]]
+    problems: list[roster.Problem]
+    missing_groups: list[int] = field(default_factory=list)
+    summary: dict[str, int] = field(default_factory=dict)
+    # filled by _plan(): what would change
+    new_households: list[str] = field(default_factory=list)
+    changed_households: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_members: list[dict[str, Any]] = field(default_factory=list)
+    changed_members: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    changed_member_numbers: set[str] = field(default_factory=set)
+    head_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[roster.Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def _col(sheet_headers: dict[str, str], key: str) -> str:
+    return sheet_headers.get(key, FIELD_LABEL[key])
+
+
+def parse_rows(sheet: roster.Sheet, *, today: date | None = None) -> tuple[list[dict[str, Any]], list[roster.Problem]]:
+    """Every row checked on its own and against the others (no database). Returns normalized rows (JSON-safe)."""
+    problems = list(sheet.problems)
+    out: list[dict[str, Any]] = []
+    h = sheet.headers
+    for row_no, values in sheet.rows:
+        bad = False
+
+        def problem(key: str, message: str, code: str, row_no: int = row_no) -> None:
+            nonlocal bad
+            bad = True
+            problems.append(roster.Problem(row_no, _col(h, key), message, "error", code))
+
+        number = roster.text(values.get("number"))
+        try:
+            number = clean_number(number)
+        except ValidationFailed as e:
+            problem("number", e.message if number else "户号没有填写", "number")
+        birth = None
+        try:
+            birth = roster.parse_date(values.get("birth_date"))
+        except ValueError:
+            problem("birth_date", f"出生日期“{roster.text(values.get('birth_date'))}”看不懂，请写成 1980-01-31", "date")
+        flags: dict[str, bool] = {}
+        for key in ("party_member", "living_away"):
+            try:
+                flags[key] = roster.parse_flag(values.get(key))
+            except ValueError:
+                flags[key] = False
+                problem(key, f"{FIELD_LABEL[key]}“{roster.text(values.get(key))}”请填“是”或“否”", "flag")
+        raw_id = values.get("id_number")
+        try:
+            c = clean_member(MemberInput(
+                name=roster.text(values.get("name")), relation=roster.text(values.get("relation")),
+                gender=roster.text(values.get("gender")) or None, birth_date=birth,
+                id_number=raw_id if isinstance(raw_id, float | int) else roster.text(raw_id),
+                phone=roster.text(values.get("phone")) or None, **flags), today=today)
+        except ValidationFailed as e:
+            key = (e.details or {}).get("field", "name")
+            problem(key if key in FIELD_LABEL else "name", e.message, f"member_{key}")
+            continue
+        group_text = roster.text(values.get("group"))
+        group_num = roster.group_number(group_text)
+        if group_text and group_num is None:
+            problem("group", f"村民小组“{group_text}”看不出是第几组，请写成 3 或 第三村民小组", "group")
+        if bad:
+            continue
+        out.append({"row": row_no, "number": number, "group": group_num, "group_text": group_text, "name": c.name,
+                    "relation": c.relation, "gender": c.gender,
+                    "birth_date": c.birth_date.isoformat() if c.birth_date else None,
+                    "id_number": c.id_number, "id_key": c.id_key, "phone": c.phone, "party_member": c.party_member,
+                    "living_away": c.living_away, "address": roster.text(values.get("address"))[:200] or None,
+                    "notes": roster.text(values.get("notes"))[:500] or None})
+    # across rows
+    by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in out:
+        by_number[r["number"]].append(r)
+    seen_keys: dict[str, int] = {}
+    for r in out:
+        if r["id_key"]:
+            if r["id_key"] in seen_keys:
+                problems.append(roster.Problem(r["row"], _col(h, "id_number"),
+                                               f"身份证号与第 {seen_keys[r['id_key']]} 行重复", "error", "duplicate_id"))
+            else:
+                seen_keys[r["id_key"]] = r["row"]
+    for number, members in by_number.items():
+        heads = [m for m in members if m["relation"] == HEAD]
+        rows_text = "、".join(str(m["row"]) for m in members[:8]) + ("…" if len(members) > 8 else "")
+        if not heads:
+            problems.append(roster.Problem(
+                members[0]["row"], _col(h, "relation"),
+                f"户号 {number}（第 {rows_text} 行）没有户主：请把其中一人的“与户主关系”填为“户主”", "error", "no_head"))
+        elif len(heads) > 1:
+            head_rows = "、".join(str(x["row"]) for x in heads)
+            problems.append(roster.Problem(
+                heads[1]["row"], _col(h, "relation"),
+                f"户号 {number} 有 {len(heads)} 位户主（第 {head_rows} 行），一户只能有一位户主；如果是两户，请使用不同的户号",
+                "error", "two_heads"))
+        groups = {m["group"] for m in members}
+        if len(groups) > 1:
+            problems.append(roster.Problem(members[0]["row"], _col(h, "group"),
+                                           f"户号 {number} 的成员填了不同的村民小组（第 {rows_text} 行）："
+                                           "同一户只能属于一个小组；如果其实是两户，说明户号重复了", "error", "duplicate_number"))
+        names: dict[str, int] = {}
+        for m in members:
+            if not m["id_key"]:
+                if m["name"] in names:
+                    problems.append(roster.Problem(
+                        m["row"], _col(h, "name"),
+                        f"户号 {number} 里“{m['name']}”出现了两次（第 {names[m['name']]} 行）且没有身份证号，无法区分",
+                        "error", "duplicate_member"))
+                names[m["name"]] = m["row"]
+    return out, problems
+
+
+def _plan(session: Session, village: Village, rows: list[dict[str, Any]], problems: list[roster.Problem],
+          headers: dict[str, str]) -> Plan:
+    plan = Plan(rows=rows, problems=problems)
+    groups = {g.number: g for g in session.execute(select(Group).where(Group.village_id == village.id)).scalars()}
+    missing = sorted({r["group"] for r in rows if r["group"] is not None and r["group"] not in groups})
+    plan.missing_groups = missing
+    for n in missing:
+        first = next(r for r in rows if r["group"] == n)
+        problems.append(roster.Problem(first["row"], _col(headers, "group"),
+                                       f"本村还没有第 {n} 组（“{first['group_text']}”）："
+                                       "确认导入时可以勾选“同时新建缺少的村民小组”",
+                                       "warning", "unknown_group"))
+    inactive = sorted({r["group"] for r in rows if r["group"] in groups and not groups[r["group"]].active})
+    for n in inactive:
+        first = next(r for r in rows if r["group"] == n)
+        problems.append(roster.Problem(first["row"], _col(headers, "group"), f"{groups[n].name}已停用", "error",
+                                       "inactive_group"))
+    existing = {h.number: h for h in
+                session.execute(select(Household).where(Household.village_id == village.id)).scalars()}
+    keys = [r["id_key"] for r in rows if r["id_key"]]
+    by_key: dict[str, Member] = {}
+    for i in range(0, len(keys), 900):
+        for found in session.execute(select(Member).where(Member.id_key.in_(keys[i:i + 900]))).scalars():
+            by_key[found.id_key] = found  # type: ignore[index]
+    hh_by_id = {h.id: h for h in existing.values()}
+    existing_members: dict[int, list[Member]] = defaultdict(list)
+    if existing:
+        for em in session.execute(select(Member).where(Member.village_id == village.id)).scalars():
+            existing_members[em.household_id].append(em)
+    other_households: dict[int, tuple[str, str]] = {}
+    foreign_ids = {m.household_id for m in by_key.values() if m.household_id not in hh_by_id}
+    if foreign_ids:
+        for hid, num, vname in session.execute(select(Household.id, Household.number, Village.name)
+                                               .join(Village, Village.id == Household.village_id)
+                                               .where(Household.id.in_(foreign_ids))):
+            other_households[hid] = (num, vname)
+
+    by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_number[r["number"]].append(r)
+    counts = {"households_new": 0, "households_updated": 0, "households_unchanged": 0, "members_new": 0,
+              "members_updated": 0, "members_unchanged": 0, "rows": len(rows)}
+    member_fields = ("name", "relation", "gender", "birth_date", "id_number", "id_key", "phone", "party_member",
+                     "living_away")
+    for number, members in by_number.items():
+        hh = existing.get(number)
+        head_row = next((m for m in members if m["relation"] == HEAD), members[0])
+        group_id = groups[head_row["group"]].id if head_row["group"] in groups else None
+        hh_changes: dict[str, Any] = {}
+        if hh is None:
+            plan.new_households.append(number)
+            counts["households_new"] += 1
+        else:
+            if hh.status != "active":
+                problems.append(roster.Problem(head_row["row"], _col(headers, "number"),
+                                               f"户号 {number} 已迁出或注销，不能再导入成员；如是新户，请换一个户号",
+                                               "error", "inactive_household"))
+                continue
+            wanted = {"group_id": group_id if head_row["group"] is not None else hh.group_id,
+                      "address": head_row["address"] or hh.address,
+                      "phone": head_row["phone"] if head_row["phone"] else hh.phone}
+            if head_row["group"] is not None and group_id is None:
+                wanted["group_id"] = None  # a group to be created: resolved at apply time
+                hh_changes["_group_number"] = head_row["group"]
+            for k, v in wanted.items():
+                if getattr(hh, k) != v:
+                    hh_changes[k] = v
+        current = {m.id: m for m in existing_members.get(hh.id, [])} if hh else {}  # type: ignore[arg-type]
+        by_name = {m.name: m for m in current.values() if not m.id_key}
+        any_member_change = False
+        for r in members:
+            m: Member | None = by_key.get(r["id_key"]) if r["id_key"] else None
+            if m is not None and (hh is None or m.household_id != hh.id):
+                num, vname = (hh_by_id[m.household_id].number, village.name) if m.household_id in hh_by_id \
+                    else other_households.get(m.household_id, ("?", "外村"))
+                problems.append(roster.Problem(r["row"], _col(headers, "id_number"),
+                                               f"{r['name']} 的身份证号已登记在 {vname} 户号 {num}：一人只能在一户；"
+                                               "如要转户，请在系统里办理分户或合户", "error", "member_elsewhere"))
+                continue
+            if m is None and not r["id_key"]:
+                m = by_name.get(r["name"])
+            if m is None and r["id_key"]:
+                same_name = [x for x in current.values() if x.name == r["name"] and not x.id_key]
+                m = same_name[0] if same_name else None
+            if m is None:
+                plan.new_members.append(r)
+                counts["members_new"] += 1
+                any_member_change = True
+                continue
+            birth = date.fromisoformat(r["birth_date"]) if r["birth_date"] else None
+            wanted_m = {**{k: r[k] for k in member_fields}, "birth_date": birth}
+            diff = {k: v for k, v in wanted_m.items() if getattr(m, k) != v}
+            if diff:
+                if "name" in diff:
+                    diff["name_pinyin"], diff["name_initials"] = full_pinyin(r["name"]), initials(r["name"])
+                plan.changed_members.append((m.id, diff))  # type: ignore[arg-type]
+                plan.changed_member_numbers.add(number)
+                counts["members_updated"] += 1
+                any_member_change = True
+            else:
+                counts["members_unchanged"] += 1
+            if r["relation"] == HEAD and hh is not None and hh.head_member_id != m.id:
+                plan.head_changes[number] = {"member_id": m.id, "name": r["name"]}
+                any_member_change = True
+        if hh is not None:
+            if hh_changes:
+                plan.changed_households[number] = hh_changes
+            if hh_changes or any_member_change:
+                counts["households_updated"] += 1
+            else:
+                counts["households_unchanged"] += 1
+    plan.summary = counts
+    return plan
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def preview(session: Session, actor: Actor, *, village_id: int, file_name: str, data: bytes,
+            today: date | None = None) -> ImportBatch:
+    """Read and check the file; keep the result as a batch awaiting confirmation. Writes no roster row."""
+    village = session.get(Village, village_id)
+    if village is None:
+        raise NotFound()
+    sheet = roster.read_sheet(file_name, data)
+    rows, problems = parse_rows(sheet, today=today)
+    plan = _plan(session, village, rows, problems, sheet.headers)
+    batch = ImportBatch(village_id=village_id, user_id=actor.user_id or 0, file_name=(file_name or "")[:200],
+                        file_sha256=_sha256(data), rows=rows, problems=[p.as_dict() for p in plan.problems],
+                        summary={**plan.summary, "missing_groups": plan.missing_groups, "headers": sheet.headers})
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def get_batch(session: Session, batch_id: int, village_id: int) -> ImportBatch:
+    b = session.get(ImportBatch, batch_id)
+    if b is None or b.village_id != village_id:
+        raise NotFound()
+    return b
+
+
+def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, create_missing_groups: bool = False,
+          today: date | None = None) -> dict[str, Any]:
+    """Write the confirmed batch, all or nothing (the caller's transaction). The plan is recomputed against the
+    current roster, so a change made since the preview is noticed rather than overwritten."""
+    batch = get_batch(session, batch_id, village_id)
+    if batch.status != "preview":
+        raise Conflict("这批数据已经处理过了（已导入或已放弃），请重新上传文件")
+    village = session.get(Village, village_id)
+    assert village is not None
+    headers = batch.summary.get("headers", {})
+    file_problems = [roster.Problem(**p) for p in batch.problems if p["code"] in
+                     ("ignored_columns",) or p["severity"] == "error"]
+    plan = _plan(session, village, batch.rows, [p for p in file_problems if p.severity == "error"], headers)
+    errors = plan.errors
+    if errors:
+        raise ValidationFailed(f"还有 {len(errors)} 个问题没有解决，未导入任何数据。请改正后重新上传",
+                               details=[p.as_dict() for p in errors[:200]])
+    if plan.missing_groups and not create_missing_groups:
+        raise ValidationFailed("表中有本村还没有的村民小组：请勾选“同时新建缺少的村民小组”，或改正表格后重新上传",
+                               details={"missing_groups": plan.missing_groups})
+    today = today or date.today()
+    now = utcnow()
+    for n in plan.missing_groups:
+        org.create_group(session, actor, village_id=village_id, number=n)
+    groups = {g.number: g.id for g in session.execute(select(Group).where(Group.village_id == village_id)).scalars()}
+    by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in batch.rows:
+        by_number[r["number"]].append(r)
+
+    # 1. new households
+    number_to_id = {n: i for n, i in session.execute(select(Household.number, Household.id)
+                                                     .where(Household.village_id == village_id))}
+    if plan.new_households:
+        values = []
+        for number in plan.new_households:
+            members = by_number[number]
+            head = next(m for m in members if m["relation"] == HEAD)
+            values.append({"village_id": village_id, "group_id": groups.get(head["group"]), "number": number,
+                           "number_sort": number_sort_key(number), "head_name": head["name"],
+                           "head_pinyin": full_pinyin(head["name"]), "address": head["address"],
+                           "phone": clean_phone(head["phone"]), "notes": head["notes"], "status": "active",
+                           "created_at": now, "updated_at": now})
+        for hid, number in session.execute(insert(Household).returning(Household.id, Household.number), values):
+            number_to_id[number] = hid
+    # 2. changed households
+    if plan.changed_households:
+        updates = []
+        for number, ch in plan.changed_households.items():
+            ch = dict(ch)
+            gnum = ch.pop("_group_number", None)
+            if gnum is not None:
+                ch["group_id"] = groups[gnum]
+            updates.append({"id": number_to_id[number], **ch, "updated_at": now})
+        session.execute(update(Household), updates)
+    # 3. new members and their membership periods
+    head_for: dict[int, tuple[int, str]] = {number_to_id[n]: (hc["member_id"], hc["name"])
+                                            for n, hc in plan.head_changes.items()}
+    changed_ids: set[int] = set(head_for)
+    if plan.new_members:
+        values = []
+        for r in plan.new_members:
+            values.append({"household_id": number_to_id[r["number"]], "village_id": village_id, "name": r["name"],
+                           "name_pinyin": full_pinyin(r["name"]), "name_initials": initials(r["name"]),
+                           "relation": r["relation"], "gender": r["gender"],
+                           "birth_date": date.fromisoformat(r["birth_date"]) if r["birth_date"] else None,
+                           "id_number": r["id_number"], "id_key": r["id_key"], "phone": r["phone"],
+                           "party_member": r["party_member"], "living_away": r["living_away"], "status": "present",
+                           "created_at": now, "updated_at": now})
+        new_ids = list(session.execute(insert(Member).returning(Member.id, sort_by_parameter_order=True),
+                                       values).scalars())
+        session.execute(insert(HouseholdMembership), [
+            {"member_id": mid, "household_id": v["household_id"], "relation": v["relation"], "started_on": today,
+             "reason": f"导入花名册（{batch.file_name}）"[:200]} for mid, v in zip(new_ids, values, strict=True)])
+        for mid, v in zip(new_ids, values, strict=True):
+            changed_ids.add(v["household_id"])
+            if v["relation"] == HEAD:
+                head_for[v["household_id"]] = (mid, v["name"])
+    # 4. changed members
+    if plan.changed_members:
+        session.execute(update(Member), [{"id": mid, **diff, "updated_at": now} for mid, diff in plan.changed_members])
+        changed_ids.update(number_to_id[n] for n in plan.changed_member_numbers)
+    # 5. heads (the head's name and pinyin are kept on the household for sorting and lists)
+    if head_for:
+        session.execute(update(Household), [{"id": hid, "head_member_id": mid, "head_name": name,
+                                             "head_pinyin": full_pinyin(name)} for hid, (mid, name) in head_for.items()])
+    # 6. history and audit
+    created = {number_to_id[n] for n in plan.new_households}
+    changed_ids.update(number_to_id[n] for n in plan.changed_households)
+    events = [{"household_id": hid, "kind": "created", "description": f"导入花名册建户（{batch.file_name}）"[:500],
+               "details": {"batch_id": batch.id}, "actor_id": actor.user_id, "actor_name": actor.name, "at": now}
+              for hid in sorted(created)]
+    events += [{"household_id": hid, "kind": "imported", "description": f"导入花名册更新（{batch.file_name}）"[:500],
+                "details": {"batch_id": batch.id}, "actor_id": actor.user_id, "actor_name": actor.name, "at": now}
+               for hid in sorted(changed_ids - created)]
+    if events:
+        session.execute(insert(HouseholdEvent), events)
+    batch.status = "applied"
+    batch.applied_at = now
+    result = {**plan.summary, "groups_created": len(plan.missing_groups)}
+    batch.summary = {**batch.summary, "applied": result}
+    session.flush()
+    audit.record(session, actor, "households.import", object_type="village", object_id=village_id,
+                 after={"batch_id": batch.id, "file": batch.file_name, "sha256": batch.file_sha256, **result})
+    return result
+
+
+def discard(session: Session, actor: Actor, *, village_id: int, batch_id: int) -> None:
+    batch = get_batch(session, batch_id, village_id)
+    if batch.status == "preview":
+        batch.status = "discarded"
+        session.flush()
