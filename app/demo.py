@@ -1,10 +1,13 @@
-"""`zhenfeng demo`: a demo county for trying the product. Later issues extend it with their own data.
+"""`zhenfeng demo`: a demo county for trying the product: 2 townships, 6 villages with groups and stores, about
+1,500 households with their members, and one account for every role. Later issues extend it with their own data.
 
-Deterministic except for the passwords, which are random and printed once.
+Deterministic (seeded) except for the passwords, which are random and printed once.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -16,8 +19,12 @@ from app.auth.security import generate_password
 from app.config import Settings
 from app.core.context import Actor
 from app.core.scope import ScopeFilter
+from app.demo_people import FamilyMaker
 from app.errors import Conflict
+from app.households import imports
+from app.households import service as households
 from app.org import service as org
+from app.org.service import cn_number
 
 TOWNSHIPS = [
     ("101", "城关镇", [("001", "红旗村", 6), ("002", "桃园村", 5), ("003", "清水村", 4)]),
@@ -38,8 +45,28 @@ def is_empty(session: Session) -> bool:
     return session.execute(select(func.count()).select_from(User)).scalar_one() == 0
 
 
-def load(session: Session, settings: Settings, *, passwords: dict[str, str] | None = None) -> list[DemoAccount]:
-    """Fill an empty, migrated database. Raises Conflict if it already holds accounts."""
+def roster_csv(maker: FamilyMaker, households: int, groups: int) -> bytes:
+    """A village's roster as the clerk's CSV would hold it, one row per member."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["户号", "村民小组", "姓名", "与户主关系", "性别", "出生日期", "身份证号", "联系电话", "是否党员",
+                "是否外出务工", "家庭住址"])
+    for n in range(1, households + 1):
+        group = maker.rng.randrange(1, groups + 1)
+        address = f"{group}组{maker.rng.randrange(1, 80)}号"
+        for person in maker.family():
+            w.writerow([f"{n:03d}", f"第{cn_number(group)}村民小组", person.name, person.relation, person.gender,
+                        person.birth.isoformat(), person.id_number, person.phone or "",
+                        "是" if person.party_member else "否", "是" if person.living_away else "否",
+                        address if person.relation == "户主" else ""])
+    return buf.getvalue().encode("utf-8")
+
+
+def load(session: Session, settings: Settings, *, passwords: dict[str, str] | None = None,
+         households_per_village: int = 250, seed: int = 2026) -> list[DemoAccount]:
+    """Fill an empty, migrated database. Raises Conflict if it already holds accounts.
+
+    The rosters go through the real import (preview, then apply), as a clerk's files would."""
     if not is_empty(session):
         raise Conflict("数据库中已有账号：演示数据只能装入空数据库")
     actor = Actor.system("演示数据")
@@ -55,7 +82,14 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
             for n in range(1, n_groups + 1):
                 org.create_group(session, actor, village_id=v.id, number=n)  # type: ignore[arg-type]
             org.create_store(session, actor, village_id=v.id, name=f"{v.name}振风超市")  # type: ignore[arg-type]
+    for index, v in enumerate(villages):
+        n_groups = len(org.list_groups(session, v.id))  # type: ignore[arg-type]
+        data = roster_csv(FamilyMaker(seed, index), households_per_village, n_groups)
+        batch = imports.preview(session, actor, village_id=v.id, file_name=f"{v.name}花名册.csv", data=data)  # type: ignore[arg-type]
+        imports.apply(session, actor, village_id=v.id, batch_id=batch.id)  # type: ignore[arg-type]
     first_village = villages[0]
+    first_household = households.search(session, ScopeFilter(village_ids=frozenset({first_village.id})),  # type: ignore[arg-type]
+                                        village_id=first_village.id, limit=1).rows
     store = org.list_stores(session, ScopeFilter(village_ids=frozenset({first_village.id})))[0]  # type: ignore[arg-type]
     plan = [
         ("admin", "王建国", Role.COUNTY_ADMIN, {}, county.name),
@@ -63,7 +97,9 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         ("clerk", "张志强", Role.VILLAGE_CLERK, {"village_id": first_village.id}, first_village.name),
         ("member", "刘德华", Role.COMMITTEE_MEMBER, {"village_id": first_village.id}, first_village.name),
         ("storekeeper", "陈桂兰", Role.STORE_CLERK, {"store_id": store.id}, store.name),
-        ("household", "赵长顺", Role.HOUSEHOLD, {"household_id": 1}, "1 号农户"),
+        ("household", first_household[0].head_name if first_household else "农户", Role.HOUSEHOLD,
+         {"household_id": first_household[0].id if first_household else None},
+         f"{first_village.name} 户号 {first_household[0].number if first_household else ''}"),
     ]
     accounts: list[DemoAccount] = []
     for login, name, role, scope, scope_label in plan:

@@ -39,6 +39,7 @@ LARGE_FONT_COOKIE = "zf_large"
 # (label, url, permission): the navigation shows each user only what the roles allow.
 NAV: list[tuple[str, str, Perm]] = [
     ("首页", "/", Perm.SIGNED_IN),
+    ("农户", "/households", Perm.HOUSEHOLD_VIEW),
     ("行政区划", "/org", Perm.ORG_VIEW),
     ("账号管理", "/admin/users", Perm.USERS_MANAGE),
     ("审计日志", "/admin/audit", Perm.AUDIT_VIEW),
@@ -129,6 +130,13 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         response.set_cookie(ANON_CSRF_COOKIE, new_csrf, httponly=True, samesite="strict",
                             secure=request.app.state.settings.cookie_secure)
     return response
+
+
+def download(content: tuple[bytes, str, str]) -> Response:
+    """A file download from (bytes, file name, media type); the Chinese file name survives every browser."""
+    data, filename, media_type = content
+    return Response(data, media_type=media_type,
+                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
 
 
 def wants_json(request: Request) -> bool:

@@ -112,7 +112,7 @@ def demo(db: Database, settings: Settings) -> dict[str, object]:
     from app import demo as demo_data
 
     with db.write_txn() as session:
-        accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS)
+        accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS, households_per_village=4)
     return {a.login: a for a in accounts}
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from app import demo as demo_data
 from app.audit.models import AuditEvent
 from app.auth import security
+from app.auth import service as auth_service
 from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.auth.security import sha256_hex
 from app.config import Settings, UnsafeSettingsError
@@ -158,10 +159,14 @@ def assert_api_error(r, status: int, code: str | None = None, text: str | None =
 
 
 def api_login(app, name: str, password: str | None = None) -> TestClient:  # type: ignore[no-untyped-def]
-    """A client signed in through the form, sending its CSRF token as a header on every request."""
-    c = new_client(app)
-    csrf = login(c, name, password)
-    c.headers["X-CSRF-Token"] = csrf
+    """A client with a session opened by the login service (as the form does, without fetching pages), sending the
+    session's CSRF token as a header on every request. Tests of the login form itself use `login`/`form_login`."""
+    db = app.state.db
+    with db.write_txn() as s:
+        result = auth_service.login(s, app.state.settings, login=name, password=password or DEMO_PASSWORDS[name],
+                                    ip="testclient", user_agent="pytest", request_id=None)
+    c = new_client(app, cookies={SESSION_COOKIE: result.token})
+    c.headers["X-CSRF-Token"] = result.principal.csrf_token or ""
     return c
 
 

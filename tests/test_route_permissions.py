@@ -177,7 +177,7 @@ def world(db: Database, demo: dict[str, object]) -> World:
         stores_rows = list(s.execute(select(Store)).scalars())
         stores = {next(n for n, i in villages.items() if i == st.village_id): st.id for st in stores_rows}
         users = {u.login: u.id for u in s.execute(select(User)).scalars()}
-        grants = {login: auth.active_grants(s, uid)[0].id for login, uid in users.items()}  # type: ignore[union-attr]
+        grants = {login: g[0].id for login, uid in users.items() if (g := auth.active_grants(s, uid))}
         names: dict[tuple[str, int], str] = {}
         names.update({("township_id", i): n for n, i in townships.items()})
         names.update({("village_id", i): n for n, i in villages.items()})
@@ -255,7 +255,6 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
 
         in_refs = {p: table[p][0][0] for p in scoped if table[p][0]}
         fallback = {p: (table[p][0] or table[p][1])[0] for p in scoped}
-        own = {p: OWNED_PARAMS[p](db, acting) for p in owned}
 
         if role == "anonymous":
             values = {**{p: ids(p, r) for p, r in fallback.items()},
@@ -264,6 +263,7 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
             cases.append(Case(method, route, _url(route.path, values), "anonymous", expect))
             continue
 
+        own = {p: OWNED_PARAMS[p](db, acting) for p in owned}
         allowed = route.perm is Perm.PUBLIC or route.perm in EXPECTED_PERMISSIONS[role]
         if route.perm is Perm.PUBLIC:  # authorize() checks nothing else for PUBLIC
             values = {**{p: ids(p, r) for p, r in fallback.items()}, **own}
@@ -281,7 +281,7 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
         # 1. everything in scope (skipped when the role has no in-scope object for some parameter)
         if len(in_refs) == len(scoped):
             values = {**{p: ids(p, r) for p, r in in_refs.items()}, **own}
-            label = ", ".join(f"{p}={r}" for p, r in in_refs.items()) or "no object"
+            label = ", ".join([f"{p}={r}" for p, r in in_refs.items()] + [f"{p}=own" for p in owned]) or "no object"
             cases.append(Case(method, route, _url(route.path, values), f"in scope: {label}", "reachable"))
         # 2. one parameter out of scope at a time, the others in scope where the role has any
         for p in scoped:
@@ -352,6 +352,9 @@ def check(client: TestClient, case: Case, csrf: str | None) -> list[str]:
     elif case.expect == "reachable":
         if status in (401, 403, 404):
             errors.append(f"{where}: expected to be reachable, got {status}: {r.text[:200]}")
+        elif (r.headers.get("location", "").startswith("/login") and case.label != "anonymous"
+              and (case.method, case.route.path) not in SESSION_ENDING):
+            errors.append(f"{where}: sent to the login page: the session was lost (an earlier request ended it?)")
     else:  # denied | not_found
         if status != 404:
             errors.append(f"{where}: expected 404, got {status}: {r.text[:200]}")
@@ -364,7 +367,7 @@ def check(client: TestClient, case: Case, csrf: str | None) -> list[str]:
 
 def check_audit(cases: list[Case], events: list[AuditEvent], user_id: int) -> list[str]:
     """Each denied request wrote exactly one auth.denied event naming the user (and the object, for a scope
-    denial); no other request wrote one. Requests run one after another, so events and denials pair up in order."""
+    denial); no other request wrote one. Events are matched to requests by their note ("METHOD path 需要权限 …")."""
     denied = [c for c in cases if c.expect == "denied"]
     errors: list[str] = []
     got = [(e.actor_id, (e.summary or {}).get("note"), e.object_type, e.object_id) for e in events]
@@ -391,7 +394,7 @@ def test_role_permissions_match_the_reviewed_policy() -> None:
     assert {DEMO_ROLES[name]: perms for name, perms in EXPECTED_PERMISSIONS.items()} == ROLE_PERMISSIONS
 
 
-def test_every_route_declares_a_permission(settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_route_declares_a_permission(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     # Independent of create_app's own refusal: let it start whatever it finds, then look at every route ourselves.
     monkeypatch.setattr(app_main, "declared_permission", lambda route: Perm.PUBLIC)
     application = create_app(settings)
@@ -405,8 +408,8 @@ def test_every_route_declares_a_permission(settings: Settings, db: Database, mon
     assert not undeclared, f"routes without a declared permission: {undeclared}"
 
 
-def test_create_app_refuses_a_route_without_permission(settings: Settings, db: Database,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_app_refuses_a_route_without_permission(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deny by default at start-up: create_app must not serve a route that declares no permission."""
     router = APIRouter()
 
     @router.get("/zz-undeclared-probe")

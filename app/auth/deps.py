@@ -21,6 +21,7 @@ from app.auth.security import same
 from app.core.scope import Scope
 from app.deps import SAFE_METHODS, DbSession
 from app.errors import CsrfFailed, NotAuthenticated, NotFound, PermissionDenied
+from app.households import service as households
 from app.org import service as org
 
 SESSION_COOKIE = "zf_session"
@@ -33,6 +34,8 @@ SCOPE_RESOLVERS: dict[str, ScopeResolver] = {
     "village_id": org.scope_of_village,
     "group_id": org.scope_of_group,
     "store_id": org.scope_of_store,
+    "household_id": households.scope_of_household,
+    "member_id": households.scope_of_member,
 }
 
 

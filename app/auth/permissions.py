@@ -17,6 +17,9 @@ class Perm(StrEnum):
     ORG_VIEW = "org.view"
     ORG_MANAGE = "org.manage"  # townships and villages
     GROUP_MANAGE = "org.groups.manage"  # 村民小组 / 网格 of a village
+    HOUSEHOLD_VIEW = "households.view"  # the roster, ID numbers and phones masked
+    HOUSEHOLD_FULL = "households.full"  # the full record: ID numbers and phones unmasked
+    HOUSEHOLD_MANAGE = "households.manage"  # edit, household changes, roster import
     USERS_MANAGE = "users.manage"
     AUDIT_VIEW = "audit.view"
 
@@ -27,17 +30,21 @@ PERM_LABELS: dict[Perm, str] = {
     Perm.ORG_VIEW: "查看行政区划",
     Perm.ORG_MANAGE: "管理乡镇和村",
     Perm.GROUP_MANAGE: "管理村民小组",
+    Perm.HOUSEHOLD_VIEW: "查看农户花名册",
+    Perm.HOUSEHOLD_FULL: "查看完整的身份证号和电话",
+    Perm.HOUSEHOLD_MANAGE: "维护花名册",
     Perm.USERS_MANAGE: "管理账号和授权",
     Perm.AUDIT_VIEW: "查看审计日志",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
-    Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
-    Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE}),
-    Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
-    Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
-    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN}),
+    Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
+    Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW,
+                                   Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE}),
+    Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
+    Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
+    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL}),
 }
 
 

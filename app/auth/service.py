@@ -19,6 +19,7 @@ from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests, ValidationFailed
+from app.households.models import Household
 from app.org.models import Store, Township, Village
 
 LOGIN_RE = re.compile(r"^[a-z0-9_.\-]{3,40}$")
@@ -83,7 +84,7 @@ class Principal:
                 everything = True
             if g.township_id is not None:
                 t.add(g.township_id)
-            if g.village_id is not None and g.role is not Role.STORE_CLERK:
+            if g.village_id is not None and g.role in (Role.VILLAGE_CLERK, Role.COMMITTEE_MEMBER):
                 v.add(g.village_id)
             if g.store_id is not None:
                 s.add(g.store_id)
@@ -122,7 +123,10 @@ def _grant_views(session: Session, grants: list[RoleGrant]) -> list[GrantView]:
             label += f" · {s.name if s else g.store_id}"
             village_id = s.village_id if s else None
         if g.household_id:
-            label += f" · 户 {g.household_id}"
+            hh = session.get(Household, g.household_id)
+            hv = session.get(Village, hh.village_id) if hh else None
+            label += f" · {hv.name if hv else ''} 户号 {hh.number if hh else g.household_id}"
+            village_id = hh.village_id if hh else None
         views.append(GrantView(id=g.id, role=role, township_id=g.township_id, village_id=village_id,  # type: ignore[arg-type]
                                store_id=g.store_id, household_id=g.household_id, label=label))
     return views
@@ -298,7 +302,8 @@ def grant_role(session: Session, actor: Actor, user_id: int, role: str, *, towns
     if need is not None and given[need] is None:
         what = {"township_id": "乡镇", "village_id": "村", "store_id": "超市", "household_id": "农户"}[need]
         raise ValidationFailed(f"{ROLE_LABELS[r]}必须指定所属{what}", details={"field": need})
-    model = {"township_id": Township, "village_id": Village, "store_id": Store}.get(need or "")
+    model = {"township_id": Township, "village_id": Village, "store_id": Store,
+             "household_id": Household}.get(need or "")
     if model is not None and session.get(model, given[need]) is None:  # type: ignore[index]
         raise ValidationFailed("所选范围不存在", details={"field": need})
     dup = select(RoleGrant.id).where(RoleGrant.user_id == user.id, RoleGrant.role == r.value,

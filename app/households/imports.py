@@ -282,7 +282,7 @@ def preview(session: Session, actor: Actor, *, village_id: int, file_name: str, 
     sheet = roster.read_sheet(file_name, data)
     rows, problems = parse_rows(sheet, today=today)
     plan = _plan(session, village, rows, problems, sheet.headers)
-    batch = ImportBatch(village_id=village_id, user_id=actor.user_id or 0, file_name=(file_name or "")[:200],
+    batch = ImportBatch(village_id=village_id, user_id=actor.user_id, file_name=(file_name or "")[:200],
                         file_sha256=_sha256(data), rows=rows, problems=[p.as_dict() for p in plan.problems],
                         summary={**plan.summary, "missing_groups": plan.missing_groups, "headers": sheet.headers})
     session.add(batch)

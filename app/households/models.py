@@ -132,7 +132,7 @@ class ImportBatch(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
-    user_id: int = Field(foreign_key="users.id")
+    user_id: int | None = Field(default=None, foreign_key="users.id")
     file_name: str = Field(max_length=200)
     file_sha256: str = Field(max_length=64)
     rows: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]

@@ -600,3 +600,11 @@ def merge(session: Session, actor: Actor, source_id: int, target_id: int, *, on:
     audit.record(session, actor, "households.merge", object_type="household", object_id=dst.id,
                  after={"source_id": src.id, "member_ids": [m.id for m in moved], "reason": reason})
     return dst
+
+
+def find_by_number(session: Session, village_id: int, number: str) -> Household:
+    h = session.execute(select(Household).where(Household.village_id == village_id,
+                                                Household.number == (number or "").strip())).scalar_one_or_none()
+    if h is None:
+        raise ValidationFailed(f"本村没有户号 {number}", details={"field": "number"})
+    return h

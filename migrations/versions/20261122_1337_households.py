@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_table('roster_imports',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('village_id', sa.Integer(), nullable=False),
-    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
     sa.Column('file_name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('file_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('rows', sa.JSON(), nullable=False),

@@ -1,0 +1,151 @@
+"""JSON shapes of the household registry. ID numbers and phones are masked unless the caller may see the full
+record (`full=True` when building)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.masking import mask_id_number, mask_phone
+from app.households.models import Household, Member
+
+
+class MemberOut(BaseModel):
+    id: int
+    household_id: int
+    name: str
+    relation: str
+    gender: str | None
+    birth_date: date | None
+    id_number: str | None
+    phone: str | None
+    party_member: bool
+    living_away: bool
+    status: str
+
+    @classmethod
+    def build(cls, m: Member, full: bool) -> MemberOut:
+        return cls(id=m.id, household_id=m.household_id, name=m.name, relation=m.relation, gender=m.gender,  # type: ignore[arg-type]
+                   birth_date=m.birth_date, id_number=m.id_number if full else mask_id_number(m.id_number) or None,
+                   phone=m.phone if full else mask_phone(m.phone) or None, party_member=m.party_member,
+                   living_away=m.living_away, status=m.status)
+
+
+class HouseholdOut(BaseModel):
+    id: int
+    village_id: int
+    group_id: int | None
+    number: str
+    head_member_id: int | None
+    head_name: str
+    address: str | None
+    phone: str | None
+    status: str
+    status_date: date | None
+    status_reason: str | None
+    notes: str | None
+    updated_at: datetime
+
+    @classmethod
+    def build(cls, h: Household, full: bool) -> HouseholdOut:
+        return cls(id=h.id, village_id=h.village_id, group_id=h.group_id, number=h.number,  # type: ignore[arg-type]
+                   head_member_id=h.head_member_id, head_name=h.head_name, address=h.address,
+                   phone=h.phone if full else mask_phone(h.phone) or None, status=h.status, status_date=h.status_date,
+                   status_reason=h.status_reason, notes=h.notes if full else None, updated_at=h.updated_at)
+
+
+class HouseholdDetailOut(HouseholdOut):
+    members: list[MemberOut]
+
+
+class HouseholdPage(BaseModel):
+    items: list[HouseholdOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class MemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=40)
+    relation: str = Field(min_length=1, max_length=10)
+    gender: str | None = Field(default=None, max_length=2)
+    birth_date: date | None = None
+    id_number: str | None = Field(default=None, max_length=30)
+    phone: str | None = Field(default=None, max_length=20)
+    party_member: bool = False
+    living_away: bool = False
+
+
+class HouseholdIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(min_length=1, max_length=20)
+    group_id: int | None = None
+    address: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=20)
+    notes: str | None = Field(default=None, max_length=500)
+    head: MemberIn
+
+
+class HouseholdPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    address: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=20)
+    notes: str | None = Field(default=None, max_length=500)
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(max_length=12)
+    on: date | None = None
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class HeadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    member_id: int
+    old_head_relation: str = Field(default="其他", max_length=10)
+
+
+class GroupMoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    group_id: int | None
+
+
+class SplitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    member_ids: list[int] = Field(min_length=1, max_length=50)
+    new_head_id: int
+    new_number: str | None = Field(default=None, max_length=20)
+    group_id: int | None = None
+    on: date | None = None
+    reason: str = Field(default="分户", max_length=200)
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target_id: int
+    on: date | None = None
+    reason: str = Field(default="合户", max_length=200)
+
+
+class MoveOutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(max_length=12, description="moved_out（迁出）或 dissolved（注销）")
+    on: date | None = None
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ImportPreviewOut(BaseModel):
+    batch_id: int
+    status: str
+    summary: dict[str, Any]
+    problems: list[dict[str, Any]]
+    can_confirm: bool
+
+
+class ImportConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    create_missing_groups: bool = False
