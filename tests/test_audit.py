@@ -34,6 +34,7 @@ _client_stack = common._client_stack
 _demo_template = common._demo_template
 db_url = common.db_url
 demo = common.demo
+app = common.app
 
 new_client, api_login, form_login = common.new_client, common.api_login, common.form_login
 user_id, events, count = common.user_id, common.events, common.count

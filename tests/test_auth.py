@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -71,6 +72,25 @@ def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
         src.close()
         dst.close()
     return f"sqlite:///{target}"
+
+
+_SHARED_APP: list[FastAPI] = []
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database) -> Iterator[FastAPI]:
+    """One application per worker, pointed at each test's own database and settings. FastAPI prepares each route on
+    an application's first request; doing that once rather than in every test keeps these files fast. The app
+    itself keeps no state (DESIGN §1): everything lives in the database it is given."""
+    if not _SHARED_APP:
+        _SHARED_APP.append(create_app(settings))
+    application = _SHARED_APP[0]
+    application.state.settings = settings
+    application.state.db = Database(settings.database_url)
+    try:
+        yield application
+    finally:
+        application.state.db.dispose()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ _client_stack = common._client_stack
 _demo_template = common._demo_template
 db_url = common.db_url
 demo = common.demo
+app = common.app
 
 new_client, api_login, form_login, count = common.new_client, common.api_login, common.form_login, common.count
 

@@ -1,15 +1,18 @@
 """Every route with every role (DESIGN §8): the app's whole route table, walked in scope and out of scope.
 
-The walk reads the route table, so a route added later is checked without touching this file. What this file
-does hold is the reviewed policy: which permissions each role has (`EXPECTED_PERMISSIONS`, compared with
-`ROLE_PERMISSIONS`) and which demo objects lie inside and outside each demo user's scope (`SCOPE_TABLE`). A new
-path parameter or a new role has to be taught here; the walk fails with a message saying so.
+The walk reads the route table and finds its objects through SCOPE_RESOLVERS, so a route added later, even one
+with a new kind of object id, is checked without touching this file. What this file does hold is the reviewed
+policy: which permissions each role has (`EXPECTED_PERMISSIONS`, compared with `ROLE_PERMISSIONS`) and what a
+grant of each role reaches (`REACH`). A new role, or a path parameter that is neither resolved to a scope nor an
+owned object (`OWNED_PARAMS`), has to be taught here; the walk fails with a message saying so.
 
 Per route x method x role:
 - anonymous: /api answers 401 with the JSON error shape; a page answers GET with a redirect to /login and an
   unsafe method with 401/403; PUBLIC routes are reachable.
 - a role without the route's permission: 404 exactly (never 403, never 200), and an `auth.denied` audit event.
-- an object outside the role's scope: 404 exactly, nothing of the object in the answer, and an `auth.denied` event.
+- an object outside the role's reach (one per kind of place: another township, another village of the township,
+  …, and one's own account for county-level objects): 404 exactly, nothing of the object's name in the answer,
+  and an `auth.denied` event naming the object.
 - in scope with the permission: no 401/403/404, never 5xx (422/400/409 are fine for writes with an empty body).
 - a path id without a scope resolver (an API token): another user's object answers 404 like a missing one.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +34,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 import app.main as app_main
+import app.models  # noqa: F401  (every table in metadata, for _table_for)
 from app.audit.models import AuditEvent
 from app.auth import service as auth
 from app.auth.deps import SCOPE_RESOLVERS, declared_permission
@@ -37,11 +42,12 @@ from app.auth.models import Role, User
 from app.auth.permissions import ROLE_PERMISSIONS, Perm
 from app.config import Settings
 from app.core.context import Actor
-from app.db import Database
+from app.core.scope import Scope
+from app.db import Database, metadata
 from app.deps import SAFE_METHODS
 from app.errors import NotFound
 from app.main import create_app
-from app.org.models import Group, Store, Township, Village
+from app.org.models import Village
 from app.web import ANON_CSRF_COOKIE
 from tests.conftest import login
 from tests.factories import make_grant, make_user
@@ -68,44 +74,19 @@ EXPECTED_PERMISSIONS: dict[str, frozenset[Perm]] = {
     "household": frozenset({Perm.SIGNED_IN}),
 }
 
-T_HOME, T_OTHER = "城关镇", "振风乡"  # the clerk's township, and the other one
-V_HOME, V_SIBLING, V_OTHER = "红旗村", "桃园村", "新民村"  # the clerk's village, one beside it, one in 振风乡
-BYSTANDER = "bystander"  # an extra account with one grant: the admin's in-scope user and grant
-SELF = "self"  # the acting user's own account / grant
+BYSTANDER = "bystander"  # an extra account with one grant: what the county admin edits, resets and revokes
 
-# role -> path parameter -> (in-scope objects, out-of-scope objects). Townships by name; villages, groups (the
-# village's first group) and stores (the village's store) by village name; users and grants by login.
-_Refs = tuple[list[str], list[str]]
-SCOPE_TABLE: dict[str, dict[str, _Refs]] = {
-    "admin": {
-        "township_id": ([T_HOME], []), "village_id": ([V_HOME], []), "group_id": ([V_HOME], []),
-        "store_id": ([V_HOME], []), "user_id": ([BYSTANDER], []), "grant_id": ([BYSTANDER], []),
-    },
-    "reviewer": {
-        "township_id": ([T_HOME], [T_OTHER]), "village_id": ([V_SIBLING], [V_OTHER]),
-        "group_id": ([V_SIBLING], [V_OTHER]), "store_id": ([V_SIBLING], [V_OTHER]),
-        "user_id": ([], [BYSTANDER, SELF]), "grant_id": ([], [BYSTANDER, SELF]),
-    },
-    "clerk": {
-        "township_id": ([], [T_OTHER]), "village_id": ([V_HOME], [V_OTHER, V_SIBLING]),
-        "group_id": ([V_HOME], [V_OTHER, V_SIBLING]), "store_id": ([V_HOME], [V_OTHER, V_SIBLING]),
-        "user_id": ([], [BYSTANDER, SELF]), "grant_id": ([], [BYSTANDER, SELF]),
-    },
-    "member": {
-        "township_id": ([], [T_OTHER]), "village_id": ([V_HOME], [V_OTHER, V_SIBLING]),
-        "group_id": ([V_HOME], [V_OTHER, V_SIBLING]), "store_id": ([V_HOME], [V_OTHER, V_SIBLING]),
-        "user_id": ([], [BYSTANDER, SELF]), "grant_id": ([], [BYSTANDER, SELF]),
-    },
-    "storekeeper": {  # a store clerk sees the store's village
-        "township_id": ([], [T_OTHER]), "village_id": ([V_HOME], [V_OTHER, V_SIBLING]),
-        "group_id": ([V_HOME], [V_OTHER, V_SIBLING]), "store_id": ([V_HOME], [V_OTHER, V_SIBLING]),
-        "user_id": ([], [BYSTANDER, SELF]), "grant_id": ([], [BYSTANDER, SELF]),
-    },
-    "household": {
-        "township_id": ([], [T_HOME, T_OTHER]), "village_id": ([], [V_HOME, V_OTHER]),
-        "group_id": ([], [V_HOME, V_OTHER]), "store_id": ([], [V_HOME, V_OTHER]),
-        "user_id": ([], [BYSTANDER, SELF]), "grant_id": ([], [BYSTANDER, SELF]),
-    },
+# What a grant reaches, written out here rather than taken from ScopeFilter: role -> (home, object's scope) -> bool.
+# `home` is where the demo user's grant points (its township / village / store / household).
+REACH: dict[Role, Callable[[Scope, Scope], bool]] = {
+    Role.COUNTY_ADMIN: lambda home, sc: True,
+    Role.TOWNSHIP_REVIEWER: lambda home, sc: sc.township_id is not None and sc.township_id == home.township_id,
+    Role.VILLAGE_CLERK: lambda home, sc: sc.village_id is not None and sc.village_id == home.village_id,
+    Role.COMMITTEE_MEMBER: lambda home, sc: sc.village_id is not None and sc.village_id == home.village_id,
+    # a store clerk sees the store and the store's village
+    Role.STORE_CLERK: lambda home, sc: ((sc.store_id is not None and sc.store_id == home.store_id)
+                                        or (sc.village_id is not None and sc.village_id == home.village_id)),
+    Role.HOUSEHOLD: lambda home, sc: sc.household_id is not None and sc.household_id == home.household_id,
 }
 
 # Requests that end the acting session: sent last.
@@ -143,47 +124,123 @@ def api_routes(application: FastAPI) -> list[RouteInfo]:
     return routes
 
 
-# ---- the world: ids of the demo objects, looked up, never hard-coded -----------------------------------------------
+# ---- the world: objects found through the scope resolvers, never hard-coded ids ------------------------------------
 
-@dataclass
+def _is_county_level(sc: Scope) -> bool:
+    return sc.township_id is None and sc.village_id is None and sc.store_id is None and sc.household_id is None
+
+
+def _where(sc: Scope, home: Scope) -> str:
+    """Where an object lies seen from a user's home: out-of-scope objects are tried one per kind of place."""
+    if _is_county_level(sc):
+        return "county level"
+    if home.township_id is None or sc.township_id != home.township_id:
+        return "other township"
+    if sc.village_id is None:
+        return "the user's township"
+    if sc.village_id != home.village_id:
+        return "other village of the township"
+    if sc.store_id is not None and sc.store_id != home.store_id:
+        return "other store of the village"
+    if sc.household_id is not None and sc.household_id != home.household_id:
+        return "other household of the village"
+    return "the user's village"
+
+
+def _closeness(sc: Scope, home: Scope) -> tuple[bool, ...]:
+    return tuple(getattr(sc, f) is not None and getattr(sc, f) == getattr(home, f)
+                 for f in ("household_id", "store_id", "village_id", "township_id"))
+
+
 class World:
-    township: dict[str, int]
-    village: dict[str, int]
-    group: dict[str, int]  # village name -> its first group
-    store: dict[str, int]  # village name -> its store
-    user: dict[str, int]  # login -> id
-    grant: dict[str, int]  # login -> first active grant
-    names: dict[tuple[str, int], str]  # (param, id) -> text that must not appear in a denial
+    """The demo data seen through SCOPE_RESOLVERS: for every path parameter with a resolver, the objects that exist
+    and where they lie; for every demo user, its home and which of those objects its grant reaches (REACH)."""
 
-    def resolve(self, param: str, ref: str, acting: str) -> int:
-        login_ref = acting if ref == SELF else ref
-        table = {"township_id": self.township, "village_id": self.village, "group_id": self.group,
-                 "store_id": self.store, "user_id": self.user, "grant_id": self.grant}[param]
-        return table[login_ref if param in ("user_id", "grant_id") else ref]
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._objects: dict[str, list[tuple[int, Scope]]] = {}
+        with db.read_txn() as s:
+            self.user = {u.login: u.id for u in s.execute(select(User)).scalars()}
+            grants = {login: auth.active_grants(s, uid) for login, uid in self.user.items()}
+            self.grant = {login: g[0].id for login, g in grants.items() if g}
+            self.role = {login: Role(g[0].role) for login, g in grants.items() if g}
+            self.home = {login: self._home(s, g[0]) for login, g in grants.items() if g}
+
+    def _home(self, s: Any, grant: Any) -> Scope:
+        for param in ("household_id", "store_id", "village_id", "township_id"):
+            value = getattr(grant, param)
+            if value is not None:
+                resolver = SCOPE_RESOLVERS.get(param)
+                return (resolver(s, value) if resolver else None) or Scope(**{param: value})
+        villages = self.objects("village_id", s)  # county level: objects of the first village hang together
+        return villages[0][1] if villages else Scope()
+
+    def objects(self, param: str, session: Any = None) -> list[tuple[int, Scope]]:
+        """Every object a resolver knows, probing ids upwards until a long run of misses."""
+        if param not in self._objects:
+            found: list[tuple[int, Scope]] = []
+            resolver = SCOPE_RESOLVERS[param]
+            with (nullcontext(session) if session is not None else self.db.read_txn()) as s:
+                object_id, misses = 1, 0
+                while misses < 50:
+                    sc = resolver(s, object_id)
+                    if sc is None:
+                        misses += 1
+                    else:
+                        found.append((object_id, sc))
+                        misses = 0
+                    object_id += 1
+            self._objects[param] = found
+        return self._objects[param]
+
+    def _own(self, login: str, param: str) -> int | None:
+        return {"user_id": self.user.get(login), "grant_id": self.grant.get(login)}.get(param)
+
+    def in_scope(self, login: str, param: str) -> int | None:
+        """The object the user reaches that lies nearest its home (the newest on a tie), never its own account."""
+        home, reach = self.home[login], REACH[self.role[login]]
+        mine = [(_closeness(sc, home), i) for i, sc in self.objects(param)
+                if reach(home, sc) and i != self._own(login, param)]
+        return max(mine)[1] if mine else None
+
+    def out_of_scope(self, login: str, param: str) -> list[tuple[int, str]]:
+        """One object the user does not reach per kind of place, plus its own account for county-level objects."""
+        home, reach = self.home[login], REACH[self.role[login]]
+        picked: dict[str, int] = {}
+        for i, sc in self.objects(param):
+            if not reach(home, sc):
+                picked.setdefault(_where(sc, home), i)
+        own = self._own(login, param)
+        if own is not None and not reach(home, Scope()):
+            picked["own"] = own
+        return [(i, where) for where, i in picked.items()]
+
+    def name(self, param: str, object_id: int) -> str | None:
+        """The object's name or display name, when its table has one: it must not appear in a denial."""
+        table = _table_for(param)
+        column = next((c for c in ("name", "display_name") if table is not None and c in table.c), None)
+        if table is None or column is None:
+            return None
+        with self.db.read_txn() as s:
+            value = s.execute(select(table.c[column]).where(table.c.id == object_id)).scalar()
+        return value if isinstance(value, str) and len(value) >= 3 else None
+
+
+def _table_for(param: str) -> Any:
+    """The table a path parameter names, found through foreign keys of the same name (e.g. api_tokens.grant_id)."""
+    targets = {fk.column.table for t in metadata.tables.values() if param in t.c for fk in t.c[param].foreign_keys}
+    if len(targets) == 1:
+        return targets.pop()
+    return metadata.tables.get(param.removesuffix("_id") + "s")
 
 
 @pytest.fixture
 def world(db: Database, demo: dict[str, object]) -> World:
     with db.write_txn() as s:
         bystander = make_user(s, BYSTANDER, name="旁观者甲")
-        make_grant(s, bystander, Role.COMMITTEE_MEMBER.value, village_id=s.execute(
-            select(Village.id).where(Village.name == V_HOME)).scalar_one())
-    with db.read_txn() as s:
-        townships = {t.name: t.id for t in s.execute(select(Township)).scalars()}
-        villages = {v.name: v.id for v in s.execute(select(Village)).scalars()}
-        groups: dict[str, int] = {}
-        for g in s.execute(select(Group).order_by(Group.village_id, Group.number)).scalars():
-            groups.setdefault(next(n for n, i in villages.items() if i == g.village_id), g.id)
-        stores_rows = list(s.execute(select(Store)).scalars())
-        stores = {next(n for n, i in villages.items() if i == st.village_id): st.id for st in stores_rows}
-        users = {u.login: u.id for u in s.execute(select(User)).scalars()}
-        grants = {login: g[0].id for login, uid in users.items() if (g := auth.active_grants(s, uid))}
-        names: dict[tuple[str, int], str] = {}
-        names.update({("township_id", i): n for n, i in townships.items()})
-        names.update({("village_id", i): n for n, i in villages.items()})
-        names.update({("store_id", st.id): st.name for st in stores_rows})
-        names.update({("user_id", u.id): u.display_name for u in s.execute(select(User)).scalars()})
-    return World(townships, villages, groups, stores, users, grants, names)  # type: ignore[arg-type]
+        village = s.execute(select(Village.id).order_by(Village.id)).scalars().first()
+        make_grant(s, bystander, Role.COMMITTEE_MEMBER.value, village_id=village)  # type: ignore[arg-type]
+    return World(db)
 
 
 # Path parameters without a scope resolver: objects owned by one user. -> factory(db, owner login) -> id
@@ -218,11 +275,7 @@ def _url(path: str, values: dict[str, int]) -> str:
 
 def _problem_with_params(role: str, route: RouteInfo) -> str | None:
     for p in route.params:
-        if p in SCOPE_RESOLVERS:
-            if p not in SCOPE_TABLE["admin"]:
-                return (f"{route.path}: path parameter {p!r} has a scope resolver but this test does not know which "
-                        f"objects lie inside and outside each role's scope: add it to SCOPE_TABLE and World")
-        elif p not in OWNED_PARAMS:
+        if p not in SCOPE_RESOLVERS and p not in OWNED_PARAMS:
             return (f"{route.path}: path parameter {p!r} has no scope resolver (register one with "
                     f"app.auth.deps.register_scope_resolver) and this test has no OWNED_PARAMS factory for it")
     if role != "anonymous" and role not in EXPECTED_PERMISSIONS:
@@ -230,18 +283,20 @@ def _problem_with_params(role: str, route: RouteInfo) -> str | None:
     return None
 
 
+def _order(method: str, route: RouteInfo) -> tuple[bool, bool]:
+    """Reads first, then writes (a write that succeeds must not spoil a read), and logout last."""
+    return (method, route.path) in SESSION_ENDING, method not in SAFE_METHODS
+
+
 def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) -> tuple[list[Case], list[str]]:
     cases: list[Case] = []
     problems: list[str] = []
     acting = "admin" if role == "anonymous" else role
     foreign_owner = "clerk" if acting == "admin" else "admin"
-    table = SCOPE_TABLE[acting]
+    if acting not in world.role or world.role[acting] not in REACH:
+        return [], [f"demo user {acting!r} has no grant, or its role has no REACH rule in this test"]
 
-    def ids(param: str, ref: str) -> int:
-        return world.resolve(param, ref, acting)
-
-    ordered = sorted(((m, r) for r in routes for m in r.methods), key=lambda mr: (mr[0], mr[1].path) in SESSION_ENDING)
-    for method, route in ordered:
+    for method, route in sorted(((m, r) for r in routes for m in r.methods), key=lambda mr: _order(*mr)):
         where = f"{method} {route.path}"
         if route.perm is None:
             problems.append(f"{where}: declares no permission (use Depends(authorize(Perm.…)))")
@@ -252,51 +307,52 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
             continue
         scoped = [p for p in route.params if p in SCOPE_RESOLVERS]
         owned = [p for p in route.params if p not in SCOPE_RESOLVERS]
-
-        in_refs = {p: table[p][0][0] for p in scoped if table[p][0]}
-        fallback = {p: (table[p][0] or table[p][1])[0] for p in scoped}
+        inside = {p: i for p in scoped if (i := world.in_scope(acting, p)) is not None}
+        outside = {p: world.out_of_scope(acting, p) for p in scoped}
+        missing = [p for p in scoped if p not in inside and not outside[p]]
+        if missing:
+            problems.append(f"{where}: the demo data holds no object for {missing}: extend app/demo.py")
+            continue
+        fallback = {p: inside[p] if p in inside else outside[p][0][0] for p in scoped}
 
         if role == "anonymous":
-            values = {**{p: ids(p, r) for p, r in fallback.items()},
-                      **{p: OWNED_PARAMS[p](db, foreign_owner) for p in owned}}
+            values = {**fallback, **{p: OWNED_PARAMS[p](db, foreign_owner) for p in owned}}
             expect = "reachable" if route.perm is Perm.PUBLIC else "anonymous"
             cases.append(Case(method, route, _url(route.path, values), "anonymous", expect))
             continue
 
         own = {p: OWNED_PARAMS[p](db, acting) for p in owned}
-        allowed = route.perm is Perm.PUBLIC or route.perm in EXPECTED_PERMISSIONS[role]
         if route.perm is Perm.PUBLIC:  # authorize() checks nothing else for PUBLIC
-            values = {**{p: ids(p, r) for p, r in fallback.items()}, **own}
-            cases.append(Case(method, route, _url(route.path, values), "public", "reachable"))
+            cases.append(Case(method, route, _url(route.path, {**fallback, **own}), "public", "reachable"))
             continue
 
-        if not allowed:  # the permission is checked before any scope: one request, with in-scope objects if any
-            values = {**{p: ids(p, r) for p, r in fallback.items()}, **own}
-            outside = [p for p in scoped if p not in in_refs and fallback[p] != SELF]
-            secret = world.names.get((outside[0], values[outside[0]])) if outside else None
-            label = ", ".join(f"{p}={r}" for p, r in fallback.items()) or "no object"
+        if route.perm not in EXPECTED_PERMISSIONS[role]:
+            # the permission is checked before any scope: one request, with in-scope objects where there are any
+            values = {**fallback, **own}
+            far = [p for p in scoped if p not in inside and outside[p][0][1] != "own"]
+            secret = world.name(far[0], values[far[0]]) if far else None
+            label = ", ".join(f"{p}={v}" for p, v in fallback.items()) or "no object"
             cases.append(Case(method, route, _url(route.path, values), f"without {route.perm}: {label}", "denied",
                               secret=secret))
             continue
-        # 1. everything in scope (skipped when the role has no in-scope object for some parameter)
-        if len(in_refs) == len(scoped):
-            values = {**{p: ids(p, r) for p, r in in_refs.items()}, **own}
-            label = ", ".join([f"{p}={r}" for p, r in in_refs.items()] + [f"{p}=own" for p in owned]) or "no object"
-            cases.append(Case(method, route, _url(route.path, values), f"in scope: {label}", "reachable"))
-        # 2. one parameter out of scope at a time, the others in scope where the role has any
+        # 1. everything in scope (skipped when the role reaches no object for some parameter)
+        if len(inside) == len(scoped):
+            label = ", ".join([f"{p}={v}" for p, v in inside.items()] + [f"{p}=own" for p in owned]) or "no object"
+            cases.append(Case(method, route, _url(route.path, {**inside, **own}), f"in scope: {label}", "reachable"))
+        # 2. one parameter out of scope at a time, the others in scope where the role reaches any
         for p in scoped:
-            for ref in table[p][1]:
-                values = {**{q: ids(q, r) for q, r in fallback.items()}, p: ids(p, ref), **own}
-                others_in = all(q in in_refs for q in scoped if q != p)
-                audit_obj = (p.removesuffix("_id"), str(values[p])) if others_in else None
-                secret = None if ref == SELF else world.names.get((p, values[p]))
-                cases.append(Case(method, route, _url(route.path, values), f"out of scope: {p}={ref}", "denied",
-                                  audit_obj, secret))
+            others_in = all(q in inside for q in scoped if q != p)
+            for object_id, where_ in outside[p]:
+                values = {**fallback, p: object_id, **own}
+                audit_obj = (p.removesuffix("_id"), str(object_id)) if others_in else None
+                secret = None if where_ == "own" else world.name(p, object_id)
+                cases.append(Case(method, route, _url(route.path, values), f"out of scope: {p}={object_id} ({where_})",
+                                  "denied", audit_obj, secret))
         # 3. an object without a scope resolver that belongs to another user: 404 like a missing one
         for p in owned:
-            if len(in_refs) != len(scoped):
+            if len(inside) != len(scoped):
                 continue
-            values = {**{q: ids(q, r) for q, r in in_refs.items()}, **own, p: OWNED_PARAMS[p](db, foreign_owner)}
+            values = {**inside, **own, p: OWNED_PARAMS[p](db, foreign_owner)}
             cases.append(Case(method, route, _url(route.path, values), f"{p} of {foreign_owner}", "not_found"))
     return cases, problems
 
