@@ -125,7 +125,8 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     messages = {404: "未找到该页面或对象", 405: "不支持这种请求方式", 400: "请求格式不正确"}
     message = messages.get(exc.status_code, str(exc.detail) if exc.detail else "请求有误")
     if wants_json(request):
-        return _error_json(exc.status_code, f"http_{exc.status_code}", message)
+        code = "too_large" if exc.status_code == 413 else f"http_{exc.status_code}"
+        return _error_json(exc.status_code, code, message)
     return _error_page(request, exc.status_code, message)
 
 

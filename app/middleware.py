@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException
 
 from app.logs import log
 
@@ -52,7 +53,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.max_body_bytes)
             return message
 
         async def send_wrapper(message: dict[str, Any]) -> None:
@@ -74,13 +75,21 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised while a body without Content-Length streams past the limit. An HTTPException because FastAPI turns
+    any other exception raised while it reads a body into a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, too_large_message(limit))
+
+
+def too_large_message(limit: int) -> str:
+    size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{max(1, limit // 1024)} KB"
+    return f"上传内容过大：不能超过 {size}"
 
 
 async def _too_large(send: Any, rid: str, limit: int) -> None:
-    mb = limit // (1024 * 1024)
-    body = json.dumps({"error": {"code": "too_large", "message": f"上传内容过大：不能超过 {mb} MB", "details": None}},
+    body = json.dumps({"error": {"code": "too_large", "message": too_large_message(limit), "details": None}},
                       ensure_ascii=False).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json; charset=utf-8"),

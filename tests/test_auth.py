@@ -52,7 +52,7 @@ def _demo_template(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFact
     database = Database(s.database_url)
     with database.write_txn() as session:
         org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)
-        accounts = demo_data.load(session, s, passwords=DEMO_PASSWORDS)
+        accounts = demo_data.load(session, s, passwords=DEMO_PASSWORDS, households_per_village=4)
     database.dispose()
     return path, accounts
 
@@ -97,7 +97,7 @@ def app(settings: Settings, db: Database) -> Iterator[FastAPI]:
 def demo(db: Database, settings: Settings, request: pytest.FixtureRequest) -> dict[str, object]:
     if PG_URL:
         with db.write_txn() as session:
-            accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS)
+            accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS, households_per_village=4)
     else:
         accounts = request.getfixturevalue("_demo_template")[1]
     return {a.login: a for a in accounts}

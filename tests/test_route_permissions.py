@@ -19,6 +19,7 @@ Per route x method x role:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -31,7 +32,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi import routing as fastapi_routing
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import app.main as app_main
 import app.models  # noqa: F401  (every table in metadata, for _table_for)
@@ -46,6 +47,7 @@ from app.core.scope import Scope
 from app.db import Database, metadata
 from app.deps import SAFE_METHODS
 from app.errors import NotFound
+from app.households.models import ImportBatch
 from app.main import create_app
 from app.org.models import Village
 from app.web import ANON_CSRF_COOKIE
@@ -67,11 +69,12 @@ ROLES = ["anonymous", *DEMO_ROLES]
 # Written out rather than read from ROLE_PERMISSIONS: a permission slipped into a role must turn this test red.
 EXPECTED_PERMISSIONS: dict[str, frozenset[Perm]] = {
     "admin": frozenset(Perm) - {Perm.PUBLIC},
-    "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
-    "clerk": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE}),
-    "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
-    "storekeeper": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW}),
-    "household": frozenset({Perm.SIGNED_IN}),
+    "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
+    "clerk": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL,
+                        Perm.HOUSEHOLD_MANAGE}),
+    "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
+    "storekeeper": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
+    "household": frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL}),
 }
 
 BYSTANDER = "bystander"  # an extra account with one grant: what the county admin edits, resets and revokes
@@ -88,6 +91,8 @@ REACH: dict[Role, Callable[[Scope, Scope], bool]] = {
                                         or (sc.village_id is not None and sc.village_id == home.village_id)),
     Role.HOUSEHOLD: lambda home, sc: sc.household_id is not None and sc.household_id == home.household_id,
 }
+
+PLACE_FIELDS = ("township_id", "village_id", "store_id", "household_id")  # the fields of a Scope
 
 # Requests that end the acting session: sent last.
 SESSION_ENDING = {("POST", "/logout")}
@@ -160,10 +165,17 @@ class World:
         self.db = db
         self._objects: dict[str, list[tuple[int, Scope]]] = {}
         with db.read_txn() as s:
-            self.user = {u.login: u.id for u in s.execute(select(User)).scalars()}
+            users = list(s.execute(select(User)).scalars())
+            self.user = {u.login: u.id for u in users}
+            self.display_name = {u.login: u.display_name for u in users}
             grants = {login: auth.active_grants(s, uid) for login, uid in self.user.items()}
             self.grant = {login: g[0].id for login, g in grants.items() if g}
             self.role = {login: Role(g[0].role) for login, g in grants.items() if g}
+            self._home_ids: dict[str, set[int]] = {}  # where the grants point, per Scope field
+            for g in (g for gs in grants.values() for g in gs):
+                for f in PLACE_FIELDS:
+                    if getattr(g, f) is not None:
+                        self._home_ids.setdefault(f, set()).add(getattr(g, f))
             self.home = {login: self._home(s, g[0]) for login, g in grants.items() if g}
 
     def _home(self, s: Any, grant: Any) -> Scope:
@@ -176,22 +188,38 @@ class World:
         return villages[0][1] if villages else Scope()
 
     def objects(self, param: str, session: Any = None) -> list[tuple[int, Scope]]:
-        """Every object a resolver knows, probing ids upwards until a long run of misses."""
+        """Objects of one kind with where they lie (by the app's resolver): a sample from the parameter's table when
+        this test can find it, else every id the resolver knows, probing upwards until a long run of misses."""
         if param not in self._objects:
-            found: list[tuple[int, Scope]] = []
-            resolver = SCOPE_RESOLVERS[param]
+            resolver, table = SCOPE_RESOLVERS[param], _table_for(param)
             with (nullcontext(session) if session is not None else self.db.read_txn()) as s:
-                object_id, misses = 1, 0
-                while misses < 50:
-                    sc = resolver(s, object_id)
-                    if sc is None:
-                        misses += 1
-                    else:
-                        found.append((object_id, sc))
-                        misses = 0
-                    object_id += 1
+                if table is not None and "id" in table.c:
+                    found = [(i, sc) for i in self._sample_ids(s, param, table) if (sc := resolver(s, i)) is not None]
+                else:
+                    found, object_id, misses = [], 1, 0
+                    while misses < 50:
+                        sc = resolver(s, object_id)
+                        found += [(object_id, sc)] if sc is not None else []
+                        misses = 0 if sc is not None else misses + 1
+                        object_id += 1
             self._objects[param] = found
         return self._objects[param]
+
+    def _sample_ids(self, s: Any, param: str, table: Any) -> list[int]:
+        """A few objects per place: enough for one at every demo user's home, one beside it (another household
+        of the village, another village of the township …) and one in every other place."""
+        idc = table.c.id
+        places = [table.c[c] for c in ("township_id", "village_id", "store_id") if c in table.c]
+        stmts = [select(func.min(idc)), select(func.max(idc)), *(select(func.min(idc)).group_by(c) for c in places)]
+        for field, key in (("household_id", table.c.get("household_id")), (param, idc)):
+            homes = self._home_ids.get(field)
+            if key is None or not homes:
+                continue
+            stmts.append(select(func.min(idc)).where(key.in_(homes)).group_by(key))
+            stmts += [select(func.min(idc)).where(key.not_in(homes)).group_by(c) for c in places]
+        if not places and "household_id" not in table.c:  # a county-level kind of object: take them all
+            stmts.append(select(idc).order_by(idc).limit(200))
+        return sorted({i for st in stmts for i in s.execute(st).scalars() if i is not None})
 
     def _own(self, login: str, param: str) -> int | None:
         return {"user_id": self.user.get(login), "grant_id": self.grant.get(login)}.get(param)
@@ -204,26 +232,32 @@ class World:
         return max(mine)[1] if mine else None
 
     def out_of_scope(self, login: str, param: str) -> list[tuple[int, str]]:
-        """One object the user does not reach per kind of place, plus its own account for county-level objects."""
+        """One object the user does not reach per kind of place, nearest to its home first, plus its own account
+        for county-level objects (users, grants)."""
         home, reach = self.home[login], REACH[self.role[login]]
-        picked: dict[str, int] = {}
+        picked: dict[str, tuple[tuple[bool, ...], int]] = {}
         for i, sc in self.objects(param):
             if not reach(home, sc):
-                picked.setdefault(_where(sc, home), i)
+                picked.setdefault(_where(sc, home), (_closeness(sc, home), i))
+        found = [(i, where) for where, (_, i) in sorted(picked.items(), key=lambda kv: kv[1][0], reverse=True)]
         own = self._own(login, param)
         if own is not None and not reach(home, Scope()):
-            picked["own"] = own
-        return [(i, where) for where, i in picked.items()]
+            found.append((own, "own"))
+        return found
 
-    def name(self, param: str, object_id: int) -> str | None:
-        """The object's name or display name, when its table has one: it must not appear in a denial."""
+    @functools.cache  # noqa: B019  (one World per test)
+    def name(self, param: str, object_id: int, acting: str) -> str | None:
+        """The object's name, when its table has one: it must not appear in a denial (unless the acting user's own
+        name, shown on every page, happens to contain it)."""
         table = _table_for(param)
-        column = next((c for c in ("name", "display_name") if table is not None and c in table.c), None)
+        column = next((c for c in ("name", "display_name", "head_name") if table is not None and c in table.c), None)
         if table is None or column is None:
             return None
         with self.db.read_txn() as s:
             value = s.execute(select(table.c[column]).where(table.c.id == object_id)).scalar()
-        return value if isinstance(value, str) and len(value) >= 3 else None
+        if not isinstance(value, str) or len(value) < 3 or value in self.display_name.get(acting, ""):
+            return None
+        return value
 
 
 def _table_for(param: str) -> Any:
@@ -256,6 +290,22 @@ def _new_api_token(db: Database, owner: str) -> int:
 OWNED_PARAMS: dict[str, Callable[[Database, str], int]] = {"token_id": _new_api_token}
 
 
+# Path parameters without a scope resolver that belong to the object another path parameter names:
+# param -> (parent param, finder(db, parent id) -> an id belonging to that parent, or None).
+def _import_batch_of(db: Database, village_id: int) -> int | None:
+    with db.read_txn() as s:
+        return s.execute(select(ImportBatch.id).where(ImportBatch.village_id == village_id)  # type: ignore[arg-type]
+                         .order_by(ImportBatch.id)).scalars().first()  # type: ignore[arg-type]
+
+
+CHILD_PARAMS: dict[str, tuple[str, Callable[[Database, int], int | None]]] = {
+    "batch_id": ("village_id", _import_batch_of),
+}
+
+# Path parameters that are not ids at all: a value the route accepts.
+FIXED_PARAMS: dict[str, str] = {"fmt": "csv"}
+
+
 # ---- cases ----------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -269,15 +319,18 @@ class Case:
     secret: str | None = None  # text of the out-of-scope object that must not appear in the answer
 
 
-def _url(path: str, values: dict[str, int]) -> str:
+def _url(path: str, values: dict[str, Any]) -> str:
     return PARAM_RE.sub(lambda m: str(values[m.group(1)]), path)
 
 
 def _problem_with_params(role: str, route: RouteInfo) -> str | None:
     for p in route.params:
-        if p not in SCOPE_RESOLVERS and p not in OWNED_PARAMS:
+        if p in CHILD_PARAMS and CHILD_PARAMS[p][0] not in route.params:
+            return f"{route.path}: {p!r} is known only under {CHILD_PARAMS[p][0]!r}, which this path lacks"
+        if p not in SCOPE_RESOLVERS and p not in OWNED_PARAMS and p not in CHILD_PARAMS and p not in FIXED_PARAMS:
             return (f"{route.path}: path parameter {p!r} has no scope resolver (register one with "
-                    f"app.auth.deps.register_scope_resolver) and this test has no OWNED_PARAMS factory for it")
+                    f"app.auth.deps.register_scope_resolver) and this test has no OWNED_PARAMS / CHILD_PARAMS / "
+                    f"FIXED_PARAMS entry for it")
     if role != "anonymous" and role not in EXPECTED_PERMISSIONS:
         return f"role {role!r} is missing from EXPECTED_PERMISSIONS"
     return None
@@ -295,6 +348,12 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
     foreign_owner = "clerk" if acting == "admin" else "admin"
     if acting not in world.role or world.role[acting] not in REACH:
         return [], [f"demo user {acting!r} has no grant, or its role has no REACH rule in this test"]
+    child_ids: dict[tuple[str, int], int | None] = {}
+
+    def child_of(c: str, parent_id: int) -> int | None:
+        if (c, parent_id) not in child_ids:
+            child_ids[c, parent_id] = CHILD_PARAMS[c][1](db, parent_id)
+        return child_ids[c, parent_id]
 
     for method, route in sorted(((m, r) for r in routes for m in r.methods), key=lambda mr: _order(*mr)):
         where = f"{method} {route.path}"
@@ -306,7 +365,9 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
             problems.append(problem)
             continue
         scoped = [p for p in route.params if p in SCOPE_RESOLVERS]
-        owned = [p for p in route.params if p not in SCOPE_RESOLVERS]
+        owned = [p for p in route.params if p not in SCOPE_RESOLVERS and p in OWNED_PARAMS]
+        children = [p for p in route.params if p not in SCOPE_RESOLVERS and p in CHILD_PARAMS]
+        fixed = {p: FIXED_PARAMS[p] for p in route.params if p not in SCOPE_RESOLVERS and p in FIXED_PARAMS}
         inside = {p: i for p in scoped if (i := world.in_scope(acting, p)) is not None}
         outside = {p: world.out_of_scope(acting, p) for p in scoped}
         missing = [p for p in scoped if p not in inside and not outside[p]]
@@ -315,45 +376,73 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
             continue
         fallback = {p: inside[p] if p in inside else outside[p][0][0] for p in scoped}
 
+        def fill(values: dict[str, Any], where: str = where, children: list[str] = children,
+                 fixed: dict[str, str] = fixed) -> dict[str, Any] | None:
+            """Add the parameters that hang off others (an import batch of the village in the path)."""
+            values = {**values, **fixed}
+            for c in children:
+                parent = CHILD_PARAMS[c][0]
+                if c not in values:
+                    values[c] = child_of(c, values[parent])
+                if values[c] is None:
+                    problems.append(f"{where}: the demo data holds no {c} under {parent}={values[parent]}")
+                    return None
+            return values
+
+        def add(values: dict[str, Any] | None, label: str, expect: str, audit_object: tuple[str, str] | None = None,
+                secret: str | None = None, route: RouteInfo = route, method: str = method) -> None:
+            if values is not None:
+                cases.append(Case(method, route, _url(route.path, values), label, expect, audit_object, secret))
+
         if role == "anonymous":
-            values = {**fallback, **{p: OWNED_PARAMS[p](db, foreign_owner) for p in owned}}
-            expect = "reachable" if route.perm is Perm.PUBLIC else "anonymous"
-            cases.append(Case(method, route, _url(route.path, values), "anonymous", expect))
+            values = fill({**fallback, **{p: OWNED_PARAMS[p](db, foreign_owner) for p in owned}})
+            add(values, "anonymous", "reachable" if route.perm is Perm.PUBLIC else "anonymous")
             continue
 
         own = {p: OWNED_PARAMS[p](db, acting) for p in owned}
         if route.perm is Perm.PUBLIC:  # authorize() checks nothing else for PUBLIC
-            cases.append(Case(method, route, _url(route.path, {**fallback, **own}), "public", "reachable"))
+            add(fill({**fallback, **own}), "public", "reachable")
             continue
 
         if route.perm not in EXPECTED_PERMISSIONS[role]:
             # the permission is checked before any scope: one request, with in-scope objects where there are any
-            values = {**fallback, **own}
+            values = fill({**fallback, **own})
             far = [p for p in scoped if p not in inside and outside[p][0][1] != "own"]
-            secret = world.name(far[0], values[far[0]]) if far else None
+            secret = world.name(far[0], fallback[far[0]], acting) if far else None
             label = ", ".join(f"{p}={v}" for p, v in fallback.items()) or "no object"
-            cases.append(Case(method, route, _url(route.path, values), f"without {route.perm}: {label}", "denied",
-                              secret=secret))
+            add(values, f"without {route.perm}: {label}", "denied", secret=secret)
             continue
         # 1. everything in scope (skipped when the role reaches no object for some parameter)
-        if len(inside) == len(scoped):
+        complete = len(inside) == len(scoped)
+        if complete:
             label = ", ".join([f"{p}={v}" for p, v in inside.items()] + [f"{p}=own" for p in owned]) or "no object"
-            cases.append(Case(method, route, _url(route.path, {**inside, **own}), f"in scope: {label}", "reachable"))
-        # 2. one parameter out of scope at a time, the others in scope where the role reaches any
+            add(fill({**inside, **own}), f"in scope: {label}", "reachable")
+        # 2. one parameter out of scope at a time, the others in scope where the role reaches any. Reads try one
+        #    object per kind of place; writes (slower, and checked by the same dependency) only the nearest one.
         for p in scoped:
             others_in = all(q in inside for q in scoped if q != p)
-            for object_id, where_ in outside[p]:
-                values = {**fallback, p: object_id, **own}
+            tried = outside[p] if method in SAFE_METHODS else [
+                o for n, o in enumerate(outside[p]) if n == 0 or o[1] == "own"]
+            for object_id, where_ in tried:
                 audit_obj = (p.removesuffix("_id"), str(object_id)) if others_in else None
-                secret = None if where_ == "own" else world.name(p, object_id)
-                cases.append(Case(method, route, _url(route.path, values), f"out of scope: {p}={object_id} ({where_})",
-                                  "denied", audit_obj, secret))
+                secret = None if where_ == "own" else world.name(p, object_id, acting)
+                add(fill({**fallback, p: object_id, **own}), f"out of scope: {p}={object_id} ({where_})", "denied",
+                    audit_obj, secret)
+        if not complete:
+            continue
         # 3. an object without a scope resolver that belongs to another user: 404 like a missing one
         for p in owned:
-            if len(inside) != len(scoped):
+            add(fill({**inside, **own, p: OWNED_PARAMS[p](db, foreign_owner)}), f"{p} of {foreign_owner}",
+                "not_found")
+        # 4. an object that hangs off another parent than the one in the path (another village's import batch)
+        for c in children:
+            parent = CHILD_PARAMS[c][0]
+            other = next((x for i, _ in world.objects(parent) if i != inside[parent]
+                          and (x := child_of(c, i)) is not None), None)
+            if other is None:
+                problems.append(f"{where}: the demo data holds no {c} outside {parent}={inside[parent]}")
                 continue
-            values = {**inside, **own, p: OWNED_PARAMS[p](db, foreign_owner)}
-            cases.append(Case(method, route, _url(route.path, values), f"{p} of {foreign_owner}", "not_found"))
+            add(fill({**inside, **own, c: other}), f"{c}={other} of another {parent}", "not_found")
     return cases, problems
 
 

@@ -129,6 +129,8 @@ def authorize(perm: Perm) -> Callable[..., Awaitable[Any]]:
                 object_id = int(value)
             except (TypeError, ValueError):
                 raise NotFound() from None
+            if not 0 < object_id < 2**31:  # no such id, and one the database could not even compare
+                raise NotFound()
             scope = resolver(session, object_id)
             if scope is None:
                 raise NotFound()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from stdnum import numdb
 
@@ -37,6 +38,13 @@ def _birth(yyyymmdd: str, today: date) -> date | None:
     return d
 
 
+@lru_cache(maxsize=8192)
+def _area_code_known(code: str) -> bool:
+    results = numdb.get("cn/loc").info(code)
+    info = {k: v for _part, props in results for k, v in props.items()}
+    return "county" in info
+
+
 def _area_known(number18: str) -> bool:
     """The first six digits name a county-level division that exists or existed (python-stdnum's table).
 
@@ -44,9 +52,7 @@ def _area_known(number18: str) -> bool:
     an ID number carries the code of the place and time it was issued (someone born in 1970 in 歙县 holds 341021…,
     a code that dates from 1987). So the code is accepted if the table has ever known it.
     """
-    results = numdb.get("cn/loc").info(number18[:6])
-    info = {k: v for _part, props in results for k, v in props.items()}
-    return "county" in info
+    return _area_code_known(number18[:6])
 
 
 def check_id_number(raw: object, *, today: date | None = None) -> IdCheck:

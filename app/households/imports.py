@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -171,17 +171,19 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
         first = next(r for r in rows if r["group"] == n)
         problems.append(roster.Problem(first["row"], _col(headers, "group"), f"{groups[n].name}已停用", "error",
                                        "inactive_group"))
-    existing = {h.number: h for h in
-                session.execute(select(Household).where(Household.village_id == village.id)).scalars()}
+    # Plain rows, not ORM objects: a village may hold tens of thousands of members, and nothing here is modified.
+    hh_cols = select(*Household.__table__.c)  # type: ignore[attr-defined]
+    m_cols = select(*Member.__table__.c)  # type: ignore[attr-defined]
+    existing: dict[str, Any] = {h.number: h for h in session.execute(hh_cols.where(Household.village_id == village.id))}
     keys = [r["id_key"] for r in rows if r["id_key"]]
-    by_key: dict[str, Member] = {}
+    by_key: dict[str, Any] = {}
     for i in range(0, len(keys), 900):
-        for found in session.execute(select(Member).where(Member.id_key.in_(keys[i:i + 900]))).scalars():
-            by_key[found.id_key] = found  # type: ignore[index]
+        for found in session.execute(m_cols.where(Member.id_key.in_(keys[i:i + 900]))):
+            by_key[found.id_key] = found
     hh_by_id = {h.id: h for h in existing.values()}
-    existing_members: dict[int, list[Member]] = defaultdict(list)
+    existing_members: dict[int, list[Any]] = defaultdict(list)
     if existing:
-        for em in session.execute(select(Member).where(Member.village_id == village.id)).scalars():
+        for em in session.execute(m_cols.where(Member.village_id == village.id)):
             existing_members[em.household_id].append(em)
     other_households: dict[int, tuple[str, str]] = {}
     foreign_ids = {m.household_id for m in by_key.values() if m.household_id not in hh_by_id}
@@ -225,7 +227,7 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
         by_name = {m.name: m for m in current.values() if not m.id_key}
         any_member_change = False
         for r in members:
-            m: Member | None = by_key.get(r["id_key"]) if r["id_key"] else None
+            m: Any = by_key.get(r["id_key"]) if r["id_key"] else None
             if m is not None and (hh is None or m.household_id != hh.id):
                 num, vname = (hh_by_id[m.household_id].number, village.name) if m.household_id in hh_by_id \
                     else other_households.get(m.household_id, ("?", "外村"))
@@ -339,8 +341,11 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
                            "head_pinyin": full_pinyin(head["name"]), "address": head["address"],
                            "phone": clean_phone(head["phone"]), "notes": head["notes"], "status": "active",
                            "created_at": now, "updated_at": now})
-        for hid, number in session.execute(insert(Household).returning(Household.id, Household.number), values):
-            number_to_id[number] = hid
+        # Plain executemany (no RETURNING: SQLAlchemy's batched RETURNING splices results quadratically), then one
+        # query for the new ids.
+        session.execute(insert(Household.__table__), values)  # type: ignore[arg-type]
+        number_to_id = {n: i for n, i in session.execute(select(Household.number, Household.id)
+                                                         .where(Household.village_id == village_id))}
     # 2. changed households
     if plan.changed_households:
         updates = []
@@ -365,9 +370,13 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
                            "id_number": r["id_number"], "id_key": r["id_key"], "phone": r["phone"],
                            "party_member": r["party_member"], "living_away": r["living_away"], "status": "present",
                            "created_at": now, "updated_at": now})
-        new_ids = list(session.execute(insert(Member).returning(Member.id, sort_by_parameter_order=True),
-                                       values).scalars())
-        session.execute(insert(HouseholdMembership), [
+        last_id = session.execute(select(func.max(Member.id))).scalar() or 0
+        session.execute(insert(Member.__table__), values)  # type: ignore[arg-type]
+        new_ids = list(session.execute(select(Member.id).where(Member.village_id == village_id, Member.id > last_id)  # type: ignore[operator]
+                                       .order_by(Member.id)).scalars())
+        if len(new_ids) != len(values):  # another writer added members to this village meanwhile
+            raise Conflict("导入时本村的花名册被同时修改了，请重新上传")
+        session.execute(insert(HouseholdMembership.__table__), [
             {"member_id": mid, "household_id": v["household_id"], "relation": v["relation"], "started_on": today,
              "reason": f"导入花名册（{batch.file_name}）"[:200]} for mid, v in zip(new_ids, values, strict=True)])
         for mid, v in zip(new_ids, values, strict=True):
@@ -392,7 +401,7 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
                 "details": {"batch_id": batch.id}, "actor_id": actor.user_id, "actor_name": actor.name, "at": now}
                for hid in sorted(changed_ids - created)]
     if events:
-        session.execute(insert(HouseholdEvent), events)
+        session.execute(insert(HouseholdEvent.__table__), events)  # type: ignore[arg-type]
     batch.status = "applied"
     batch.applied_at = now
     result = {**plan.summary, "groups_created": len(plan.missing_groups)}

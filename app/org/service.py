@@ -91,7 +91,7 @@ def _check(flt: ScopeFilter, scope: Scope) -> None:
 
 def _township_code(county: County, code: str) -> str:
     code = (code or "").strip()
-    if not re.fullmatch(r"\d{9}", code):
+    if not re.fullmatch(r"[0-9]{9}", code):  # ASCII only: \d takes any script's digits
         raise ValidationFailed("乡镇代码必须是 9 位数字（统计用区划代码，前 6 位为县代码）", details={"field": "code"})
     if not code.startswith(county.code):
         raise ValidationFailed(f"乡镇代码必须以本县代码 {county.code} 开头", details={"field": "code"})
@@ -194,7 +194,7 @@ def create_village(session: Session, actor: Actor, *, township_id: int, code: st
     if not t.active:
         raise ValidationFailed(f"{t.name}已停用，不能在其下新建村", details={"field": "township_id"})
     code = (code or "").strip()
-    if not re.fullmatch(r"\d{12}", code):
+    if not re.fullmatch(r"[0-9]{12}", code):
         raise ValidationFailed("村代码必须是 12 位数字（统计用区划代码，前 9 位为乡镇代码）", details={"field": "code"})
     if not code.startswith(t.code):
         raise ValidationFailed(f"村代码必须以所属乡镇代码 {t.code} 开头", details={"field": "code"})
