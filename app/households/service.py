@@ -275,10 +275,10 @@ def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_
                 mstmt = mstmt.where(Member.village_id.in_(flt.village_ids))
             stmt = stmt.where(Household.id.in_(mstmt))
     total = int(session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
-    group_order = select(Group.number).where(Group.id == Household.group_id).scalar_subquery()
-    order = [Household.village_id, group_order.nulls_last() if session.get_bind().dialect.name == "postgresql"
-             else group_order]
+    # Households without a group come last (COALESCE keeps that the same on SQLite and PostgreSQL).
+    order = [Household.village_id, func.coalesce(Group.number, 1_000_000)]
     order += [Household.head_pinyin, Household.number_sort] if sort == "pinyin" else [Household.number_sort]
+    stmt = stmt.outerjoin(Group, Group.id == Household.group_id)
     rows = list(session.execute(stmt.order_by(*order).offset(offset).limit(limit)).scalars())
     group_ids = {h.group_id for h in rows if h.group_id}
     groups = {g.id: g for g in session.execute(select(Group).where(Group.id.in_(group_ids))).scalars()} if group_ids else {}
