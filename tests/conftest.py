@@ -49,7 +49,9 @@ def _pg_worker_url() -> Iterator[str | None]:
         yield None
         return
     base = make_url(PG_URL)
-    name = f"zf_test_{_worker()}"
+    # One database per run and worker, so that two runs against the same server never drop each other's.
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8] or f"p{os.getpid()}"
+    name = f"zf_test_{run}_{_worker()}"
     admin = create_engine(base.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -58,6 +60,10 @@ def _pg_worker_url() -> Iterator[str | None]:
     url = base.set(database=name).render_as_string(hide_password=False)
     migrate.upgrade(url)
     yield url
+    admin = create_engine(base.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ def empty_url(tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     base = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    name = f"zf_mig_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+    name = f"zf_mig_{os.getpid()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
