@@ -63,9 +63,12 @@ def parse_rows(sheet: roster.Sheet, *, today: date | None = None) -> tuple[list[
     """Every row checked on its own and against the others (no database). Returns normalized rows (JSON-safe)."""
     problems = list(sheet.problems)
     out: list[dict[str, Any]] = []
+    rejected_heads: set[str] = set()  # households whose head's row has its own error (so not "no head")
     h = sheet.headers
     for row_no, values in sheet.rows:
         bad = False
+        if roster.text(values.get("relation")) in (HEAD, "本人"):
+            rejected_heads.add(roster.text(values.get("number")))
 
         def problem(key: str, message: str, code: str, row_no: int = row_no) -> None:
             nonlocal bad
@@ -126,8 +129,10 @@ def parse_rows(sheet: roster.Sheet, *, today: date | None = None) -> tuple[list[
                 seen_keys[r["id_key"]] = r["row"]
     for number, members in by_number.items():
         heads = [m for m in members if m["relation"] == HEAD]
+        if heads:
+            rejected_heads.discard(number)
         rows_text = "、".join(str(m["row"]) for m in members[:8]) + ("…" if len(members) > 8 else "")
-        if not heads:
+        if not heads and number not in rejected_heads:
             problems.append(roster.Problem(
                 members[0]["row"], _col(h, "relation"),
                 f"户号 {number}（第 {rows_text} 行）没有户主：请把其中一人的“与户主关系”填为“户主”", "error", "no_head"))
@@ -224,7 +229,8 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
                 if getattr(hh, k) != v:
                     hh_changes[k] = v
         current = {m.id: m for m in existing_members.get(hh.id, [])} if hh else {}  # type: ignore[arg-type]
-        by_name = {m.name: m for m in current.values() if not m.id_key}
+        # a row without an ID number is the person of that name in the household (preferring one without an ID)
+        by_name = {m.name: m for m in sorted(current.values(), key=lambda x: x.id_key is None)}
         any_member_change = False
         for r in members:
             m: Any = by_key.get(r["id_key"]) if r["id_key"] else None
@@ -247,6 +253,9 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
                 continue
             birth = date.fromisoformat(r["birth_date"]) if r["birth_date"] else None
             wanted_m = {**{k: r[k] for k in member_fields}, "birth_date": birth}
+            # a blank cell or a column the file does not have erases nothing (as for the household's phone)
+            wanted_m = {k: v for k, v in wanted_m.items()
+                        if v is not None and (k not in ("party_member", "living_away") or k in headers)}
             diff = {k: v for k, v in wanted_m.items() if getattr(m, k) != v}
             if diff:
                 if "name" in diff:
