@@ -453,6 +453,16 @@ def test_preview_names_every_problem_by_row_and_column(db, demo):
     assert counts(db) == after and batch_status(db, batch.id) == "preview"  # type: ignore[arg-type]
 
 
+def test_a_head_with_a_bad_id_number_is_not_reported_as_a_missing_head():
+    """The head's row carries its own error; telling the clerk to "make someone the head" would mislead."""
+    head = bad_check_digit(pid(date(1970, 1, 1), 711))
+    problems = parse(csv_bytes([["1", "", "张三", "户主", "", "", head, "", "", "", "", ""],
+                                ["1", "", "李四", "配偶", "", "", "", "", "", "", "", ""],
+                                ["2", "", "王五", "配偶", "", "", "", "", "", "", "", ""]]))
+    assert [(p.row, p.column, p.code) for p in problems] == [(2, "身份证号", "member_id_number"),
+                                                              (4, "与户主关系", "no_head")]
+
+
 def test_member_of_an_existing_household_listed_under_another_number(db, demo):
     """An ID number already registered in household 001, listed by the clerk under existing household 002."""
     moved = demo_member(db, "红旗村", "001")
@@ -946,3 +956,25 @@ def test_clerk_cannot_import_into_another_village_and_reviewer_cannot_import(cli
 
     assert counts(db, ROSTER_TABLES) == before
     assert batch_status(db, foreign.id) == "preview"  # type: ignore[arg-type]
+
+
+def test_a_file_with_fewer_columns_neither_erases_nor_duplicates(db, demo):
+    """A clerk's own sheet may lack the ID, phone or flag columns, or leave an ID blank: the people already on the
+    roster are found by name in their household and keep what the file does not say."""
+    apply(db, preview(db, xlsx(good_rows())))
+    before = counts(db, ROSTER_TABLES)
+    kept = {name: (m.id, m.id_number, m.phone, m.party_member, m.living_away, m.gender, m.birth_date)
+            for name, m in members_of(db, "801").items()}
+    short = [[r[0], r[2], r[3]] for r in good_rows() if r[0] == "801"]
+    batch = preview(db, xlsx(short, ["户号", "姓名", "与户主关系"]))
+    assert batch.problems == [], batch.problems
+    assert (batch.summary["members_unchanged"], batch.summary["members_new"]) == (4, 0), batch.summary
+    apply(db, batch)
+    blank_id = good_rows()
+    blank_id[0][ID_COL] = ""
+    batch = preview(db, xlsx(blank_id))
+    assert (batch.summary["members_unchanged"], batch.summary["members_new"]) == (7, 0), batch.summary
+    apply(db, batch)
+    assert counts(db, ROSTER_TABLES) == before
+    assert {name: (m.id, m.id_number, m.phone, m.party_member, m.living_away, m.gender, m.birth_date)
+            for name, m in members_of(db, "801").items()} == kept

@@ -93,6 +93,8 @@ REACH: dict[Role, Callable[[Scope, Scope], bool]] = {
 }
 
 PLACE_FIELDS = ("township_id", "village_id", "store_id", "household_id")  # the fields of a Scope
+# Places that hold the user's own grant: their names may appear on any of the user's pages (the grant's label).
+AROUND_HOME = {"own", "the user's township", "the user's village"}
 
 # Requests that end the acting session: sent last.
 SESSION_ENDING = {("POST", "/logout")}
@@ -407,7 +409,7 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
         if route.perm not in EXPECTED_PERMISSIONS[role]:
             # the permission is checked before any scope: one request, with in-scope objects where there are any
             values = fill({**fallback, **own})
-            far = [p for p in scoped if p not in inside and outside[p][0][1] != "own"]
+            far = [p for p in scoped if p not in inside and outside[p][0][1] not in AROUND_HOME]
             secret = world.name(far[0], fallback[far[0]], acting) if far else None
             label = ", ".join(f"{p}={v}" for p, v in fallback.items()) or "no object"
             add(values, f"without {route.perm}: {label}", "denied", secret=secret)
@@ -425,7 +427,7 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
                 o for n, o in enumerate(outside[p]) if n == 0 or o[1] == "own"]
             for object_id, where_ in tried:
                 audit_obj = (p.removesuffix("_id"), str(object_id)) if others_in else None
-                secret = None if where_ == "own" else world.name(p, object_id, acting)
+                secret = None if where_ in AROUND_HOME else world.name(p, object_id, acting)
                 add(fill({**fallback, p: object_id, **own}), f"out of scope: {p}={object_id} ({where_})", "denied",
                     audit_obj, secret)
         if not complete:
