@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette_exporter import PrometheusMiddleware
@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    undeclared = [r.path for r in app.routes if isinstance(r, APIRoute) and declared_permission(r) is None]
+    # FastAPI 0.16x keeps included routers as lazy entries in app.routes: walk the flattened route contexts.
+    undeclared = [ctx.path for ctx in iter_route_contexts(app.routes)
+                  if isinstance(ctx.original_route, APIRoute) and declared_permission(ctx) is None]
     if undeclared:  # deny by default: a route without a declared permission is a programming error
         raise RuntimeError(f"routes without a declared permission: {undeclared}")
 

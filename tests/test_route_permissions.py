@@ -3,8 +3,9 @@
 The walk reads the route table and finds its objects through SCOPE_RESOLVERS, so a route added later, even one
 with a new kind of object id, is checked without touching this file. What this file does hold is the reviewed
 policy: which permissions each role has (`EXPECTED_PERMISSIONS`, compared with `ROLE_PERMISSIONS`) and what a
-grant of each role reaches (`REACH`). A new role, or a path parameter that is neither resolved to a scope nor an
-owned object (`OWNED_PARAMS`), has to be taught here; the walk fails with a message saying so.
+grant of each role reaches (`REACH`). A new role, or a path parameter that has no scope resolver and is not listed
+in `OWNED_PARAMS` (a user's object), `CHILD_PARAMS` (an object under another path id, like a village's import batch)
+or `FIXED_PARAMS` (not an id), has to be taught here; the walk fails with a message saying so.
 
 Per route x method x role:
 - anonymous: /api answers 401 with the JSON error shape; a page answers GET with a redirect to /login and an
@@ -14,12 +15,13 @@ Per route x method x role:
   …, and one's own account for county-level objects): 404 exactly, nothing of the object's name in the answer,
   and an `auth.denied` event naming the object.
 - in scope with the permission: no 401/403/404, never 5xx (422/400/409 are fine for writes with an empty body).
-- a path id without a scope resolver (an API token): another user's object answers 404 like a missing one.
+- a path id without a scope resolver: another user's API token, or another village's import batch under one's own
+  village, answers 404 like a missing object.
+Requests run reads first, then writes (empty JSON object / empty form, with the CSRF token), logout last.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -166,6 +168,7 @@ class World:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._objects: dict[str, list[tuple[int, Scope]]] = {}
+        self._names: dict[tuple[str, int], str | None] = {}
         with db.read_txn() as s:
             users = list(s.execute(select(User)).scalars())
             self.user = {u.login: u.id for u in users}
@@ -247,19 +250,20 @@ class World:
             found.append((own, "own"))
         return found
 
-    @functools.cache  # noqa: B019  (one World per test)
     def name(self, param: str, object_id: int, acting: str) -> str | None:
         """The object's name, when its table has one: it must not appear in a denial (unless the acting user's own
         name, shown on every page, happens to contain it)."""
-        table = _table_for(param)
-        column = next((c for c in ("name", "display_name", "head_name") if table is not None and c in table.c), None)
-        if table is None or column is None:
-            return None
-        with self.db.read_txn() as s:
-            value = s.execute(select(table.c[column]).where(table.c.id == object_id)).scalar()
-        if not isinstance(value, str) or len(value) < 3 or value in self.display_name.get(acting, ""):
-            return None
-        return value
+        if (param, object_id) not in self._names:
+            table = _table_for(param)
+            column = next((c for c in ("name", "display_name", "head_name") if table is not None and c in table.c),
+                          None)
+            value = None
+            if table is not None and column is not None:
+                with self.db.read_txn() as s:
+                    value = s.execute(select(table.c[column]).where(table.c.id == object_id)).scalar()
+            self._names[param, object_id] = value if isinstance(value, str) and len(value) >= 3 else None
+        value = self._names[param, object_id]
+        return None if value is None or value in self.display_name.get(acting, "") else value
 
 
 def _table_for(param: str) -> Any:

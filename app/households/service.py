@@ -438,8 +438,9 @@ def _end_membership(session: Session, member_id: int, household_id: int, on: dat
 def change_head(session: Session, actor: Actor, household_id: int, new_head_id: int, *,
                 old_head_relation: str = "其他") -> Household:
     h = get_household(session, household_id)
-    new = get_member(session, new_head_id)
-    if new.household_id != h.id or new.status != MemberStatus.PRESENT.value:
+    new = session.get(Member, new_head_id) if new_head_id else None
+    # A missing member and another household's member get the same answer: ids of other villages leak nothing.
+    if new is None or new.household_id != h.id or new.status != MemberStatus.PRESENT.value:
         raise ValidationFailed("新户主必须是本户的在户成员", details={"field": "member_id"})
     if new.id == h.head_member_id:
         return h
@@ -570,11 +571,12 @@ def split(session: Session, actor: Actor, household_id: int, *, member_ids: list
 def merge(session: Session, actor: Actor, source_id: int, target_id: int, *, on: date | None = None,
           reason: str = "合户", relations: dict[int, str] | None = None) -> Household:
     """合户: every present member of the source household joins the target; the source is dissolved."""
-    src, dst = get_household(session, source_id), get_household(session, target_id)
+    src = get_household(session, source_id)
+    dst = session.get(Household, target_id)
+    if dst is None or src.village_id != dst.village_id:  # the same answer for both: other villages leak nothing
+        raise ValidationFailed("目标户不存在或不在本村：只能合并同一村的农户", details={"field": "target_id"})
     if src.id == dst.id:
         raise ValidationFailed("不能与自己合户")
-    if src.village_id != dst.village_id:
-        raise ValidationFailed("只能合并同一村的农户")
     if src.status != HouseholdStatus.ACTIVE.value or dst.status != HouseholdStatus.ACTIVE.value:
         raise ValidationFailed("两户都必须在册")
     when = on or date.today()

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.service import Principal
+from app.core.scope import Scope
 from app.deps import DbSession
 from app.errors import AppError, FormRejected, ValidationFailed
 from app.org import service as org
@@ -29,8 +30,11 @@ def _index_ctx(session: DbSession, p: Principal, **extra: object) -> dict[str, o
     by_township: dict[int, list[object]] = {}
     for v in villages:
         by_township.setdefault(v.township_id, []).append(v)
-    return {"townships": org.list_townships(session, flt), "by_township": by_township,
-            "can_manage": p.can(Perm.ORG_MANAGE), **extra}
+    townships = org.list_townships(session, flt)
+    return {"townships": townships, "by_township": by_township, "can_manage": p.can(Perm.ORG_MANAGE),
+            # a village clerk sees the name of the village's township, but no link to a page it may not open
+            "township_links": {t.id for t in townships if p.covers(Perm.ORG_VIEW, Scope(township_id=t.id))},
+            **extra}
 
 
 @router.get("/org")
