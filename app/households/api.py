@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from app.auth.deps import authorize
@@ -143,8 +144,12 @@ def move_out(household_id: int, body: MoveOutIn, session: DbSession, p: Principa
 async def upload(village_id: int, session: DbSession, file: Annotated[UploadFile, File()],
                  p: Principal = Manage) -> ImportPreviewOut:
     data = await file.read(imports.roster.MAX_FILE_BYTES + 1)
-    batch = imports.preview(session, p.actor(), village_id=village_id, file_name=file.filename or "", data=data)
-    return _preview_out(batch)
+
+    def work() -> ImportPreviewOut:
+        return _preview_out(imports.preview(session, p.actor(), village_id=village_id, file_name=file.filename or "",
+                                            data=data))
+
+    return await run_in_threadpool(work)  # reading and checking a big file must not block the event loop
 
 
 def _preview_out(batch: imports.ImportBatch) -> ImportPreviewOut:

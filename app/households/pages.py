@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from app.auth.deps import authorize
@@ -304,9 +305,7 @@ async def upload(request: Request, session: DbSession, village_id: int,
         except AppError as e:
             raise FormRejected(e, "households/roster.html", lambda s: _roster_ctx(s, p, village_id)) from e
 
-    from fastapi.concurrency import run_in_threadpool
-
-    batch_id = await run_in_threadpool(work)
+    batch_id = await run_in_threadpool(work)  # reading and checking a big file must not block the event loop
     return redirect(f"/villages/{village_id}/roster/imports/{batch_id}", request)
 
 
