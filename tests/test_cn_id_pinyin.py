@@ -38,6 +38,8 @@ def test_legacy_15_digit_numbers_are_kept_when_valid_and_keyed_by_18_digit_form(
     c = check_id_number("110105491231002")
     assert c.error is None and c.value == "110105491231002" and c.key == "11010519491231002X"
     assert check_id_number("110105491331002").error  # 13th month
+    # an Excel number cell holds a 15-digit number exactly (an 18-digit one it cannot)
+    assert check_id_number(110105491231002.0).value == "110105491231002"
 
 
 def test_area_codes_are_accepted_whatever_the_birth_year() -> None:

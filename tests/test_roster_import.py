@@ -235,6 +235,11 @@ def one(problems: list[dict[str, Any]], code: str) -> dict[str, Any]:
     return found[0]
 
 
+def parse(data: bytes, name: str = "a.csv") -> list[roster.Problem]:
+    _rows, problems = imports.parse_rows(roster.read_sheet(name, data))
+    return problems
+
+
 # ---- HTTP -----------------------------------------------------------------------------------------------------------
 
 def upload_api(client: TestClient, token: str, vid: int, data: bytes, name: str = "花名册.xlsx"):  # type: ignore[no-untyped-def]
@@ -356,6 +361,24 @@ def test_columns_in_any_order_below_a_merged_title_row(db, demo):
     assert members_of(db, "801")["王小明"].id_number == good_rows()[2][ID_COL]
 
 
+def test_household_cells_merged_down_a_familys_rows_count_for_every_row(db, demo):
+    """Many rosters merge 户号 and 村民小组 over a family's rows (the header itself is not merged): every row of the
+    family has that value; an unknown column such as 序号 is ignored with a warning."""
+    def merge_families(ws) -> None:  # type: ignore[no-untyped-def]
+        for col in "BC":
+            ws.merge_cells(f"{col}2:{col}5")
+            ws.merge_cells(f"{col}6:{col}8")
+
+    rows = [[str(i), *r] for i, r in enumerate(good_rows(), start=1)]
+    for r in rows[1:4] + rows[5:]:
+        r[1] = r[2] = None  # as Excel keeps a merged range: the value in its first cell only
+    batch = preview(db, xlsx(rows, ["序号", *HEADER], setup=merge_families))
+    assert [p["code"] for p in batch.problems] == ["ignored_columns"], batch.problems
+    assert "序号" in batch.problems[0]["message"] and batch.problems[0]["severity"] == "warning"
+    assert [(r["number"], r["group"]) for r in batch.rows] == [("801", 1)] * 4 + [("802", 2)] * 3
+    assert apply(db, batch)["members_new"] == 7
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
 def test_csv_in_utf8_with_and_without_bom_and_gbk_imports(db, demo, encoding):
     data = csv_bytes(good_rows(), encoding)
@@ -405,6 +428,8 @@ def test_preview_names_every_problem_by_row_and_column(db, demo):
         ["909", g[0], elsewhere_same.name, "户主", elsewhere_same.gender, "", elsewhere_same.id_number, "", "", "", "", ""],
         ["910", g[0], elsewhere_other.name, "户主", elsewhere_other.gender, "", elsewhere_other.id_number, "", "", "",
          "", ""],
+        # row 16: the same person twice in the file
+        ["911", g[0], "孙正", "户主", "男", "", pid(date(1970, 1, 1), 711), "", "", "", "", ""],
     ]
     before = counts(db)
     batch = preview(db, xlsx(rows))
@@ -412,6 +437,7 @@ def test_preview_names_every_problem_by_row_and_column(db, demo):
 
     by_row = {(p["row"], p["code"]): p for p in problems}
     assert not [p for p in problems if p["row"] in (2, 3)], problems
+    assert {p["row"] for p in problems} == set(range(4, 17)) - {8, 9}, problems
 
     check = by_row[(4, "member_id_number")]
     assert check["column"] == "身份证号" and "校验位" in check["message"] and check["severity"] == "error"
@@ -442,6 +468,9 @@ def test_preview_names_every_problem_by_row_and_column(db, demo):
 
     for p in problems:
         assert CJK.search(p["message"]), p
+    twice = one(problems, "duplicate_id")
+    assert (twice["row"], twice["column"]) == (16, "身份证号") and "第 2 行" in twice["message"]
+
     assert all(elsewhere_same.id_number not in p["message"] for p in problems if p["code"] == "member_elsewhere")
     # nothing but the batch itself was written
     after = counts(db)
@@ -480,11 +509,6 @@ def test_csv_id_number_turned_into_a_number_says_digits_were_lost(cell):
     (problem,) = rows
     assert (problem.row, problem.column, problem.code) == (2, "身份证号", "member_id_number")
     assert "丢失" in problem.message and cell in problem.message
-
-
-def parse(data: bytes, name: str = "a.csv") -> list[roster.Problem]:
-    _rows, problems = imports.parse_rows(roster.read_sheet(name, data))
-    return problems
 
 
 def test_lowercase_x_and_legacy_15_digit_numbers_are_accepted():

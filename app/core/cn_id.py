@@ -60,6 +60,8 @@ def check_id_number(raw: object, *, today: date | None = None) -> IdCheck:
     today = today or date.today()
     if raw is None:
         return IdCheck(None, None, None, None, None)
+    if isinstance(raw, float) and raw.is_integer() and 10**14 <= raw < 10**15:
+        raw = int(raw)  # a 15-digit number fits a float exactly: nothing was lost
     if isinstance(raw, float | int) and not isinstance(raw, bool):
         shown = f"{raw:.16e}" if isinstance(raw, float) else str(raw)
         if isinstance(raw, int) and len(str(raw)) in (15, 18):

@@ -169,6 +169,11 @@ def read_sheet(file_name: str, data: bytes) -> Sheet:
     if formulas:
         raise _reject("表格中含有公式：请全选表格，复制后用“选择性粘贴 → 数值”替换公式，保存后再上传")
     header_row = cells[header_at]
+    for (r0, c0), (r1, c1) in merged:  # 户号 or 户主 merged down a family's rows: every row gets the value
+        if r0 > header_at and c0 == c1:
+            for ri in range(r0 + 1, min(r1, len(cells) - 1) + 1):
+                if c0 < len(cells[ri]):
+                    cells[ri][c0] = cells[r0][c0]
     headers: dict[str, str] = {}
     columns: dict[int, str] = {}
     problems: list[Problem] = []
