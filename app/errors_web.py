@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.audit import service as audit
@@ -128,6 +129,25 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
         code = "too_large" if exc.status_code == 413 else f"http_{exc.status_code}"
         return _error_json(exc.status_code, code, message)
     return _error_page(request, exc.status_code, message)
+
+
+def _out_of_range(exc: BaseException) -> bool:
+    """A number too large for the database's integer columns (PostgreSQL: integer out of range; SQLite: the
+    driver's OverflowError)."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(exc, OverflowError) or isinstance(orig, OverflowError):
+        return True
+    return isinstance(exc, DataError) and "out of range" in str(orig or exc)
+
+
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """An id or number beyond the database's range is bad input (422), not a server error."""
+    if not _out_of_range(exc):
+        return await unhandled_error_handler(request, exc)
+    message = "数字超出允许的范围：编号等整数不能超过 2147483647，请检查输入"
+    if wants_json(request):
+        return _error_json(422, "out_of_range", message)
+    return _error_page(request, 422, message)
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette_exporter import PrometheusMiddleware
 
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(AppError, errors_web.app_error_handler)
     app.add_exception_handler(RequestValidationError, errors_web.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, errors_web.http_error_handler)
+    app.add_exception_handler(StatementError, errors_web.database_error_handler)
+    app.add_exception_handler(OverflowError, errors_web.database_error_handler)
     app.add_exception_handler(Exception, errors_web.unhandled_error_handler)
 
     app.add_middleware(PrometheusMiddleware, app_name="zhenfeng", group_paths=True,

@@ -18,7 +18,7 @@ from app.core.context import Actor
 from app.main import create_app
 from app.org.models import Group, Store, Township, Village
 from tests import test_auth as common
-from tests.conftest import DEMO_PASSWORDS, login
+from tests.conftest import DEMO_PASSWORDS, PG_URL, login
 
 # shared fixtures (open test clients, the demo county from a template)
 _client_stack = common._client_stack
@@ -212,6 +212,35 @@ def test_api_bad_input_is_refused_clearly_and_changes_nothing(app, db, ids, meth
         kw = {"json": _fill(body, named)}
     r = admin.request(method, _fill(path, named), **kw)
     api_error(r, status, code, text)
+    assert snapshot(db) == before
+
+
+INT32_PLUS = 9_999_999_999  # beyond PostgreSQL's INTEGER
+INT64_PLUS = 99_999_999_999_999_999_999  # beyond SQLite's INTEGER too
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    # beyond 32 bits: PostgreSQL's INTEGER refuses it (422, out of range); SQLite stores 64 bits (no such row)
+    pytest.param("GET", f"/api/v1/villages?township_id={INT32_PLUS}", None, 422 if PG_URL else 200, id="query"),
+    pytest.param("POST", V, {"township_id": INT32_PLUS, "code": "341000101009", "name": "新村"}, 422,
+                 id="body-township"),
+    pytest.param("POST", "/api/v1/me/tokens", {"name": "脚本", "grant_id": INT32_PLUS}, 422, id="body-grant"),
+    pytest.param("POST", "/api/v1/users/{clerk}/grants", {"role": "village_clerk", "village_id": INT32_PLUS}, 422,
+                 id="body-scope"),
+    pytest.param("DELETE", f"/api/v1/me/tokens/{INT32_PLUS}", None, 422 if PG_URL else 404, id="path-token"),
+    pytest.param("DELETE", f"/api/v1/me/tokens/{INT64_PLUS}", None, 422, id="path-token-64"),
+    pytest.param("GET", f"/api/v1/townships/{INT64_PLUS}", None, 404, id="path-resolved-64"),
+    pytest.param("PATCH", f"/api/v1/villages/{INT32_PLUS}", {"name": "某村"}, 404, id="path-resolved-32"),
+])
+def test_ids_beyond_the_database_integer_range(app, db, ids, method, path, body, status):
+    admin = api_login(app, "admin")
+    before = snapshot(db)
+    try:
+        r = admin.request(method, _fill(path, ids), json=body)
+    except Exception as e:  # the test client re-raises what the app's 500 handler logged
+        pytest.fail(f"500: {type(e).__name__}: {e}"[:300])
+    if status == 200:
+        assert r.status_code == 200 and r.json()["items"] == []
+    else:
+        api_error(r, status)
     assert snapshot(db) == before
 
 

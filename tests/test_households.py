@@ -70,9 +70,8 @@ def test_split_moves_members_to_a_new_household_and_keeps_history(db: Database, 
     with db.read_txn() as s:
         members = {m.name: m for m in hh.members_of(s, h.id)}  # type: ignore[arg-type]
     moving = [members["张建国"].id, members["王秀英"].id, members["张小宝"].id]
-    with db.write_txn() as s:
-        with pytest.raises(ValidationFailed, match="原户主不能分出"):
-            hh.split(s, ACTOR, h.id, member_ids=[h.head_member_id, *moving], new_head_id=moving[0])  # type: ignore[arg-type,list-item]
+    with db.write_txn() as s, pytest.raises(ValidationFailed, match="原户主不能分出"):
+        hh.split(s, ACTOR, h.id, member_ids=[h.head_member_id, *moving], new_head_id=moving[0])  # type: ignore[arg-type,list-item]
     with db.write_txn() as s:
         new = hh.split(s, ACTOR, h.id, member_ids=moving, new_head_id=moving[0], on=date(2026, 3, 1))  # type: ignore[arg-type]
         new_id, new_number = new.id, new.number
@@ -103,9 +102,8 @@ def test_merge_head_change_group_move_and_move_out(db: Database, village: Villag
         assert {m.name for m in hh.members_of(s, a.id, include_former=False)} == {"刘一", "陈二", "刘三", "周四", "刘五"}  # type: ignore[arg-type]
         new_head = next(m for m in hh.members_of(s, a.id) if m.name == "刘三")  # type: ignore[arg-type]
         g3 = s.execute(select(Group).where(Group.village_id == village.id, Group.number == 3)).scalar_one()
-    with db.write_txn() as s:
-        with pytest.raises(ValidationFailed, match="户主"):
-            hh.set_member_status(s, ACTOR, a.head_member_id, "deceased")  # type: ignore[arg-type]
+    with db.write_txn() as s, pytest.raises(ValidationFailed, match="户主"):
+        hh.set_member_status(s, ACTOR, a.head_member_id, "deceased")  # type: ignore[arg-type]
     with db.write_txn() as s:
         hh.change_head(s, ACTOR, a.id, new_head.id, old_head_relation="父亲")  # type: ignore[arg-type]
         hh.move_group(s, ACTOR, a.id, g3.id)  # type: ignore[arg-type]
