@@ -69,7 +69,7 @@ def search(session: DbSession, p: Principal = View,
                     offset=offset, limit=limit)
     items = [HouseholdOut.build(h, full_flt.covers(Scope(village_id=h.village_id, household_id=h.id)))
              for h in res.rows]
-    return HouseholdPage(items=items, total=res.total, offset=offset, limit=limit)
+    return HouseholdPage(items=items, total=res.total, total_exact=res.total_exact, offset=offset, limit=limit)
 
 
 @router.post("/villages/{village_id}/households", response_model=HouseholdDetailOut, status_code=201, summary="新建农户")

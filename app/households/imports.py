@@ -22,7 +22,7 @@ from app.core.context import Actor
 from app.core.pinyin import full_pinyin, initials
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.households import roster
-from app.households.models import HEAD, Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
+from app.households.models import HEAD, NO_GROUP_SORT, Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
 from app.households.service import (
     MemberInput,
     clean_member,
@@ -333,6 +333,7 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
     for n in plan.missing_groups:
         org.create_group(session, actor, village_id=village_id, number=n)
     groups = {g.number: g.id for g in session.execute(select(Group).where(Group.village_id == village_id)).scalars()}
+    group_numbers = {gid: number for number, gid in groups.items()}
     by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in batch.rows:
         by_number[r["number"]].append(r)
@@ -345,7 +346,8 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
         for number in plan.new_households:
             members = by_number[number]
             head = next(m for m in members if m["relation"] == HEAD)
-            values.append({"village_id": village_id, "group_id": groups.get(head["group"]), "number": number,
+            values.append({"village_id": village_id, "group_id": groups.get(head["group"]),
+                           "group_sort": head["group"] if head["group"] in groups else NO_GROUP_SORT, "number": number,
                            "number_sort": number_sort_key(number), "head_name": head["name"],
                            "head_pinyin": full_pinyin(head["name"]), "address": head["address"],
                            "phone": clean_phone(head["phone"]), "notes": head["notes"], "status": "active",
@@ -363,6 +365,8 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
             gnum = ch.pop("_group_number", None)
             if gnum is not None:
                 ch["group_id"] = groups[gnum]
+            if "group_id" in ch:
+                ch["group_sort"] = group_numbers.get(ch["group_id"], NO_GROUP_SORT)
             updates.append({"id": number_to_id[number], **ch, "updated_at": now})
         session.execute(update(Household), updates)
     # 3. new members and their membership periods

@@ -33,18 +33,22 @@ MEMBER_STATUS_LABELS = {"present": "在户", "moved_out": "已迁出", "deceased
 RELATIONS = ["户主", "配偶", "子女", "儿子", "女儿", "儿媳", "女婿", "父母", "父亲", "母亲", "孙子女", "孙子", "孙女",
              "兄弟姐妹", "祖父母", "外孙子女", "其他"]
 HEAD = "户主"
+NO_GROUP_SORT = 1_000_000
 
 
 class Household(SQLModel, table=True):
     __tablename__ = "households"
     __table_args__ = (
         UniqueConstraint("village_id", "number"),
-        Index("ix_households_village_group_sort", "village_id", "group_id", "number_sort"),
+        # the list order (village, group number, household number or head's pinyin), walked in order by search
+        Index("ix_households_order_number", "village_id", "group_sort", "number_sort"),
+        Index("ix_households_order_pinyin", "village_id", "group_sort", "head_pinyin"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id")
     group_id: int | None = Field(default=None, foreign_key="village_groups.id")
+    group_sort: int = Field(default=1_000_000)  # the group's number (kept with group_id), or last without a group
     number: str = Field(max_length=20)  # 户号, unique in the village, as the clerk writes it
     number_sort: str = Field(max_length=60)  # zero-padded digits, for natural order (2 before 10)
     # The head is a member; the foreign key is added after both tables exist (use_alter).
@@ -52,7 +56,7 @@ class Household(SQLModel, table=True):
         default=None, sa_column=Column(Integer, ForeignKey("members.id", use_alter=True,
                                                            name="fk_households_head_member_id_members")))
     head_name: str = Field(default="", max_length=40)
-    head_pinyin: str = Field(default="", max_length=120, index=True)
+    head_pinyin: str = Field(default="", max_length=120)
     address: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=20)
     status: str = Field(default=HouseholdStatus.ACTIVE.value, max_length=12)

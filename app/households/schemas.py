@@ -62,7 +62,8 @@ class HouseholdDetailOut(HouseholdOut):
 
 class HouseholdPage(BaseModel):
     items: list[HouseholdOut]
-    total: int
+    total: int = Field(description="符合条件的户数；total_exact 为 false 时表示“超过这个数”")
+    total_exact: bool = True
     offset: int
     limit: int
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -23,6 +23,7 @@ from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.households.models import (
     HEAD,
+    NO_GROUP_SORT,
     RELATIONS,
     Household,
     HouseholdEvent,
@@ -223,12 +224,16 @@ def memberships(session: Session, household_id: int) -> list[tuple[HouseholdMemb
     return [(r[0], r[1]) for r in rows]
 
 
+BROAD = 2000  # a name search matching more members than this reports "more than 2000" instead of counting
+
+
 @dataclass
 class SearchResult:
     rows: list[Household]
-    total: int
+    total: int  # exact, or BROAD when total_exact is False
     groups: dict[int, Group]
     matched: dict[int, list[str]]  # household id -> names of members that matched the query
+    total_exact: bool = True
 
 
 def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_id: int | None = None,
@@ -256,6 +261,8 @@ def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_
         stmt = stmt.where(Household.status == status)
     term = (q or "").strip().replace(" ", "")
     member_cond: Any = None
+    exact = True
+    narrow: list[int] | None = None
     if term:
         if re.fullmatch(r"\d{17}[\dXx]|\d{15}", term):
             key = check_id_number(term).key or term.upper()
@@ -273,13 +280,36 @@ def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_
                 mstmt = mstmt.where(Member.village_id == village_id)
             elif not flt.everything and flt.village_ids and not flt.township_ids and not flt.household_ids:
                 mstmt = mstmt.where(Member.village_id.in_(flt.village_ids))
-            stmt = stmt.where(Household.id.in_(mstmt))
-    total = int(session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
-    # Households without a group come last (COALESCE keeps that the same on SQLite and PostgreSQL).
-    order = [Household.village_id, func.coalesce(Group.number, 1_000_000)]
+            # A narrow term (the usual case) is looked up through the name indexes; a broad one (two letters
+            # county-wide can match tens of thousands) walks households in list order and stops at the page's end,
+            # and its total is reported as "more than BROAD".
+            # The matching ids are fetched first and handed over as a list: planners misjudge how many rows a
+            # name prefix matches (PostgreSQL then walks every household in list order).
+            found_ids = list(session.execute(mstmt.limit(BROAD + 1)).scalars())
+            if len(found_ids) > BROAD:
+                exact = False
+                stmt = stmt.where(select(Member.id).where(Member.household_id == Household.id, member_cond).exists())
+                if session.get_bind().dialect.name == "postgresql":
+                    # The walk stops after one page; starting parallel workers for it costs more than it saves.
+                    session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+            else:
+                narrow = sorted(set(found_ids))
+    order: list[Any] = [Household.village_id, Household.group_sort]
     order += [Household.head_pinyin, Household.number_sort] if sort == "pinyin" else [Household.number_sort]
-    stmt = stmt.outerjoin(Group, Group.id == Household.group_id)
-    rows = list(session.execute(stmt.order_by(*order).offset(offset).limit(limit)).scalars())
+    if narrow is not None:
+        # At most BROAD households: their sort keys are fetched and ordered here, then the page is loaded by id.
+        keys: list[Any] = []
+        for i in range(0, len(narrow), 900):
+            chunk = stmt.where(Household.id.in_(narrow[i:i + 900])).with_only_columns(Household.id, *order)
+            keys.extend(session.execute(chunk).all())
+        keys.sort(key=lambda r: tuple(r[1:]))
+        total = len(keys)
+        page_ids = [r[0] for r in keys[offset:offset + limit]]
+        found = {h.id: h for h in session.execute(select(Household).where(Household.id.in_(page_ids))).scalars()}
+        rows = [found[i] for i in page_ids]
+    else:
+        total = int(session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()) if exact else BROAD
+        rows = list(session.execute(stmt.order_by(*order).offset(offset).limit(limit)).scalars())
     group_ids = {h.group_id for h in rows if h.group_id}
     groups = {g.id: g for g in session.execute(select(Group).where(Group.id.in_(group_ids))).scalars()} if group_ids else {}
     matched: dict[int, list[str]] = {}
@@ -287,7 +317,7 @@ def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_
         for hid, name in session.execute(select(Member.household_id, Member.name)
                                          .where(member_cond, Member.household_id.in_([h.id for h in rows]))):
             matched.setdefault(hid, []).append(name)
-    return SearchResult(rows, total, groups, matched)  # type: ignore[arg-type]
+    return SearchResult(rows, total, groups, matched, exact)  # type: ignore[arg-type]
 
 
 # ---- writing ------------------------------------------------------------------------------------------------------
@@ -312,7 +342,7 @@ def create_household(session: Session, actor: Actor, *, village_id: int, number:
     if not v.active:
         raise ValidationFailed(f"{v.name}已停用，不能新建农户")
     number = clean_number(number)
-    _check_group(session, village_id, group_id)
+    group = _check_group(session, village_id, group_id)
     if session.execute(select(Household.id).where(Household.village_id == village_id,
                                                   Household.number == number)).first():
         raise Conflict(f"{v.name}已有户号 {number}", details={"field": "number"})
@@ -321,9 +351,9 @@ def create_household(session: Session, actor: Actor, *, village_id: int, number:
     taken = _id_taken(session, c.id_key)
     if taken:
         raise Conflict(f"身份证号已登记在 {_where_registered(session, taken)}", details={"field": "id_number"})
-    h = Household(village_id=village_id, group_id=group_id, number=number, number_sort=number_sort_key(number),
-                  address=(address or "").strip()[:200] or None, phone=clean_phone(phone),
-                  notes=(notes or "").strip()[:500] or None)
+    h = Household(village_id=village_id, group_id=group_id, group_sort=group.number if group else NO_GROUP_SORT,
+                  number=number, number_sort=number_sort_key(number), address=(address or "").strip()[:200] or None,
+                  phone=clean_phone(phone), notes=(notes or "").strip()[:500] or None)
     session.add(h)
     session.flush()
     m = _new_member(session, h, c, on or date.today(), "建户")
@@ -470,6 +500,7 @@ def move_group(session: Session, actor: Actor, household_id: int, group_id: int 
     old = session.get(Group, h.group_id) if h.group_id else None
     before = h.group_id
     h.group_id = group_id
+    h.group_sort = g.number if g else NO_GROUP_SORT
     h.updated_at = utcnow()
     _event(session, actor, h.id, "moved_group",  # type: ignore[arg-type]
            f"由{old.name if old else '（未分组）'}调整到{g.name if g else '（未分组）'}", {"from": before, "to": group_id})
@@ -539,10 +570,10 @@ def split(session: Session, actor: Actor, household_id: int, *, member_ids: list
                                                   Household.number == number)).first():
         raise Conflict(f"户号 {number} 已被使用", details={"field": "new_number"})
     target_group = group_id if group_id is not None else h.group_id
-    _check_group(session, h.village_id, target_group)
+    g = _check_group(session, h.village_id, target_group)
     when = on or date.today()
-    new = Household(village_id=h.village_id, group_id=target_group, number=number, number_sort=number_sort_key(number),
-                    address=h.address)
+    new = Household(village_id=h.village_id, group_id=target_group, group_sort=g.number if g else NO_GROUP_SORT,
+                    number=number, number_sort=number_sort_key(number), address=h.address)
     session.add(new)
     session.flush()
     for mid in chosen:

@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('village_id', sa.Integer(), nullable=False),
     sa.Column('group_id', sa.Integer(), nullable=True),
+    sa.Column('group_sort', sa.Integer(), nullable=False),
     sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('number_sort', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
     sa.Column('head_member_id', sa.Integer(), nullable=True),
@@ -62,8 +63,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('village_id', 'number', name=op.f('uq_households_village_id_number'))
     )
     with op.batch_alter_table('households', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_households_head_pinyin'), ['head_pinyin'], unique=False)
-        batch_op.create_index('ix_households_village_group_sort', ['village_id', 'group_id', 'number_sort'], unique=False)
+        batch_op.create_index('ix_households_order_number', ['village_id', 'group_sort', 'number_sort'], unique=False)
+        batch_op.create_index('ix_households_order_pinyin', ['village_id', 'group_sort', 'head_pinyin'], unique=False)
 
     op.create_table('household_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -168,8 +169,8 @@ def downgrade() -> None:
 
     op.drop_table('household_events')
     with op.batch_alter_table('households', schema=None) as batch_op:
-        batch_op.drop_index('ix_households_village_group_sort')
-        batch_op.drop_index(batch_op.f('ix_households_head_pinyin'))
+        batch_op.drop_index('ix_households_order_pinyin')
+        batch_op.drop_index('ix_households_order_number')
 
     op.drop_table('households')
     with op.batch_alter_table('roster_imports', schema=None) as batch_op:
