@@ -392,10 +392,13 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
         session.execute(insert(HouseholdMembership.__table__), [
             {"member_id": mid, "household_id": v["household_id"], "relation": v["relation"], "started_on": today,
              "reason": f"导入花名册（{batch.file_name}）"[:200]} for mid, v in zip(new_ids, values, strict=True)])
-        for mid, v in zip(new_ids, values, strict=True):
-            changed_ids.add(v["household_id"])
-            if v["relation"] == HEAD:
-                head_for[v["household_id"]] = (mid, v["name"])
+        changed_ids.update(v["household_id"] for v in values)
+    if plan.new_households:
+        # New households got the head's name at insert; the head's member id is filled in one set-based statement.
+        head_of = select(func.min(Member.id)).where(Member.household_id == Household.id, Member.relation == HEAD)
+        session.execute(update(Household).where(Household.village_id == village_id, Household.head_member_id.is_(None),
+                                                Household.status == "active")
+                        .values(head_member_id=head_of.scalar_subquery()).execution_options(synchronize_session=False))
     # 4. changed members
     if plan.changed_members:
         session.execute(update(Member), [{"id": mid, **diff, "updated_at": now} for mid, diff in plan.changed_members])
