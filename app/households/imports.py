@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -180,16 +180,19 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
     hh_cols = select(*Household.__table__.c)  # type: ignore[attr-defined]
     m_cols = select(*Member.__table__.c)  # type: ignore[attr-defined]
     existing: dict[str, Any] = {h.number: h for h in session.execute(hh_cols.where(Household.village_id == village.id))}
-    keys = [r["id_key"] for r in rows if r["id_key"]]
-    by_key: dict[str, Any] = {}
-    for i in range(0, len(keys), 900):
-        for found in session.execute(m_cols.where(Member.id_key.in_(keys[i:i + 900]))):
-            by_key[found.id_key] = found
     hh_by_id = {h.id: h for h in existing.values()}
     existing_members: dict[int, list[Any]] = defaultdict(list)
+    by_key: dict[str, Any] = {}
     if existing:
         for em in session.execute(m_cols.where(Member.village_id == village.id)):
             existing_members[em.household_id].append(em)
+            if em.id_key:
+                by_key[em.id_key] = em
+    # ID numbers not registered in this village may be registered in another one: only those are looked up.
+    keys = [r["id_key"] for r in rows if r["id_key"] and r["id_key"] not in by_key]
+    for i in range(0, len(keys), 900):
+        for found in session.execute(m_cols.where(Member.id_key.in_(keys[i:i + 900]))):
+            by_key[found.id_key] = found
     other_households: dict[int, tuple[str, str]] = {}
     foreign_ids = {m.household_id for m in by_key.values() if m.household_id not in hh_by_id}
     if foreign_ids:
@@ -418,6 +421,9 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
                for hid in sorted(changed_ids - created)]
     if events:
         session.execute(insert(HouseholdEvent.__table__), events)  # type: ignore[arg-type]
+    if session.get_bind().dialect.name == "postgresql" and len(plan.new_members) > 1000:
+        # Fresh statistics after a bulk load, or the next lookups are planned for the old, small tables.
+        session.execute(text("ANALYZE households, members, household_memberships"))
     batch.status = "applied"
     batch.applied_at = now
     result = {**plan.summary, "groups_created": len(plan.missing_groups)}
