@@ -8,7 +8,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.audit import service as audit
@@ -141,7 +141,13 @@ def _out_of_range(exc: BaseException) -> bool:
 
 
 async def database_error_handler(request: Request, exc: Exception) -> Response:
-    """An id or number beyond the database's range is bad input (422), not a server error."""
+    """An id or number beyond the database's range is bad input (422); a unique key taken by a concurrent request
+    is a conflict (409). Neither is a server error."""
+    if isinstance(exc, IntegrityError):
+        message = "提交时数据已被其他人修改（编号或身份证号已被占用），没有保存。请刷新页面后重试"
+        if wants_json(request):
+            return _error_json(409, "conflict", message)
+        return _error_page(request, 409, message)
     if not _out_of_range(exc):
         return await unhandled_error_handler(request, exc)
     message = "数字超出允许的范围：编号等整数不能超过 2147483647，请检查输入"

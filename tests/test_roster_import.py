@@ -462,9 +462,11 @@ def test_preview_names_every_problem_by_row_and_column(db, demo):
     assert batch.summary["missing_groups"] == [9]
 
     same = by_row[(14, "member_elsewhere")]
-    assert same["column"] == "身份证号" and "红旗村 户号 001" in same["message"]
+    assert same["column"] == "身份证号" and "本村户号 001" in same["message"]
     other = by_row[(15, "member_elsewhere")]
-    assert other["column"] == "身份证号" and "桃园村 户号 002" in other["message"]
+    # another village's roster is not told to this village's clerk: only that the number is taken elsewhere
+    assert other["column"] == "身份证号" and "其他村" in other["message"]
+    assert "桃园村" not in other["message"] and "002" not in other["message"]
 
     for p in problems:
         assert CJK.search(p["message"]), p
@@ -474,7 +476,8 @@ def test_preview_names_every_problem_by_row_and_column(db, demo):
     assert all(elsewhere_same.id_number not in p["message"] for p in problems if p["code"] == "member_elsewhere")
     # nothing but the batch itself was written
     after = counts(db)
-    assert after == {**before, "roster_imports": before["roster_imports"] + 1}
+    # only the batch and the audit event of the preview itself
+    assert after == {**before, "roster_imports": before["roster_imports"] + 1, "audit_events": before["audit_events"] + 1}
     # and a batch with errors cannot be confirmed
     with pytest.raises(ValidationFailed) as exc:
         apply(db, batch, create_missing_groups=True)
@@ -564,7 +567,8 @@ def test_nothing_is_written_before_confirming_and_errors_block_the_confirmation(
     before = counts(db)
     up = upload_api(client, token, vid, xlsx(good_rows()))
     assert up.status_code == 201, up.text
-    assert counts(db) == {**before, "roster_imports": before["roster_imports"] + 1}
+    assert counts(db) == {**before, "roster_imports": before["roster_imports"] + 1,
+                          "audit_events": before["audit_events"] + 1}
     assert "801" not in households_of(db)
 
     rows = good_rows()
@@ -663,7 +667,8 @@ def test_same_file_twice_changes_nothing_the_second_time(db, demo):
     assert second["members_new"] == second["members_updated"] == 0
     after = counts(db)
     # only the batch and its audit record are new
-    assert after == {**before, "roster_imports": before["roster_imports"] + 1, "audit_events": before["audit_events"] + 1}
+    # the batch, and the audit events of its preview and its confirmation
+    assert after == {**before, "roster_imports": before["roster_imports"] + 1, "audit_events": before["audit_events"] + 2}
     with db.read_txn() as s:
         assert s.execute(select(func.count()).select_from(HouseholdEvent)).scalar_one() == events_before
         dup = s.execute(select(Member.household_id, Member.name, func.count()).group_by(Member.household_id, Member.name)

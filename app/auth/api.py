@@ -56,13 +56,13 @@ def my_tokens(session: DbSession, p: auth.Principal = SignedIn) -> list[TokenOut
 @router.post("/me/tokens", response_model=NewTokenOut, status_code=201, summary="新建 API 令牌（只显示一次）")
 def create_token(body: TokenIn, session: DbSession, p: auth.Principal = SignedIn) -> NewTokenOut:
     new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=body.grant_id, name=body.name,
-                                days=body.days)
+                                days=body.days, via=p.via)
     return NewTokenOut(**TokenOut.model_validate(new.token).model_dump(), token=new.secret)
 
 
 @router.delete("/me/tokens/{token_id}", status_code=204, summary="吊销 API 令牌")
 def revoke_token(token_id: int, session: DbSession, p: auth.Principal = SignedIn) -> None:
-    auth.revoke_api_token(session, p.actor(), user_id=p.user_id, token_id=token_id)
+    auth.revoke_api_token(session, p.actor(), user_id=p.user_id, token_id=token_id, via=p.via)
 
 
 @router.get("/users", response_model=Page[UserOut], summary="账号列表")

@@ -30,8 +30,9 @@ def _safe_next(target: str | None) -> str:
     if not target:
         return "/"
     parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
-        return "/"
+    if (parsed.scheme or parsed.netloc or not target.startswith("/") or target[1:2] in ("/", "\\")
+            or "\\" in target or any(ord(c) < 32 for c in target)):
+        return "/"  # browsers read /\host as //host
     return target
 
 
@@ -148,7 +149,8 @@ def create_token(request: Request, session: DbSession, p: auth.Principal = Signe
                  grant_id: Annotated[int, Form()] = 0,
                  days: Annotated[int, Form(ge=1, le=3650)] = 365) -> Response:
     try:
-        new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=grant_id, name=name, days=days)
+        new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=grant_id, name=name, days=days,
+                                    via=p.via)
     except AppError as e:
         raise FormRejected(e, "auth/account.html", lambda s: _account_ctx(s, p)) from e
     return render(request, "auth/account.html", _account_ctx(session, p, new_token=new.secret))
@@ -156,7 +158,7 @@ def create_token(request: Request, session: DbSession, p: auth.Principal = Signe
 
 @router.post("/account/tokens/{token_id}/revoke")
 def revoke_token(request: Request, session: DbSession, token_id: int, p: auth.Principal = SignedIn) -> Response:
-    auth.revoke_api_token(session, p.actor(), user_id=p.user_id, token_id=token_id)
+    auth.revoke_api_token(session, p.actor(), user_id=p.user_id, token_id=token_id, via=p.via)
     return redirect("/account", request, "令牌已吊销")
 
 

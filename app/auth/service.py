@@ -239,6 +239,7 @@ def admin_reset_password(session: Session, actor: Actor, user_id: int, new_passw
     user.must_change_password = True
     user.password_changed_at = utcnow()
     revoke_all_sessions(session, user.id)  # type: ignore[arg-type]
+    revoke_all_tokens(session, user.id)  # type: ignore[arg-type]  # a reset after a compromise ends every credential
     session.flush()
     audit.record(session, actor, "auth.user.reset_password", object_type="user", object_id=user.id)
     return user
@@ -443,6 +444,11 @@ def revoke_all_sessions(session: Session, user_id: int) -> None:
                     .values(revoked_at=utcnow()))
 
 
+def revoke_all_tokens(session: Session, user_id: int) -> None:
+    session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
+
+
 # ---- API tokens ---------------------------------------------------------------------------------------------------
 
 TOKEN_PREFIX = "zf"
@@ -454,8 +460,15 @@ class NewToken:
     secret: str  # shown once
 
 
+def _refuse_token_principal(via: str) -> None:
+    # A token acts with one grant only; letting it mint or revoke tokens would let it reach the user's other grants.
+    if via == "token":
+        raise ValidationFailed("API 令牌不能用来新建或吊销令牌：请登录网页，在“我的账号”中操作", code="token_not_allowed")
+
+
 def create_api_token(session: Session, actor: Actor, *, user_id: int, grant_id: int, name: str,
-                     days: int | None = 365) -> NewToken:
+                     days: int | None = 365, via: str = "session") -> NewToken:
+    _refuse_token_principal(via)
     g = session.get(RoleGrant, grant_id)
     if g is None or g.user_id != user_id or g.revoked_at is not None:
         raise ValidationFailed("请选择您自己的一项有效授权", details={"field": "grant_id"})
@@ -482,7 +495,9 @@ def list_api_tokens(session: Session, user_id: int) -> list[ApiToken]:
                 .scalars())
 
 
-def revoke_api_token(session: Session, actor: Actor, *, user_id: int, token_id: int, admin: bool = False) -> ApiToken:
+def revoke_api_token(session: Session, actor: Actor, *, user_id: int, token_id: int, admin: bool = False,
+                     via: str = "session") -> ApiToken:
+    _refuse_token_principal(via)
     t = session.get(ApiToken, token_id)
     if t is None or (t.user_id != user_id and not admin):
         raise NotFound()
@@ -511,7 +526,3 @@ def principal_from_token(session: Session, raw: str, *, request_id: str | None, 
     if g is None or g.revoked_at is not None:
         raise NotAuthenticated("令牌对应的授权已撤销", code="bad_token")
     return _principal(session, user, [g], via="token", request_id=request_id, ip=ip)
-
-
-def mark_token_used(session: Session, prefix: str) -> None:
-    session.execute(update(ApiToken).where(ApiToken.prefix == prefix).values(last_used_at=utcnow()))

@@ -48,7 +48,7 @@ class Plan:
     new_members: list[dict[str, Any]] = field(default_factory=list)
     changed_members: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     changed_member_numbers: set[str] = field(default_factory=set)
-    head_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    head_changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # existing heads whose name changes
 
     @property
     def errors(self) -> list[roster.Problem]:
@@ -107,6 +107,8 @@ def parse_rows(sheet: roster.Sheet, *, today: date | None = None) -> tuple[list[
         group_num = roster.group_number(group_text)
         if group_text and group_num is None:
             problem("group", f"村民小组“{group_text}”看不出是第几组，请写成 3 或 第三村民小组", "group")
+        elif group_num is not None and not 1 <= group_num <= 999:
+            problem("group", f"村民小组“{group_text[:20]}”的编号须在 1 到 999 之间", "group")
         if bad:
             continue
         out.append({"row": row_no, "number": number, "group": group_num, "group_text": group_text, "name": c.name,
@@ -193,14 +195,6 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
     for i in range(0, len(keys), 900):
         for found in session.execute(m_cols.where(Member.id_key.in_(keys[i:i + 900]))):
             by_key[found.id_key] = found
-    other_households: dict[int, tuple[str, str]] = {}
-    foreign_ids = {m.household_id for m in by_key.values() if m.household_id not in hh_by_id}
-    if foreign_ids:
-        for hid, num, vname in session.execute(select(Household.id, Household.number, Village.name)
-                                               .join(Village, Village.id == Household.village_id)
-                                               .where(Household.id.in_(foreign_ids))):
-            other_households[hid] = (num, vname)
-
     by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_number[r["number"]].append(r)
@@ -238,17 +232,25 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
         for r in members:
             m: Any = by_key.get(r["id_key"]) if r["id_key"] else None
             if m is not None and (hh is None or m.household_id != hh.id):
-                num, vname = (hh_by_id[m.household_id].number, village.name) if m.household_id in hh_by_id \
-                    else other_households.get(m.household_id, ("?", "外村"))
+                if m.household_id in hh_by_id:
+                    where = f"本村户号 {hh_by_id[m.household_id].number}：一人只能在一户；如要转户，请在系统里办理分户或合户"
+                else:  # another village's roster is not told: only that the number is taken
+                    where = "其他村：如需转入本村，请先由原村办理迁出；有疑问请联系县管理员"
                 problems.append(roster.Problem(r["row"], _col(headers, "id_number"),
-                                               f"{r['name']} 的身份证号已登记在 {vname} 户号 {num}：一人只能在一户；"
-                                               "如要转户，请在系统里办理分户或合户", "error", "member_elsewhere"))
+                                               f"{r['name']} 的身份证号已登记在{where}", "error", "member_elsewhere"))
                 continue
             if m is None and not r["id_key"]:
                 m = by_name.get(r["name"])
             if m is None and r["id_key"]:
                 same_name = [x for x in current.values() if x.name == r["name"] and not x.id_key]
                 m = same_name[0] if same_name else None
+            if hh is not None and ((m is None and r["relation"] == HEAD)
+                                   or (m is not None and (m.id == hh.head_member_id) != (r["relation"] == HEAD))):
+                # Changing the head is a household change with its own history, not a cell in a file.
+                problems.append(roster.Problem(r["row"], _col(headers, "relation"),
+                                               f"户号 {number} 的户主与系统中不同（系统中为 {hh.head_name}）："
+                                               "更换户主请先在系统里办理，再导入", "error", "head_changed"))
+                continue
             if m is None:
                 plan.new_members.append(r)
                 counts["members_new"] += 1
@@ -269,9 +271,8 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
                 any_member_change = True
             else:
                 counts["members_unchanged"] += 1
-            if r["relation"] == HEAD and hh is not None and hh.head_member_id != m.id:
+            if r["relation"] == HEAD and hh is not None and "name" in diff:  # the head's corrected name
                 plan.head_changes[number] = {"member_id": m.id, "name": r["name"]}
-                any_member_change = True
         if hh is not None:
             if hh_changes:
                 plan.changed_households[number] = hh_changes
@@ -301,6 +302,10 @@ def preview(session: Session, actor: Actor, *, village_id: int, file_name: str, 
                         summary={**plan.summary, "missing_groups": plan.missing_groups, "headers": sheet.headers})
     session.add(batch)
     session.flush()
+    errors = sum(1 for p in plan.problems if p.severity == "error")
+    audit.record(session, actor, "households.import.preview", object_type="village", object_id=village_id,
+                 after={"batch_id": batch.id, "file": batch.file_name, "sha256": batch.file_sha256, "errors": errors,
+                        **plan.summary})
     return batch
 
 
@@ -316,7 +321,10 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
     """Write the confirmed batch, all or nothing (the caller's transaction). The plan is recomputed against the
     current roster, so a change made since the preview is noticed rather than overwritten."""
     batch = get_batch(session, batch_id, village_id)
-    if batch.status != "preview":
+    # Claim the batch with a conditional update: of two confirmations racing, exactly one goes on.
+    claimed = session.execute(update(ImportBatch).where(ImportBatch.id == batch_id, ImportBatch.status == "preview")
+                              .values(status="applying").execution_options(synchronize_session=False)).rowcount
+    if batch.status != "preview" or claimed != 1:
         raise Conflict("这批数据已经处理过了（已导入或已放弃），请重新上传文件")
     village = session.get(Village, village_id)
     assert village is not None
@@ -406,7 +414,7 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
     if plan.changed_members:
         session.execute(update(Member), [{"id": mid, **diff, "updated_at": now} for mid, diff in plan.changed_members])
         changed_ids.update(number_to_id[n] for n in plan.changed_member_numbers)
-    # 5. heads (the head's name and pinyin are kept on the household for sorting and lists)
+    # 5. a head's corrected name (the name and its pinyin are kept on the household for sorting and lists)
     if head_for:
         session.execute(update(Household), [{"id": hid, "head_member_id": mid, "head_name": name,
                                              "head_pinyin": full_pinyin(name)} for hid, (mid, name) in head_for.items()])
@@ -424,10 +432,11 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
     if session.get_bind().dialect.name == "postgresql" and len(plan.new_members) > 1000:
         # Fresh statistics after a bulk load, or the next lookups are planned for the old, small tables.
         session.execute(text("ANALYZE households, members, household_memberships"))
-    batch.status = "applied"
-    batch.applied_at = now
     result = {**plan.summary, "groups_created": len(plan.missing_groups)}
-    batch.summary = {**batch.summary, "applied": result}
+    # The parsed rows held full ID numbers and phones only to be confirmed: they are not kept afterwards.
+    session.execute(update(ImportBatch).where(ImportBatch.id == batch.id).values(
+        status="applied", applied_at=now, rows=[], summary={**batch.summary, "applied": result}))
+    session.expire(batch)
     session.flush()
     audit.record(session, actor, "households.import", object_type="village", object_id=village_id,
                  after={"batch_id": batch.id, "file": batch.file_name, "sha256": batch.file_sha256, **result})
@@ -438,4 +447,7 @@ def discard(session: Session, actor: Actor, *, village_id: int, batch_id: int) -
     batch = get_batch(session, batch_id, village_id)
     if batch.status == "preview":
         batch.status = "discarded"
+        batch.rows = []  # nothing of the file is kept
         session.flush()
+        audit.record(session, actor, "households.import.discard", object_type="village", object_id=village_id,
+                     after={"batch_id": batch.id, "file": batch.file_name})

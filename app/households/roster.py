@@ -254,7 +254,7 @@ def group_number(value: Any) -> int | None:
         return None
     m = re.search(r"\d+", s)
     if m:
-        return int(m.group(0))
+        return int(m.group(0)) if len(m.group(0)) <= 4 else 10_000  # absurd numbers are refused by the caller
     m2 = re.search(r"([一二三四五六七八九十两]+)", s)
     if not m2:
         return None
@@ -325,12 +325,20 @@ def template_xlsx(village_name: str, group_names: list[str]) -> bytes:
     return buf.getvalue()
 
 
+def _inert(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula (=, +, -, @ first) is kept as text: an address or a note typed
+    by anyone must never execute on the clerk's PC."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not value.lstrip("\t").isdigit():
+        return "'" + value
+    return value
+
+
 def export_rows_xlsx(rows: list[list[Any]]) -> bytes:
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("花名册")
     ws.append([COLUMNS[k][0] for k in TEMPLATE_ORDER])
     for r in rows:
-        ws.append(r)
+        ws.append([_inert(v) for v in r])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
@@ -342,5 +350,5 @@ def export_rows_csv(rows: list[list[Any]]) -> bytes:
     w.writerow([COLUMNS[k][0] for k in TEMPLATE_ORDER])
     for r in rows:
         # A leading tab keeps Excel from turning long digit strings (ID numbers) into numbers.
-        w.writerow(["\t" + v if isinstance(v, str) and v.isdigit() and len(v) > 11 else v for v in r])
+        w.writerow(["\t" + v if isinstance(v, str) and v.isdigit() and len(v) > 11 else _inert(v) for v in r])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")

@@ -147,10 +147,12 @@ def _id_taken(session: Session, id_key: str | None, except_member: int | None = 
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _where_registered(session: Session, m: Member) -> str:
+def _where_registered(session: Session, m: Member, village_id: int) -> str:
+    """Where an ID number is registered, told only within the same village: another village's roster leaks nothing."""
+    if m.village_id != village_id:
+        return "其他村（如需转入本村，请先由原村办理迁出；有疑问请联系县管理员）"
     h = session.get(Household, m.household_id)
-    v = session.get(Village, m.village_id)
-    return f"{v.name if v else ''} 户号 {h.number if h else '?'}（{mask_name(m.name)}）"
+    return f"本村户号 {h.number if h else '?'}（{mask_name(m.name)}）"
 
 
 def _refresh_head(session: Session, h: Household) -> None:
@@ -350,7 +352,7 @@ def create_household(session: Session, actor: Actor, *, village_id: int, number:
     c = clean_member(head)
     taken = _id_taken(session, c.id_key)
     if taken:
-        raise Conflict(f"身份证号已登记在 {_where_registered(session, taken)}", details={"field": "id_number"})
+        raise Conflict(f"身份证号已登记在{_where_registered(session, taken, village_id)}", details={"field": "id_number"})
     h = Household(village_id=village_id, group_id=group_id, group_sort=group.number if group else NO_GROUP_SORT,
                   number=number, number_sort=number_sort_key(number), address=(address or "").strip()[:200] or None,
                   phone=clean_phone(phone), notes=(notes or "").strip()[:500] or None)
@@ -393,7 +395,7 @@ def add_member(session: Session, actor: Actor, household_id: int, data: MemberIn
         raise ValidationFailed("一户只能有一位户主；如要更换户主，请使用“更换户主”", details={"field": "relation"})
     taken = _id_taken(session, c.id_key)
     if taken:
-        raise Conflict(f"身份证号已登记在 {_where_registered(session, taken)}", details={"field": "id_number"})
+        raise Conflict(f"身份证号已登记在{_where_registered(session, taken, h.village_id)}", details={"field": "id_number"})
     m = _new_member(session, h, c, on or date.today(), reason)
     _event(session, actor, h.id, "member_added", f"新增成员 {m.name}（{m.relation}）", {"member_id": m.id})  # type: ignore[arg-type]
     h.updated_at = utcnow()
@@ -411,7 +413,7 @@ def update_member(session: Session, actor: Actor, member_id: int, data: MemberIn
         raise ValidationFailed("户主要通过“更换户主”来变更", details={"field": "relation"})
     taken = _id_taken(session, c.id_key, except_member=m.id)
     if taken:
-        raise Conflict(f"身份证号已登记在 {_where_registered(session, taken)}", details={"field": "id_number"})
+        raise Conflict(f"身份证号已登记在{_where_registered(session, taken, h.village_id)}", details={"field": "id_number"})
     before = _member_snapshot(m)
     m.name, m.relation, m.gender, m.birth_date = c.name, c.relation, c.gender, c.birth_date
     m.id_number, m.id_key, m.phone = c.id_number, c.id_key, c.phone
@@ -525,8 +527,8 @@ def move_out(session: Session, actor: Actor, household_id: int, *, status: str, 
     h.status, h.status_date, h.status_reason = status, when, reason[:200]
     h.updated_at = utcnow()
     for m in members_of(session, h.id, include_former=False):  # type: ignore[arg-type]
-        if status == HouseholdStatus.MOVED_OUT.value:
-            m.status, m.status_date, m.status_reason = MemberStatus.MOVED_OUT.value, when, reason[:200]
+        # Nobody stays "present" in a household that left the roster (dissolving one with members moves them out).
+        m.status, m.status_date, m.status_reason = MemberStatus.MOVED_OUT.value, when, reason[:200]
         _end_membership(session, m.id, h.id, when, reason)  # type: ignore[arg-type]
     label = "迁出" if status == HouseholdStatus.MOVED_OUT.value else "注销"
     _event(session, actor, h.id, status, f"全户{label}：{reason}", {"on": when.isoformat()})  # type: ignore[arg-type]
