@@ -18,10 +18,6 @@ from app.db import Database
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_db(request: Request) -> Database:
-    return request.app.state.db  # type: ignore[no-any-return]
-
-
 def db_session(request: Request) -> Iterator[Session]:
     db: Database = request.app.state.db
     ctx = nullcontext(db.read_session()) if request.method in SAFE_METHODS else db.write_session()

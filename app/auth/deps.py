@@ -43,10 +43,6 @@ def register_scope_resolver(param: str, resolver: ScopeResolver) -> None:
     SCOPE_RESOLVERS[param] = resolver
 
 
-def _county_level(session: Session, object_id: int) -> Scope | None:
-    return Scope()
-
-
 def _user_scope(session: Session, user_id: int) -> Scope | None:
     return Scope() if session.get(auth.User, user_id) is not None else None
 

@@ -38,10 +38,6 @@ class GrantView:
     household_id: int | None = None
     label: str = ""
 
-    @property
-    def scope_label(self) -> str:
-        return self.label
-
 
 @dataclass
 class Principal:

@@ -26,10 +26,6 @@ class ScopeFilter:
     store_ids: frozenset[int] = field(default_factory=frozenset)
     household_ids: frozenset[int] = field(default_factory=frozenset)
 
-    @property
-    def empty(self) -> bool:
-        return not (self.everything or self.township_ids or self.village_ids or self.store_ids or self.household_ids)
-
     def covers(self, scope: Scope) -> bool:
         if self.everything:
             return True
@@ -43,4 +39,3 @@ class ScopeFilter:
 
 
 EVERYTHING = ScopeFilter(everything=True)
-NOTHING = ScopeFilter()
