@@ -191,3 +191,23 @@ def test_clerk_edits_through_pages_and_id_never_reaches_the_log(client, db: Data
     client.get("/households", params={"q": ids[1]})
     logs = capsys.readouterr()
     assert ids[1] not in logs.out + logs.err and ids[0] not in logs.out + logs.err
+
+
+def test_a_broad_name_search_walks_the_list_and_reports_more_than(db: Database, village: Village,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past BROAD matching members the search stops counting and pages through households in list order."""
+    monkeypatch.setattr(hh, "BROAD", 5)
+    ids = _ids(12, area="341023")
+    with db.write_txn() as s:
+        for i in range(12):
+            hh.create_household(s, ACTOR, village_id=village.id, number=f"7{i:02d}",  # type: ignore[arg-type]
+                                head=MemberInput(name=f"张{'一二三四五六七八九十甲乙'[i]}", relation="户主", id_number=ids[i]))
+    flt = ScopeFilter(village_ids=frozenset({village.id}))  # type: ignore[arg-type]
+    with db.read_txn() as s:
+        broad = hh.search(s, flt, q="z", village_id=village.id, limit=4)
+        later = hh.search(s, flt, q="z", village_id=village.id, offset=4, limit=100)
+        narrow = hh.search(s, flt, q="zhangsan", village_id=village.id, limit=50)
+    assert broad.total_exact is False and broad.total == 5 and len(broad.rows) == 4
+    walked = [h.number_sort for h in broad.rows + later.rows]
+    assert walked == sorted(walked) and len(set(walked)) == len(walked) >= 12
+    assert narrow.total_exact is True and [h.head_name for h in narrow.rows] == ["张三"]
