@@ -122,15 +122,26 @@ def edit_household(request: Request, session: DbSession, household_id: int, p: P
     return _back(household_id, request, "户信息已保存")
 
 
+class MemberForm(dict[str, str]):
+    """A member's fields as posted by the add and edit forms (kept as typed, to show them again on an error)."""
+
+    def to_input(self) -> MemberInput:
+        return _member_input(self["name"], self["relation"], self["gender"], self["birth_date"], self["id_number"],
+                             self["phone"], self["party_member"], self["living_away"])
+
+
+def member_fields(name: Text = "", relation: Text = "", gender: Text = "", birth_date: Text = "",
+                  id_number: Text = "", phone: Text = "", party_member: Text = "0",
+                  living_away: Text = "0") -> MemberForm:
+    return MemberForm(name=name, relation=relation, gender=gender, birth_date=birth_date, id_number=id_number,
+                      phone=phone, party_member=party_member, living_away=living_away)
+
+
 @router.post("/households/{household_id}/members")
 def add_member(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
-               name: Text = "", relation: Text = "", gender: Text = "", birth_date: Text = "", id_number: Text = "",
-               phone: Text = "", party_member: Text = "0", living_away: Text = "0") -> Response:
-    form = {"name": name, "relation": relation, "gender": gender, "birth_date": birth_date, "id_number": id_number,
-            "phone": phone, "party_member": party_member, "living_away": living_away}
+               form: MemberForm = Depends(member_fields)) -> Response:
     try:
-        m = hh.add_member(session, p.actor(), household_id,
-                          _member_input(name, relation, gender, birth_date, id_number, phone, party_member, living_away))
+        m = hh.add_member(session, p.actor(), household_id, form.to_input())
     except AppError as e:
         raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id, form=form)) from e
     return _back(household_id, request, f"已添加成员 {m.name}")
@@ -148,14 +159,9 @@ def member_form(request: Request, session: DbSession, member_id: int, p: Princip
 
 @router.post("/members/{member_id}/edit")
 def member_save(request: Request, session: DbSession, member_id: int, p: Principal = Manage,
-                name: Text = "", relation: Text = "", gender: Text = "", birth_date: Text = "", id_number: Text = "",
-                phone: Text = "", party_member: Text = "0", living_away: Text = "0") -> Response:
-    form = {"name": name, "relation": relation, "gender": gender, "birth_date": birth_date, "id_number": id_number,
-            "phone": phone, "party_member": party_member, "living_away": living_away}
+                form: MemberForm = Depends(member_fields)) -> Response:
     try:
-        m = hh.update_member(session, p.actor(), member_id,
-                             _member_input(name, relation, gender, birth_date, id_number, phone, party_member,
-                                           living_away))
+        m = hh.update_member(session, p.actor(), member_id, form.to_input())
     except AppError as e:
         raise FormRejected(e, "households/member_edit.html", lambda s: _member_ctx(s, p, member_id, form=form)) from e
     return _back(m.household_id, request, f"已保存 {m.name} 的信息")
