@@ -10,18 +10,21 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
+import app.models
 from app import migrate
 from app.auth import security
 from app.config import Settings
-from app.db import Database
+from app.db import Database, build_engine, metadata
 from app.main import create_app
 
 PG_URL = os.environ.get("ZF_TEST_DATABASE_URL")
@@ -93,6 +96,82 @@ def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     target = tmp_path / "zhenfeng.db"
     shutil.copyfile(template, target)
     return f"sqlite:///{target}"
+
+
+# ---- the demo county, loaded once per worker: opt in by overriding `db_url` and `demo` with the two fixtures below --
+# (loading it takes longer than most tests; SQLite copies a template file, PostgreSQL truncates and puts rows back)
+
+def _load_demo(url: str) -> list[Any]:
+    s = Settings(var_dir=Path("var-unused"), database_url=url, secret_key=TEST_SECRET)
+    database = Database(url)
+    try:
+        with database.write_txn() as session:
+            from app import demo as demo_data
+            from app.core.context import Actor
+            from app.org import service as org
+
+            org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)
+            return demo_data.load(session, s, passwords=DEMO_PASSWORDS, households_per_village=4)
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(scope="session")
+def _demo_template(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
+    path = tmp_path_factory.mktemp("demo-template") / "demo.db"
+    shutil.copyfile(_sqlite_template, path)
+    return path, _load_demo(f"sqlite:///{path}")
+
+
+_PG_DEMO: dict[str, Any] = {}
+
+
+def _pg_demo(url: str) -> None:
+    """Truncate, then the demo rows: loaded the first time in this worker, put back from memory afterwards."""
+    truncate_all(url)
+    engine = build_engine(url)
+    try:
+        if not _PG_DEMO:
+            accounts = _load_demo(url)
+            with engine.connect() as conn:
+                rows = {t.name: [dict(r) for r in conn.execute(select(t)).mappings()] for t in metadata.sorted_tables}
+            _PG_DEMO.update(accounts=accounts, rows=rows)
+            return
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL session_replication_role = replica"))  # foreign keys form cycles: no checks
+            for t in metadata.sorted_tables:
+                if _PG_DEMO["rows"][t.name]:
+                    conn.execute(t.insert(), _PG_DEMO["rows"][t.name])
+                if "id" in t.c and t.c.id.primary_key:
+                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{t.name}', 'id'), "
+                                      f"(SELECT COALESCE(max(id), 0) + 1 FROM {t.name}), false)"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def demo_db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh database that already holds the demo county."""
+    if PG_URL:
+        url: str = request.getfixturevalue("_pg_worker_url")
+        _pg_demo(url)
+        return url
+    template, _ = request.getfixturevalue("_demo_template")
+    target = tmp_path / "zhenfeng.db"
+    src, dst = sqlite3.connect(template), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def demo_accounts(demo_db_url: str, request: pytest.FixtureRequest) -> dict[str, object]:
+    """The demo accounts of `demo_db_url`'s database."""
+    accounts = _PG_DEMO["accounts"] if PG_URL else request.getfixturevalue("_demo_template")[1]
+    return {a.login: a for a in accounts}
 
 
 @pytest.fixture

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import sqlite3
 import stat
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
-from app import demo as demo_data
 from app import models as _all_tables  # noqa: F401  (registers every table, for the PostgreSQL demo copy)
 from app.audit.models import AuditEvent
 from app.auth import security
@@ -31,80 +26,19 @@ from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.auth.security import sha256_hex
 from app.config import Settings, UnsafeSettingsError
 from app.core.clock import utcnow
-from app.core.context import Actor
-from app.db import Database, build_engine, metadata
+from app.db import Database
 from app.main import create_app
-from app.org import service as org
 from app.org.models import Township, Village
 from tests import factories
-from tests.conftest import DEMO_PASSWORDS, PG_URL, TEST_SECRET, csrf_from, login, truncate_all
+from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, csrf_from, login
 
 SESSION_COOKIE = "zf_session"
 CSRF_MESSAGE = "CSRF 校验失败"
 
 
-# The demo county is loaded once per worker and every test starts from a copy of it (loading it takes longer than
-# most tests): on SQLite a copy of a template file; on PostgreSQL TRUNCATE, then the rows put back as they were.
-
-def _load_demo(url: str) -> list[demo_data.DemoAccount]:
-    s = Settings(var_dir=Path("var-unused"), database_url=url, secret_key=TEST_SECRET)
-    database = Database(url)
-    try:
-        with database.write_txn() as session:
-            org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)
-            return demo_data.load(session, s, passwords=DEMO_PASSWORDS, households_per_village=4)
-    finally:
-        database.dispose()
-
-
-@pytest.fixture(scope="session")
-def _demo_template(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:  # type: ignore[type-arg]
-    path = tmp_path_factory.mktemp("demo-template") / "demo.db"
-    shutil.copyfile(_sqlite_template, path)
-    return path, _load_demo(f"sqlite:///{path}")
-
-
-_PG_DEMO: dict[str, Any] = {}
-
-
-def _pg_demo(url: str) -> None:
-    """Truncate, then the demo rows: loaded the first time in this worker, put back from memory afterwards."""
-    truncate_all(url)
-    engine = build_engine(url)
-    try:
-        if not _PG_DEMO:
-            accounts = _load_demo(url)
-            with engine.connect() as conn:
-                rows = {t.name: [dict(r) for r in conn.execute(select(t)).mappings()] for t in metadata.sorted_tables}
-            _PG_DEMO.update(accounts=accounts, rows=rows)
-            return
-        with engine.begin() as conn:
-            conn.execute(text("SET LOCAL session_replication_role = replica"))  # foreign keys form cycles: no checks
-            for t in metadata.sorted_tables:
-                if _PG_DEMO["rows"][t.name]:
-                    conn.execute(t.insert(), _PG_DEMO["rows"][t.name])
-                if "id" in t.c and t.c.id.primary_key:
-                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{t.name}', 'id'), "
-                                      f"(SELECT COALESCE(max(id), 0) + 1 FROM {t.name}), false)"))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
-def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if PG_URL:
-        url: str = request.getfixturevalue("_pg_worker_url")
-        _pg_demo(url)
-        return url
-    template, _ = request.getfixturevalue("_demo_template")
-    target = tmp_path / "zhenfeng.db"
-    src, dst = sqlite3.connect(template), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    return f"sqlite:///{target}"
+def db_url(demo_db_url: str) -> str:
+    return demo_db_url  # every test here starts from the demo county (see conftest)
 
 
 _SHARED_APP: list[FastAPI] = []
@@ -127,10 +61,8 @@ def app(settings: Settings, db: Database) -> Iterator[FastAPI]:
 
 
 @pytest.fixture
-def demo(db: Database, request: pytest.FixtureRequest) -> dict[str, object]:
-    """The demo accounts (the data itself is in every test's database, see `db_url`)."""
-    accounts = _PG_DEMO["accounts"] if PG_URL else request.getfixturevalue("_demo_template")[1]
-    return {a.login: a for a in accounts}
+def demo(db: Database, demo_accounts: dict[str, object]) -> dict[str, object]:
+    return demo_accounts
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------

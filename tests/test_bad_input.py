@@ -22,7 +22,6 @@ from tests.conftest import DEMO_PASSWORDS, PG_URL, login
 
 # shared fixtures (open test clients, the demo county from a template)
 _client_stack = common._client_stack
-_demo_template = common._demo_template
 db_url = common.db_url
 demo = common.demo
 app = common.app

@@ -19,10 +19,7 @@ import csv
 import html
 import io
 import re
-import shutil
-import sqlite3
 from datetime import date, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,17 +28,14 @@ from fastapi.testclient import TestClient
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select, text
 
-from app import demo as demo_data
-from app.config import Settings
 from app.core.cn_id import check_digit, make_id_number
 from app.core.context import Actor
 from app.db import Database
 from app.errors import ValidationFailed
 from app.households import imports, roster
 from app.households.models import RELATIONS, Household, HouseholdEvent, ImportBatch, Member
-from app.org import service as org
 from app.org.models import Group, Village
-from tests.conftest import DEMO_PASSWORDS, PG_URL, TEST_SECRET, login, truncate_all
+from tests.conftest import login
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 ACTOR = Actor.system("测试")
@@ -53,46 +47,16 @@ ROSTER_TABLES = ("households", "members", "household_memberships", "household_ev
 ALL_TABLES = (*ROSTER_TABLES, "roster_imports", "audit_events")
 
 
-# ---- fixtures: conftest's demo (4 households a village), loaded once per worker on SQLite -----------------------------
+# ---- fixtures: every test starts from conftest's demo county (4 households a village), loaded once per worker ------
 
-@pytest.fixture(scope="session")
-def _demo_template(_sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:  # type: ignore[type-arg]
-    path = tmp_path_factory.mktemp("roster-demo") / "demo.db"
-    shutil.copyfile(_sqlite_template, path)
-    s = Settings(var_dir=path.parent / "var", database_url=f"sqlite:///{path}", secret_key=TEST_SECRET)
-    database = Database(s.database_url)
-    with database.write_txn() as session:
-        org.ensure_county(session, ACTOR, code=s.county_code, name=s.county_name)
-        accounts = demo_data.load(session, s, passwords=DEMO_PASSWORDS, households_per_village=4)
-    database.dispose()
-    return path, accounts
+@pytest.fixture
+def db_url(demo_db_url: str) -> str:
+    return demo_db_url
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if PG_URL:
-        url: str = request.getfixturevalue("_pg_worker_url")
-        truncate_all(url)
-        return url
-    template, _ = request.getfixturevalue("_demo_template")
-    target = tmp_path / "zhenfeng.db"
-    src, dst = sqlite3.connect(template), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    return f"sqlite:///{target}"
-
-
-@pytest.fixture
-def demo(db: Database, settings: Settings, request: pytest.FixtureRequest) -> dict[str, object]:
-    if PG_URL:
-        with db.write_txn() as session:
-            accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS, households_per_village=4)
-    else:
-        accounts = request.getfixturevalue("_demo_template")[1]
-    return {a.login: a for a in accounts}
+def demo(db: Database, demo_accounts: dict[str, object]) -> dict[str, object]:
+    return demo_accounts
 
 
 # ---- files ----------------------------------------------------------------------------------------------------------
