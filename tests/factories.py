@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 from app.auth import service as auth
 from app.auth.models import RoleGrant, User
 from app.core.context import Actor
+from app.households import service as hh
+from app.households.models import Household
 from app.org import service as org
 from app.org.models import Group, Store, Township, Village
 
@@ -47,3 +49,10 @@ def make_user(session: Session, login: str | None = None, password: str = "Passw
 
 def make_grant(session: Session, user: User, role: str, **scope: int) -> RoleGrant:
     return auth.grant_role(session, SYSTEM, user.id, role, **scope)  # type: ignore[arg-type]
+
+
+def make_household(session: Session, village: Village, number: str | None = None, head: str | None = None
+                   ) -> Household:
+    n = next(_seq)
+    return hh.create_household(session, SYSTEM, village_id=village.id, number=number or f"{n:04d}",  # type: ignore[arg-type]
+                               head=hh.MemberInput(name=head or "张三", relation="户主"))

@@ -1,0 +1,1 @@
+"""The points ledger: double entry, append-only, never overdrawn, idempotent, reversible, expiring, provable."""
