@@ -1,4 +1,5 @@
-"""`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, backup.
+"""`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, ledger verify|expire,
+backup.
 
 Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
 """
@@ -122,6 +123,52 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from app.ledger import service as ledger
+
+    db = _db(settings)
+    with db.read_txn() as session:
+        problems = ledger.verify(session)
+        n = ledger.transaction_count(session)
+    if problems:
+        print(f"积分账本校验失败：发现 {len(problems)} 处问题")
+        for p in problems:
+            print(f"- [{p.kind}] {p.message}")
+        return 1
+    print(f"积分账本完好：共 {n} 笔交易；每笔借贷平衡，各户余额与明细相符，结余链连续，无透支，无重复冲正")
+    return 0
+
+
+def cmd_ledger_expire(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from app.core.clock import to_local, utcnow
+    from app.core.context import Actor
+    from app.errors import AppError
+    from app.ledger import service as ledger
+
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else (to_local(utcnow()) or utcnow()).date()
+    except ValueError:
+        print(f"日期格式不对：{args.as_of}，应为 2028-01-01", file=sys.stderr)
+        return 2
+    db = _db(settings)
+    try:
+        with db.write_txn() as session:
+            policy = ledger.get_policy(session)
+            run = ledger.expire(session, Actor.system("积分清零命令"), as_of=as_of,
+                                village_ids=args.village or None)
+    except AppError as e:
+        print(f"未能清零：{e.message}", file=sys.stderr)
+        return 2
+    if run.households == 0:
+        print(f"截至 {as_of}（不含当天）没有到期未用的积分；现行规则：{policy.label}")
+    else:
+        print(f"已为 {run.households} 户记入到期清零，共 {run.points} 分（截至 {as_of}，不含当天）；"
+              f"交易号 {run.transaction_ids[0]}–{run.transaction_ids[-1]}")
+    return 0
+
+
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
@@ -196,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     v = au_sub.add_parser("verify", help="校验审计哈希链")
     v.add_argument("--anchor", help="纸质公示上的链头，格式 序号:哈希")
     v.set_defaults(func=cmd_audit_verify)
+    lg = sub.add_parser("ledger", help="积分账本")
+    lg_sub = lg.add_subparsers(dest="ledger_command", required=True)
+    lv = lg_sub.add_parser("verify", help="校验积分账本（借贷平衡、余额、结余链、透支、重复冲正）")
+    lv.set_defaults(func=cmd_ledger_verify)
+    le = lg_sub.add_parser("expire", help="按县里的有效期政策记入积分到期清零（可重复执行，不会重复清零）")
+    le.add_argument("--as-of", help="清零截至日期（不含当天），格式 2028-01-01；默认今天")
+    le.add_argument("--village", type=int, action="append", help="只处理这个村（村 id，可重复）")
+    le.set_defaults(func=cmd_ledger_expire)
     b = sub.add_parser("backup", help="备份数据库")
     b.add_argument("--out", help="备份目录（默认 var/backups）")
     b.set_defaults(func=cmd_backup)

@@ -1,5 +1,6 @@
 """`zhenfeng demo`: a demo county for trying the product: 2 townships, 6 villages with groups and stores, about
-1,500 households with their members, and one account for every role. Later issues extend it with their own data.
+1,500 households with their members, six months of points (monthly awards and store redemptions), and one account
+for every role. Later issues extend it with their own data.
 
 Deterministic (seeded) except for the passwords, which are random and printed once.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,13 +20,16 @@ from app.auth import service as auth
 from app.auth.models import ROLE_LABELS, Role, User
 from app.auth.security import generate_password
 from app.config import Settings
+from app.core.clock import DISPLAY_ZONE, to_local, utcnow
 from app.core.context import Actor
 from app.core.scope import ScopeFilter
 from app.demo_people import FamilyMaker
 from app.errors import Conflict
 from app.households import imports
 from app.households import service as households
+from app.ledger import service as ledger
 from app.org import service as org
+from app.org.models import Village
 from app.org.service import cn_number
 
 TOWNSHIPS = [
@@ -87,6 +93,7 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         data = roster_csv(FamilyMaker(seed, index), households_per_village, n_groups)
         batch = imports.preview(session, actor, village_id=v.id, file_name=f"{v.name}花名册.csv", data=data)  # type: ignore[arg-type]
         imports.apply(session, actor, village_id=v.id, batch_id=batch.id)  # type: ignore[arg-type]
+    _demo_points(session, actor, villages, seed)
     first_village = villages[0]
     first_household = households.search(session, ScopeFilter(village_ids=frozenset({first_village.id})),  # type: ignore[arg-type]
                                         village_id=first_village.id, limit=1).rows
@@ -109,6 +116,48 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         auth.grant_role(session, actor, user.id, role.value, **scope)  # type: ignore[arg-type]
         accounts.append(DemoAccount(login, name, role, scope_label, password))
     return accounts
+
+
+THEMES = [("勤劳致富", 10), ("孝老爱亲", 10), ("移风易俗", 8), ("环保卫生", 10), ("遵纪守法", 6), ("热心公益", 8)]
+GOODS = [("洗衣粉", 15), ("食用油", 40), ("大米 5 斤", 30), ("毛巾", 10), ("酱油", 12), ("牙膏", 8)]
+
+
+def _demo_points(session: Session, actor: Actor, villages: list[Village], seed: int) -> None:
+    """Six months of monthly awards (through the ledger's bulk posting, as the monthly close will post them) and
+    redemptions at each village's store, so that balances, statements and summaries have something to show."""
+    rng = random.Random(seed)
+    now = to_local(utcnow()) or utcnow()
+    months = [((now.year * 12 + now.month - 1 - k) // 12, (now.year * 12 + now.month - 1 - k) % 12 + 1)
+              for k in range(6, 0, -1)]
+    for v in villages:
+        flt = ScopeFilter(village_ids=frozenset({v.id}))  # type: ignore[arg-type]
+        ids = [h.id for h in households.search(session, flt, village_id=v.id, limit=100_000).rows]
+        store = org.list_stores(session, flt)[0]
+        balance = dict.fromkeys(ids, 0)
+        for year, month in months:
+            close = datetime(year + month // 12, month % 12 + 1, 5, 10, tzinfo=DISPLAY_ZONE)  # next month's close
+            awards = []
+            for hid in ids:
+                for theme, points in THEMES:
+                    if rng.random() < 0.35:
+                        grade, pts = ("优", points) if rng.random() < 0.5 else ("良", points // 2)
+                        memo = f"{year}年{month}月 {theme} 评为{grade} +{pts}"
+                        awards.append(ledger.award_posting(hid, v.id, pts, memo,  # type: ignore[arg-type]
+                                                           reference=f"demo-round:{v.id}:{year}{month:02d}"))
+                        balance[hid] += pts
+            ledger.post_many(session, actor, awards, occurred_at=close, note=f"演示数据：{year}年{month}月评比积分")
+            spends = []
+            for hid in ids:
+                item, price = rng.choice(GOODS)
+                if balance[hid] >= price and rng.random() < 0.4:
+                    spends.append(ledger.Posting(ledger.TxKind.REDEMPTION, f"兑换 {item} 1 件（{price} 分）",
+                                                 (ledger.Leg(ledger.household_account(hid), -price),  # type: ignore[arg-type]
+                                                  ledger.Leg(ledger.redeemed_account(store.id), price)),  # type: ignore[arg-type]
+                                                 reference="demo-counter"))
+                    balance[hid] -= price
+            if spends:
+                ledger.post_many(session, actor, spends, occurred_at=close.replace(day=18, hour=15),
+                                 note=f"演示数据：{year}年{month}月超市兑换")
 
 
 def describe(accounts: list[DemoAccount]) -> str:

@@ -22,6 +22,8 @@ FIELD_NAMES = {
     "code": "代码", "number": "编号", "township_id": "乡镇", "village_id": "村", "role": "角色",
     "current_password": "当前密码", "new_password": "新密码", "store_id": "超市", "household_id": "农户",
     "days": "有效期", "grant_id": "授权", "active": "状态", "body": "请求内容",
+    "amount": "积分", "points": "积分", "reason": "原因", "memo": "摘要", "reference": "来源",
+    "expiry_rule": "有效期规则", "expiry_months": "月数", "Idempotency-Key": "幂等键（Idempotency-Key）",
 }
 
 PYDANTIC_MESSAGES = {

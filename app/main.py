@@ -25,6 +25,8 @@ from app.db import Database
 from app.errors import AppError
 from app.households import api as households_api
 from app.households import pages as households_pages
+from app.ledger import api as ledger_api
+from app.ledger import pages as ledger_pages
 from app.logs import configure as configure_logs
 from app.middleware import RequestContextMiddleware
 from app.org import api as org_api
@@ -49,8 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
 
-    for module in (health, auth_pages, auth_api, org_pages, org_api, households_pages, households_api, audit_pages,
-                   audit_api):
+    for module in (health, auth_pages, auth_api, org_pages, org_api, households_pages, households_api, ledger_pages,
+                   ledger_api, audit_pages, audit_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

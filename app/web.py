@@ -40,6 +40,7 @@ LARGE_FONT_COOKIE = "zf_large"
 NAV: list[tuple[str, str, Perm]] = [
     ("首页", "/", Perm.SIGNED_IN),
     ("农户", "/households", Perm.HOUSEHOLD_VIEW),
+    ("积分", "/points", Perm.LEDGER_VIEW),
     ("行政区划", "/org", Perm.ORG_VIEW),
     ("账号管理", "/admin/users", Perm.USERS_MANAGE),
     ("审计日志", "/admin/audit", Perm.AUDIT_VIEW),

@@ -22,6 +22,9 @@ class Perm(StrEnum):
     HOUSEHOLD_MANAGE = "households.manage"  # edit, household changes, roster import
     USERS_MANAGE = "users.manage"
     AUDIT_VIEW = "audit.view"
+    LEDGER_VIEW = "ledger.view"  # balances, statements, village summaries
+    LEDGER_SPEND = "ledger.spend"  # take points at the store counter
+    LEDGER_MANAGE = "ledger.manage"  # adjustments, reversals, the expiry policy (county administrator)
 
 
 PERM_LABELS: dict[Perm, str] = {
@@ -35,16 +38,20 @@ PERM_LABELS: dict[Perm, str] = {
     Perm.HOUSEHOLD_MANAGE: "维护花名册",
     Perm.USERS_MANAGE: "管理账号和授权",
     Perm.AUDIT_VIEW: "查看审计日志",
+    Perm.LEDGER_VIEW: "查看积分余额和明细",
+    Perm.LEDGER_SPEND: "在超市柜台使用积分",
+    Perm.LEDGER_MANAGE: "积分调整、冲正和有效期政策",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
-    Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
+    Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW}),
     Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW,
-                                   Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE}),
-    Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
-    Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW}),
-    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL}),
+                                   Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW}),
+    Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW}),
+    Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
+                                 Perm.LEDGER_SPEND}),
+    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW}),
 }
 
 

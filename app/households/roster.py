@@ -16,6 +16,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from app.core.spreadsheet import inert, xlsx_bytes
 from app.errors import ValidationFailed
 from app.households.models import RELATIONS
 
@@ -325,23 +326,8 @@ def template_xlsx(village_name: str, group_names: list[str]) -> bytes:
     return buf.getvalue()
 
 
-def _inert(value: Any) -> Any:
-    """Text that a spreadsheet would run as a formula (=, +, -, @ first) is kept as text: an address or a note typed
-    by anyone must never execute on the clerk's PC."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not value.lstrip("\t").isdigit():
-        return "'" + value
-    return value
-
-
 def export_rows_xlsx(rows: list[list[Any]]) -> bytes:
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("花名册")
-    ws.append([COLUMNS[k][0] for k in TEMPLATE_ORDER])
-    for r in rows:
-        ws.append([_inert(v) for v in r])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    return xlsx_bytes("花名册", [COLUMNS[k][0] for k in TEMPLATE_ORDER], rows)
 
 
 def export_rows_csv(rows: list[list[Any]]) -> bytes:
@@ -350,5 +336,5 @@ def export_rows_csv(rows: list[list[Any]]) -> bytes:
     w.writerow([COLUMNS[k][0] for k in TEMPLATE_ORDER])
     for r in rows:
         # A leading tab keeps Excel from turning long digit strings (ID numbers) into numbers.
-        w.writerow(["\t" + v if isinstance(v, str) and v.isdigit() and len(v) > 11 else _inert(v) for v in r])
+        w.writerow(["\t" + v if isinstance(v, str) and v.isdigit() and len(v) > 11 else inert(v) for v in r])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")

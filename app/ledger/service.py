@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased
 from app.audit import service as audit
 from app.core.clock import to_local, utcnow
 from app.core.context import Actor
+from app.core.scope import Scope
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.households.models import Household
 from app.ledger.models import (
@@ -262,15 +263,15 @@ def _ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, _Accou
     s_ids = [p.owner_id for p in parsed.values() if p.kind is AccountKind.REDEEMED]
     hh_village: dict[int, int] = {}
     for part in _chunks(hh_ids):
-        hh_village.update(session.execute(select(Household.id, Household.village_id)
-                                          .where(Household.id.in_(part))).tuples().all())
+        hh_village.update({r.id: r.village_id for r in session.execute(
+            select(Household.id, Household.village_id).where(Household.id.in_(part)))})
     villages: set[int] = set()
     for part in _chunks(v_ids):
         villages.update(session.execute(select(Village.id).where(Village.id.in_(part))).scalars())
     store_village: dict[int, int] = {}
     for part in _chunks(s_ids):
-        store_village.update(session.execute(select(Store.id, Store.village_id)
-                                             .where(Store.id.in_(part))).tuples().all())
+        store_village.update({r.id: r.village_id for r in session.execute(
+            select(Store.id, Store.village_id).where(Store.id.in_(part)))})
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for code, p in parsed.items():
@@ -649,15 +650,21 @@ def reversal_of(session: Session, transaction_id: int) -> int | None:
     return session.execute(select(TXS.c.id).where(TXS.c.reverses_id == transaction_id)).scalar_one_or_none()
 
 
-def scope_household_of_transaction(session: Session, transaction_id: int) -> tuple[int, int | None] | None:
-    """(village_id, household_id of its first household entry) of a transaction, for authorization."""
-    t = session.execute(select(TXS.c.village_id).where(TXS.c.id == transaction_id)).first()
+def reversed_among(session: Session, transaction_ids: Sequence[int]) -> dict[int, int]:
+    """Of these transactions, those already reversed: {original id: reversal id}."""
+    return _existing_reversals(session, transaction_ids)
+
+
+def scope_of_transaction(session: Session, transaction_id: int) -> Scope | None:
+    """Where a transaction lives, for authorization: its village, and the household it moved points for."""
+    t = session.execute(select(TXS.c.village_id, Village.township_id).join(Village, Village.id == TXS.c.village_id)
+                        .where(TXS.c.id == transaction_id)).first()
     if t is None:
         return None
     hid = session.execute(select(ACCOUNTS.c.household_id).join(ENTRIES, ENTRIES.c.account_id == ACCOUNTS.c.id)
                           .where(ENTRIES.c.transaction_id == transaction_id, ACCOUNTS.c.household_id.is_not(None))
-                          .limit(1)).scalar_one_or_none()
-    return t.village_id, hid
+                          .order_by(ENTRIES.c.id).limit(1)).scalar_one_or_none()
+    return Scope(township_id=t.township_id, village_id=t.village_id, household_id=hid)
 
 
 def balance(session: Session, household_id: int) -> int:

@@ -9,83 +9,30 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect, sync_playwright
 
 from app.config import Settings
-from app.main import create_app
 from tests.conftest import DEMO_PASSWORDS
+from tests.live import LiveServer, serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS_DIR = Path("/tmp/zf-shots")
-STARTUP_TIMEOUT_S = 20.0
 NAV_TIMEOUT_MS = 10_000  # generous: the suite also runs on a busy 2-core CI machine next to xdist workers
 
 expect.set_options(timeout=NAV_TIMEOUT_MS)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    url: str
-    settings: Settings
-
-
-def _wait_healthy(url: str, thread: threading.Thread, server: uvicorn.Server) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn stopped during startup (see the captured log above)")
-        if server.started:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError as e:  # not listening yet, or 503 while the database is not reachable
-                last_error = e
-        time.sleep(0.05)
-    raise RuntimeError(f"service at {url} did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s: {last_error}")
-
-
 @pytest.fixture
 def live_server(settings: Settings, demo: dict[str, object]) -> Iterator[LiveServer]:
     """The real application on http://127.0.0.1:<free port>, with the demo county and DEMO_PASSWORDS loaded."""
-    app = create_app(settings)
-    port = _free_port()
-    config = uvicorn.Config(app=app, host="127.0.0.1", port=port, log_config=None, log_level="warning",
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, thread, server)
-        yield LiveServer(url=url, settings=settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        if thread.is_alive():  # a connection kept open: stop waiting for it
-            server.force_exit = True
-            thread.join(timeout=5)
-        app.state.db.dispose()
-    assert not thread.is_alive(), "uvicorn did not stop"
+    with serve(settings) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
