@@ -443,7 +443,7 @@ def test_admin_audit_page_filters_by_action_and_actor_and_shows_head(app, demo, 
     assert f'<code data-testid="chain-head">{h[:16]}</code>' in page
     assert re.search(rf"第 {seq} 号", page)
     first, second = page_rows(page), page_rows(c.get("/admin/audit", params={"page": 2}).text)
-    assert len(first) == 50 and [r[0] for r in first + second] == list(range(seq, 0, -1))
+    assert len(first) == 50 and [r[0] for r in first + second] == list(range(seq, max(seq - 100, 0), -1))
 
 
 def test_audit_page_and_api_are_for_auditors_only(app, demo, db):
