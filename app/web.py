@@ -120,6 +120,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "_": t.gettext,
     }
     ctx.update(context or {})
+    if "nav_active" not in ctx:  # the entry whose address is the longest prefix of this page's (a page may say)
+        matches = [url for _label, url in ctx["nav"] if request.url.path == url or request.url.path.startswith(url + "/")]
+        ctx["nav_active"] = max(matches, key=len, default=None)
     if block_name:
         response = templates.TemplateResponse(request, template, ctx, status_code=status_code, block_name=block_name)
     else:

@@ -59,7 +59,7 @@ def _household_ctx(session: DbSession, p: Principal, household_id: int, page: in
             "policy": ledger.get_policy(session), "reversed_ids": reversed_ids,
             "can_manage": scope is not None and p.covers(Perm.LEDGER_MANAGE, scope),
             "can_see_roster": scope is not None and p.covers(Perm.HOUSEHOLD_VIEW, scope),
-            "form_key": _form_key(), **extra}
+            "form_key": _form_key(), "nav_active": "/points", **extra}
 
 
 @router.get("/households/{household_id}/points")
@@ -116,7 +116,7 @@ def village_points(request: Request, session: DbSession, village_id: int, p: Pri
     return render(request, "ledger/village.html", {
         "village": village, "year": year, "months": months, "totals": totals, "year_total": year_total,
         "years": list(range(_this_year(), _this_year() - 6, -1)),
-        "can_see_roster": p.can(Perm.HOUSEHOLD_VIEW)})
+        "can_see_roster": p.can(Perm.HOUSEHOLD_VIEW), "nav_active": "/points"})
 
 
 # ---- the overview: villages one can see, the expiry policy ---------------------------------------------------------
