@@ -11,6 +11,7 @@ command, a test) commits it.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,33 @@ def build_engine(url: str, *, pool_size: int = 10) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
 
 
+class FairLock:
+    """A lock handed to waiters in the order they came (first come, first served). threading.Lock lets a thread that
+    just released it take it again before the others wake, so under load some writers wait far longer than the
+    rest; with one SQLite writer that shows as a long tail of slow requests."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._locked = False
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self) -> None:
+        with self._mutex:
+            if not self._locked:
+                self._locked = True
+                return
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # the holder hands the lock over directly: it stays locked in between
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._locked = False
+
+
 class Database:
     """The engine plus the write discipline. One per application (or CLI command)."""
 
@@ -67,7 +95,7 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
         # SQLite has one writer; waiting here is cheaper and fairer than spinning on SQLITE_BUSY.
-        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._write_lock = FairLock() if self.is_sqlite else None
 
     def read_session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

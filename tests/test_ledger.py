@@ -165,9 +165,14 @@ def test_penalty_floor_at_zero_caps_the_deduction_and_says_so(db: Database) -> N
     assert (r.requested, r.applied) == (10, 6) and r.tx is not None
     assert "应扣 10 分，余额仅 6 分" in r.tx.memo and "实扣 6 分" in r.tx.memo
     assert _balance(db, hid) == 0
-    with db.write_txn() as s:  # nothing to take: nothing posted, and the caller is told
-        empty = ledger.penalize(s, ADMIN, household_id=h2, points=10, memo="不诚信户 -10")
-    assert empty.tx is None and (empty.requested, empty.applied) == (10, 0) and _tx_count(db) == 2
+    with db.write_txn() as s:  # nothing to take: the household still sees the penalty, with 0 taken
+        empty = ledger.penalize(s, ADMIN, household_id=h2, points=10, memo="不诚信户 -10", idempotency_key="p-2")
+    assert empty.tx is not None and (empty.requested, empty.applied) == (10, 0) and _tx_count(db) == 3
+    assert empty.tx.household_amount(h2) == 0 and "实扣 0 分" in empty.tx.memo
+    _award(db, h2, 8)
+    with db.write_txn() as s:  # a retry of that penalty after the household earned points takes nothing either
+        again = ledger.penalize(s, ADMIN, household_id=h2, points=10, memo="不诚信户 -10", idempotency_key="p-2")
+    assert again.replayed and _balance(db, h2) == 8
     _clean(db)
 
 

@@ -98,14 +98,13 @@ class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("account_id", "seq"),  # a kept chain cannot fork; also the index of statements and sums
-        CheckConstraint("amount <> 0", name="amount_not_zero"),
         CheckConstraint("(seq IS NULL) = (balance_after IS NULL)", name="seq_with_balance"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     transaction_id: int = Field(foreign_key="ledger_transactions.id", index=True)
     account_id: int = Field(foreign_key="ledger_accounts.id")
-    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))  # 0 only for a penalty that found nothing to take
     seq: int | None = None  # place in a kept-balance account's chain
     balance_after: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 

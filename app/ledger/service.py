@@ -20,12 +20,11 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import BigInteger, String, any_, bindparam, case, func, insert, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from app.audit import service as audit
@@ -48,7 +47,7 @@ from app.ledger.models import (
 from app.org.models import County, Store, Village
 
 MEMO_MAX = 300
-CHUNK = 500  # ids per IN (…) list
+CHUNK = 500  # rows per statement where a list is cut into pieces
 ACCOUNTS = LedgerAccount.__table__
 TXS = LedgerTransaction.__table__
 ENTRIES = LedgerEntry.__table__
@@ -121,11 +120,13 @@ class Posting:
     cap_to_balance: bool = False  # a deduction takes at most what the household has (penalty, floor_at_zero)
     reverses_id: int | None = None
     village_id: int | None = None  # where it is counted; by default the first household's (or account's) village
+    same_village: bool = False  # every account must belong to one village (a store serves its own village)
 
     def request_hash(self) -> str:
         body = {"kind": str(self.kind), "memo": self.memo, "reference": self.reference,
                 "legs": sorted([leg.account, leg.amount] for leg in self.legs), "allow_debt": self.allow_debt,
-                "cap": self.cap_to_balance, "reverses": self.reverses_id, "village": self.village_id}
+                "cap": self.cap_to_balance, "reverses": self.reverses_id, "village": self.village_id,
+                "same_village": self.same_village}
         raw = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -164,7 +165,7 @@ class TxView:
 
 @dataclass(frozen=True)
 class Posted:
-    tx: TxView | None  # None when nothing moved (a penalty on an empty balance under floor_at_zero)
+    tx: TxView | None
     replayed: bool = False  # the idempotency key had been used for this very request: nothing new was posted
     requested: int | None = None  # a capped deduction: what was asked …
     applied: int | None = None  # … and what was taken
@@ -195,6 +196,19 @@ def _is_pg(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def _member_of(session: Session, column: Any, values: Sequence[Any]) -> Iterable[Any]:
+    """`column IN values`, chunked: on PostgreSQL one array parameter per 20,000 values (`= ANY(:array)`: one
+    prepared plan that uses the index whatever the table held when it was first prepared); on SQLite IN lists."""
+    items = list(values)
+    if _is_pg(session):
+        kind = String() if items and isinstance(items[0], str) else BigInteger()
+        for part in _chunks(items, 20_000):
+            yield column == any_(bindparam("members", list(part), type_=ARRAY(kind)))
+    else:
+        for part in _chunks(items, 900):
+            yield column.in_(list(part))
+
+
 def _clip_memo(memo: str) -> str:
     return memo if len(memo) <= MEMO_MAX else memo[: MEMO_MAX - 1] + "…"
 
@@ -221,7 +235,6 @@ def _validate(p: Posting) -> None:
         if leg.account in seen:
             raise ValidationFailed(f"同一笔交易中账户 {leg.account} 出现了两次，请合并")
         seen.add(leg.account)
-        parse_code(leg.account)
     if sum(leg.amount for leg in p.legs) != 0:
         raise ValidationFailed("分录合计须为零：记入的积分必须等于记出的积分")
     if p.cap_to_balance and (len(p.legs) != 2 or p.allow_debt):
@@ -236,16 +249,18 @@ class _Account:
     village_id: int
     household_id: int | None
     kept: bool
+    state: list[int] | None = None  # [balance, entry_count] as read (only trusted under the write lock on SQLite)
 
 
 def _load_accounts(session: Session, codes: Sequence[str]) -> dict[str, _Account]:
     found: dict[str, _Account] = {}
-    for part in _chunks(list(codes)):
-        rows = session.execute(select(ACCOUNTS.c.id, ACCOUNTS.c.code, ACCOUNTS.c.kind, ACCOUNTS.c.village_id,
-                                      ACCOUNTS.c.household_id).where(ACCOUNTS.c.code.in_(part))).all()
-        for r in rows:
-            found[r.code] = _Account(r.id, r.code, r.kind, r.village_id, r.household_id,
-                                     r.kind == AccountKind.HOUSEHOLD)
+    cols = (ACCOUNTS.c.id, ACCOUNTS.c.code, ACCOUNTS.c.kind, ACCOUNTS.c.village_id, ACCOUNTS.c.household_id,
+            ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
+    for where in _member_of(session, ACCOUNTS.c.code, codes):
+        for r in session.execute(select(*cols).where(where)):
+            kept = r.kind == AccountKind.HOUSEHOLD
+            found[r.code] = _Account(r.id, r.code, r.kind, r.village_id, r.household_id, kept,
+                                     [int(r.balance), int(r.entry_count)] if kept else None)
     return found
 
 
@@ -262,16 +277,16 @@ def _ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, _Accou
                                                                  AccountKind.ADJUST)]
     s_ids = [p.owner_id for p in parsed.values() if p.kind is AccountKind.REDEEMED]
     hh_village: dict[int, int] = {}
-    for part in _chunks(hh_ids):
+    for where in _member_of(session, Household.id, hh_ids):
         hh_village.update({r.id: r.village_id for r in session.execute(
-            select(Household.id, Household.village_id).where(Household.id.in_(part)))})
+            select(Household.id, Household.village_id).where(where))})
     villages: set[int] = set()
-    for part in _chunks(v_ids):
-        villages.update(session.execute(select(Village.id).where(Village.id.in_(part))).scalars())
+    for where in _member_of(session, Village.id, v_ids):
+        villages.update(session.execute(select(Village.id).where(where)).scalars())
     store_village: dict[int, int] = {}
-    for part in _chunks(s_ids):
+    for where in _member_of(session, Store.id, s_ids):
         store_village.update({r.id: r.village_id for r in session.execute(
-            select(Store.id, Store.village_id).where(Store.id.in_(part)))})
+            select(Store.id, Store.village_id).where(where))})
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for code, p in parsed.items():
@@ -290,25 +305,82 @@ def _ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, _Accou
                 raise NotFound(f"村（id {p.owner_id}）不存在，不能记账")
             row.update(village_id=p.owner_id)
         rows.append(row)
-    ins = pg_insert(ACCOUNTS) if _is_pg(session) else sqlite_insert(ACCOUNTS)
-    for part in _chunks(rows, 2000):
-        session.execute(ins.on_conflict_do_nothing(index_elements=["code"]), list(part))
-    found.update(_load_accounts(session, missing))
+    if _is_pg(session):  # one statement per 20,000; a row another transaction created first is read back
+        columns = ("code", "kind", "village_id", "household_id", "store_id", "balance")
+        types = ("text", "text", "integer", "integer", "integer", "bigint")
+        unnest = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
+        sql = text(f"INSERT INTO ledger_accounts ({', '.join(columns)}, entry_count, created_at) "
+                   f"SELECT *, 0, :now FROM unnest({unnest}) ON CONFLICT (code) DO NOTHING "
+                   "RETURNING id, code, kind, village_id, household_id")
+        for part in _chunks(rows, 20_000):
+            params: dict[str, Any] = {c: [r[c] for r in part] for c in columns}
+            for r in session.execute(sql, {**params, "now": now}):
+                kept = r.kind == AccountKind.HOUSEHOLD
+                found[r.code] = _Account(r.id, r.code, r.kind, r.village_id, r.household_id, kept,
+                                         [0, 0] if kept else None)
+        raced = [c for c in missing if c not in found]
+        if raced:
+            found.update(_load_accounts(session, raced))
+        return found
+    # SQLite: the write transaction is the only writer, so nothing can race us and the ids follow max(id)
+    start = int(session.execute(select(func.coalesce(func.max(ACCOUNTS.c.id), 0))).scalar_one())
+    for n, row in enumerate(rows, start + 1):
+        row["id"] = n
+        kept = row["kind"] == AccountKind.HOUSEHOLD
+        found[row["code"]] = _Account(n, row["code"], row["kind"], row["village_id"], row["household_id"], kept,
+                                      [0, 0] if kept else None)
+    _insert_rows(session, ACCOUNTS, rows)
     return found
 
 
 def _lock_kept(session: Session, ids: Sequence[int]) -> dict[int, list[int]]:
-    """Lock the household rows, in account-id order, and read their balance and entry count under the lock."""
+    """Lock the household rows, in account-id order, and read their balance and entry count under the lock.
+    (On SQLite the write transaction is BEGIN IMMEDIATE: the whole database is ours, the read is the lock.)"""
     state: dict[int, list[int]] = {}
     pg = _is_pg(session)
-    for part in _chunks(sorted(set(ids))):
-        stmt = select(ACCOUNTS.c.id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count).where(
-            ACCOUNTS.c.id.in_(part)).order_by(ACCOUNTS.c.id)
+    for where in _member_of(session, ACCOUNTS.c.id, sorted(set(ids))):
+        stmt = select(ACCOUNTS.c.id, ACCOUNTS.c.balance, ACCOUNTS.c.entry_count).where(where).order_by(ACCOUNTS.c.id)
         if pg:
             stmt = stmt.with_for_update()
         for r in session.execute(stmt):
             state[r.id] = [int(r.balance), int(r.entry_count)]
     return state
+
+
+_LOAD_AND_LOCK = text(
+    "WITH locked AS (SELECT id, code, kind, village_id, household_id, balance, entry_count FROM ledger_accounts "
+    "WHERE code = ANY(CAST(:kept AS text[])) ORDER BY id FOR UPDATE) "
+    "SELECT * FROM locked UNION ALL SELECT id, code, kind, village_id, household_id, balance, entry_count "
+    "FROM ledger_accounts WHERE code = ANY(CAST(:other AS text[]))")
+
+
+def _resolve_and_lock(session: Session, codes: Iterable[str]) -> tuple[dict[str, _Account], dict[int, list[int]]]:
+    """The accounts for these codes (created when missing) and, locked, the balance and entry count of the kept
+    ones. SQLite: the write transaction is already the only writer. PostgreSQL: one statement finds every account
+    and locks the household rows in id order; a big batch locks them in id-ordered pieces after finding them."""
+    wanted = sorted(set(codes))
+    if not _is_pg(session):
+        accounts = _ensure_accounts(session, wanted)
+        return accounts, {a.id: list(a.state) for a in accounts.values() if a.kept and a.state is not None}
+    if len(wanted) > 20_000:
+        accounts = _ensure_accounts(session, wanted)
+        return accounts, _lock_kept(session, [a.id for a in accounts.values() if a.kept])
+    found: dict[str, _Account] = {}
+    params = {"kept": [c for c in wanted if c.startswith("household:")],
+              "other": [c for c in wanted if not c.startswith("household:")]}
+    for r in session.execute(_LOAD_AND_LOCK, params):
+        kept = r.kind == AccountKind.HOUSEHOLD
+        found[r.code] = _Account(r.id, r.code, r.kind, r.village_id, r.household_id, kept,
+                                 [int(r.balance), int(r.entry_count)] if kept else None)
+    missing = [c for c in wanted if c not in found]
+    if missing:  # first postings: create them (ours until commit), or lock the ones another transaction created
+        created = _ensure_accounts(session, missing)
+        found.update(created)
+        fresh = _lock_kept(session, [a.id for a in created.values() if a.kept])
+        for a in created.values():
+            if a.id in fresh:
+                a.state = fresh[a.id]
+    return found, {a.id: list(a.state) for a in found.values() if a.kept and a.state is not None}
 
 
 def _lock_keys(session: Session, keys: Sequence[str]) -> None:
@@ -321,17 +393,16 @@ def _lock_keys(session: Session, keys: Sequence[str]) -> None:
 
 def _existing_keys(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, str | None]]:
     out: dict[str, tuple[int, str | None]] = {}
-    for part in _chunks(sorted(set(keys))):
-        rows = session.execute(select(TXS.c.idempotency_key, TXS.c.id, TXS.c.request_hash)
-                               .where(TXS.c.idempotency_key.in_(part))).all()
+    for where in _member_of(session, TXS.c.idempotency_key, sorted(set(keys))):
+        rows = session.execute(select(TXS.c.idempotency_key, TXS.c.id, TXS.c.request_hash).where(where)).all()
         out.update({r.idempotency_key: (r.id, r.request_hash) for r in rows})
     return out
 
 
 def _existing_reversals(session: Session, ids: Sequence[int]) -> dict[int, int]:
     out: dict[int, int] = {}
-    for part in _chunks(sorted(set(ids))):
-        rows = session.execute(select(TXS.c.reverses_id, TXS.c.id).where(TXS.c.reverses_id.in_(part))).all()
+    for where in _member_of(session, TXS.c.reverses_id, sorted(set(ids))):
+        rows = session.execute(select(TXS.c.reverses_id, TXS.c.id).where(where)).all()
         out.update({r.reverses_id: r.id for r in rows})
     return out
 
@@ -362,6 +433,7 @@ class _Planned:
     requested: int | None = None
     applied: int | None = None
     entries: list[dict[str, Any]] = field(default_factory=list)
+    view: TxView | None = None  # a single new posting, as the caller gets it back
 
 
 def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
@@ -370,12 +442,11 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
         _validate(p)
     when = occurred_at or utcnow()
     month = month_of(when)
-    accounts = _ensure_accounts(session, {leg.account for p in postings for leg in p.legs})
-    kept_ids = [a.id for a in accounts.values() if a.kept]
+    accounts, state = _resolve_and_lock(session, {leg.account for p in postings for leg in p.legs})
+    # from here on every balance in `state` is ours until commit
     keys = [p.idempotency_key for p in postings if p.idempotency_key]
-    if keys and not kept_ids:
+    if keys and not state:
         _lock_keys(session, keys)
-    state = _lock_kept(session, kept_ids)  # from here on every balance we read is ours until commit
     existing = _existing_keys(session, keys) if keys else {}
     reversed_by = _existing_reversals(session, [p.reverses_id for p in postings if p.reverses_id])
 
@@ -386,7 +457,7 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
     fresh: list[_Planned] = []
     for i, p in enumerate(postings):
         key = p.idempotency_key
-        rhash = p.request_hash()
+        rhash = p.request_hash() if key else ""
         if key and key in existing:
             tx_id, first_hash = existing[key]
             if first_hash != rhash:
@@ -399,6 +470,8 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
                 raise _key_conflict(key)
             ids[i], replayed[i], plans[i] = ids[j], True, plans[j]
             continue
+        if p.same_village and len({accounts[leg.account].village_id for leg in p.legs}) > 1:
+            raise ValidationFailed("该户不在本超市服务的村，不能在这里使用积分")
         if p.reverses_id is not None:
             if p.reverses_id in reversed_by:
                 raise Conflict(f"第 {p.reverses_id} 号交易已被冲正（第 {reversed_by[p.reverses_id]} 号交易），"
@@ -417,9 +490,8 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
             if applied < requested:
                 memo = _clip_memo(f"{memo}（应扣 {requested} 分，余额仅 {max(balance, 0)} 分，"
                                   f"按“扣至零为止”实扣 {applied} 分）")
-            if applied == 0:
-                plans[i] = _Planned(i, p, [], memo, 0, requested, applied)
-                continue
+            # Nothing to take still posts (two legs of 0): the household sees the penalty and why nothing was
+            # taken, and the idempotency key is kept, so a retry after it earned points takes nothing either.
             legs = [Leg(debit.account, -applied), Leg(other.account, applied)]
         village_id = p.village_id
         if village_id is None:
@@ -451,21 +523,72 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
                     "idempotency_key": pl.posting.idempotency_key,
                     "request_hash": pl.posting.request_hash() if pl.posting.idempotency_key else None,
                     "reverses_id": pl.posting.reverses_id} for pl in fresh]
-        new_ids = session.execute(insert(TXS).returning(TXS.c.id, sort_by_parameter_order=True),
-                                  tx_rows).scalars().all()
+        new_ids = _insert_transactions(session, tx_rows)
         entry_rows: list[dict[str, Any]] = []
         for pl, tx_id in zip(fresh, new_ids, strict=True):
             ids[pl.index] = tx_id
             for row in pl.entries:
                 row["transaction_id"] = tx_id
                 entry_rows.append(row)
-        session.execute(insert(ENTRIES), entry_rows)
+        _insert_rows(session, ENTRIES, entry_rows)
         touched = {row["account_id"] for row in entry_rows if row["seq"] is not None}
         _write_balances(session, {a: state[a] for a in touched})
         for i in range(len(postings)):  # in-batch replays point at the first posting's new id
             if replayed[i] and ids[i] is None and plans[i] is not None:
                 ids[i] = ids[plans[i].index]  # type: ignore[union-attr]
+        if len(fresh) == 1:  # the caller gets its transaction back without reading it again
+            pl, row = fresh[0], tx_rows[0]
+            codes = {a.id: a.code for a in accounts.values()}
+            fresh[0].view = TxView(new_ids[0], row["kind"], pl.village_id, month, pl.memo, row["reference"],
+                                   row["actor_name"], when, row["idempotency_key"], row["reverses_id"],
+                                   tuple(EntryView(e["account_id"], codes[e["account_id"]], e["amount"], e["seq"],
+                                                   e["balance_after"]) for e in pl.entries))
     return ids, replayed, plans
+
+
+COPY_FROM = 1_000  # PostgreSQL: from this many rows on, COPY instead of a multi-row INSERT
+
+
+def _insert_transactions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert transaction rows, returning their ids in order. One row: INSERT … RETURNING. Many: the ids are taken
+    first (PostgreSQL: from the sequence; SQLite: after max(id), safe because the write transaction is the only
+    writer), so the rows go in as one executemany or COPY instead of one INSERT … RETURNING per row."""
+    if len(rows) == 1:
+        return [int(session.execute(insert(TXS).returning(TXS.c.id), rows[0]).scalar_one())]
+    if _is_pg(session):
+        ids = sorted(int(i) for i in session.execute(
+            text("SELECT nextval(pg_get_serial_sequence('ledger_transactions', 'id')) FROM generate_series(1, :n)"),
+            {"n": len(rows)}).scalars())
+    else:
+        start = int(session.execute(select(func.coalesce(func.max(TXS.c.id), 0))).scalar_one())
+        ids = list(range(start + 1, start + 1 + len(rows)))
+    for row, tx_id in zip(rows, ids, strict=True):
+        row["id"] = tx_id
+    _insert_rows(session, TXS, rows)
+    return ids
+
+
+def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Many rows of one shape, straight to the driver: COPY on PostgreSQL when there are many, a multi-row INSERT
+    when few; executemany on SQLite (timestamps written as SQLAlchemy writes them: UTC, `YYYY-MM-DD HH:MM:SS.ffffff`)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    if _is_pg(session):
+        if len(rows) < COPY_FROM:
+            session.execute(insert(table), rows)
+            return
+        raw: Any = session.connection().connection.dbapi_connection  # psycopg 3, in this transaction
+        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+        return
+    stamps = {c for c in columns if isinstance(rows[0][c], datetime)}
+    for c in stamps:
+        text_of = {v: v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for v in {r[c] for r in rows}}
+        rows = [{**r, c: text_of[r[c]]} for r in rows]
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    session.connection().exec_driver_sql(sql, [tuple(r[c] for c in columns) for r in rows])
 
 
 def _write_balances(session: Session, state: dict[int, list[int]]) -> None:
@@ -479,9 +602,8 @@ def _write_balances(session: Session, state: dict[int, list[int]]) -> None:
                  "AS v(id, balance, entry_count) WHERE a.id = v.id"),
             {"ids": [k for k, _ in items], "balances": [v[0] for _, v in items], "counts": [v[1] for _, v in items]})
         return
-    stmt = update(ACCOUNTS).where(ACCOUNTS.c.id == bindparam("b_id")).values(
-        balance=bindparam("b_balance"), entry_count=bindparam("b_count"))
-    session.connection().execute(stmt, [{"b_id": k, "b_balance": v[0], "b_count": v[1]} for k, v in state.items()])
+    session.connection().exec_driver_sql("UPDATE ledger_accounts SET balance = ?, entry_count = ? WHERE id = ?",
+                                         [(v[0], v[1], k) for k, v in state.items()])
 
 
 # ---- posting ------------------------------------------------------------------------------------------------------
@@ -495,7 +617,8 @@ def post(session: Session, actor: Actor, posting: Posting, *, occurred_at: datet
     applied = plan.applied if plan else None
     if ids[0] is None:
         return Posted(None, replayed[0], requested, applied)
-    return Posted(get_transaction(session, ids[0]), replayed[0], requested, applied)
+    view = plan.view if plan is not None and not replayed[0] else None
+    return Posted(view or get_transaction(session, ids[0]), replayed[0], requested, applied)
 
 
 def post_many(session: Session, actor: Actor, postings: Sequence[Posting], *,
@@ -557,15 +680,9 @@ def spend(session: Session, actor: Actor, *, household_id: int, store_id: int, p
     """A redemption: points out of the household into the store's sink. Never overdraws, whatever the concurrency."""
     if type(points) is not int or points <= 0:
         raise ValidationFailed("使用的积分须为正整数")
-    h = _household(session, household_id)
-    store = session.get(Store, store_id)
-    if store is None:
-        raise NotFound("超市不存在")
-    if store.village_id != h.village_id:
-        raise ValidationFailed("该户不在本超市服务的村，不能在这里使用积分")
-    return post(session, actor, Posting(TxKind.REDEMPTION, memo, (Leg(household_account(h.id), -points),  # type: ignore[arg-type]
+    return post(session, actor, Posting(TxKind.REDEMPTION, memo, (Leg(household_account(household_id), -points),
                                                                   Leg(redeemed_account(store_id), points)),
-                                        reference=reference, idempotency_key=idempotency_key))
+                                        reference=reference, idempotency_key=idempotency_key, same_village=True))
 
 
 def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
@@ -674,9 +791,8 @@ def balance(session: Session, household_id: int) -> int:
 
 def balances(session: Session, household_ids: Sequence[int]) -> dict[int, int]:
     out = dict.fromkeys(household_ids, 0)
-    for part in _chunks(list(household_ids)):
-        for hid, b in session.execute(select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance)
-                                      .where(ACCOUNTS.c.household_id.in_(part))):
+    for where in _member_of(session, ACCOUNTS.c.household_id, household_ids):
+        for hid, b in session.execute(select(ACCOUNTS.c.household_id, ACCOUNTS.c.balance).where(where)):
             out[hid] = int(b)
     return out
 
@@ -816,13 +932,13 @@ def set_policy(session: Session, actor: Actor, *, expiry_rule: str, expiry_month
     return Policy(rule, expiry_months)
 
 
-def _lots_query(account_ids: Sequence[int]) -> Any:
+def _lots_query(where: Any) -> Any:
     orig = aliased(LedgerTransaction)
     return (select(ENTRIES.c.account_id, ENTRIES.c.amount, TXS.c.kind, TXS.c.occurred_at,
                    orig.occurred_at.label("orig_at"))
             .join(TXS, TXS.c.id == ENTRIES.c.transaction_id)
             .outerjoin(orig, orig.id == TXS.c.reverses_id)
-            .where(ENTRIES.c.account_id.in_(account_ids)))
+            .where(where))
 
 
 @dataclass
@@ -871,7 +987,7 @@ def expiring(session: Session, household_id: int, *, as_of: date | None = None) 
     if acc_id is None:
         return []
     lots = _Lots()
-    for r in session.execute(_lots_query([acc_id])):
+    for r in session.execute(_lots_query(ENTRIES.c.account_id == acc_id)):
         lots.add(policy, int(r.amount), r.kind, r.occurred_at, r.orig_at)
     today = as_of or (to_local(utcnow()) or utcnow()).date()
     return [(d, n) for d, n in lots.schedule() if d >= today]
@@ -899,8 +1015,8 @@ def expire(session: Session, actor: Actor, *, as_of: date, village_ids: Sequence
     _lock_kept(session, list(candidates))  # nothing is spent between the computation and the posting
     lots: dict[int, _Lots] = defaultdict(_Lots)
     ids = sorted(candidates)
-    for part in _chunks(ids):
-        for r in session.execute(_lots_query(part)):
+    for where in _member_of(session, ENTRIES.c.account_id, ids):
+        for r in session.execute(_lots_query(where)):
             lots[r.account_id].add(policy, int(r.amount), r.kind, r.occurred_at, r.orig_at)
     postings: list[Posting] = []
     last_day = as_of - timedelta(days=1)
@@ -988,11 +1104,11 @@ class VillageTotals:
 
 def village_totals(session: Session, village_ids: Sequence[int]) -> dict[int, VillageTotals]:
     out = {v: VillageTotals(v, 0, 0, 0) for v in village_ids}
-    for part in _chunks(list(village_ids)):
+    for where in _member_of(session, ACCOUNTS.c.village_id, village_ids):
         rows = session.execute(
             select(ACCOUNTS.c.village_id, func.count(), func.coalesce(func.sum(ACCOUNTS.c.balance), 0),
                    func.sum(case((ACCOUNTS.c.balance < 0, 1), else_=0)))
-            .where(ACCOUNTS.c.kind == AccountKind.HOUSEHOLD.value, ACCOUNTS.c.village_id.in_(part))
+            .where(ACCOUNTS.c.kind == AccountKind.HOUSEHOLD.value, where)
             .group_by(ACCOUNTS.c.village_id)).all()
         for v, n, total, debt in rows:
             out[v] = VillageTotals(v, int(n), int(total), int(debt or 0))

@@ -84,7 +84,6 @@ def upgrade() -> None:
     sa.Column('seq', sa.Integer(), nullable=True),
     sa.Column('balance_after', sa.BigInteger(), nullable=True),
     sa.CheckConstraint('(seq IS NULL) = (balance_after IS NULL)', name=op.f('ck_ledger_entries_seq_with_balance')),
-    sa.CheckConstraint('amount <> 0', name=op.f('ck_ledger_entries_amount_not_zero')),
     sa.ForeignKeyConstraint(['account_id'], ['ledger_accounts.id'], name=op.f('fk_ledger_entries_account_id_ledger_accounts')),
     sa.ForeignKeyConstraint(['transaction_id'], ['ledger_transactions.id'], name=op.f('fk_ledger_entries_transaction_id_ledger_transactions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries')),
