@@ -518,3 +518,39 @@ def test_cli_ledger_verify_and_expire(db: Database, settings: Any, monkeypatch: 
             s.execute(text("UPDATE ledger_entries SET amount = amount + 1 WHERE id = 1"))
         assert cli.main(["ledger", "verify"]) == 1
         assert "[unbalanced]" in capsys.readouterr().out
+
+
+def test_reversals_posted_by_hand_must_match_what_they_reverse(db: Database) -> None:
+    vid, sid, (hid, h2) = _setup(db)
+    award = _award(db, hid, 20)
+    assert award.tx is not None
+    hh, issue = ledger.household_account(hid), ledger.issue_account(vid)
+    cases: list[tuple[ledger.Posting, type[Exception], str]] = [
+        (ledger.Posting(ledger.TxKind.REVERSAL, "冲正", (ledger.Leg(hh, -5), ledger.Leg(issue, 5)),
+                        reverses_id=award.tx.id), ValidationFailed, "正好相反"),
+        (ledger.Posting(ledger.TxKind.REVERSAL, "冲正", (ledger.Leg(hh, -20), ledger.Leg(issue, 20)),
+                        reverses_id=999_999), NotFound, "不存在"),
+        (ledger.Posting(ledger.TxKind.REVERSAL, "冲正", (ledger.Leg(hh, -20), ledger.Leg(issue, 20))),
+         ValidationFailed, "注明冲正哪一笔"),
+        (ledger.Posting(ledger.TxKind.ADJUSTMENT, "调整", (ledger.Leg(hh, -20), ledger.Leg(issue, 20)),
+                        reverses_id=award.tx.id), ValidationFailed, "注明冲正哪一笔"),
+        (ledger.Posting(ledger.TxKind.REDEMPTION, "兑换", (ledger.Leg(hh, -50), ledger.Leg(ledger.redeemed_account(sid), 50)),
+                        allow_debt=True), ValidationFailed, "兑换不能透支"),
+    ]
+    for posting, error, message in cases:
+        with pytest.raises(error, match=message), db.write_txn() as s:
+            ledger.post(s, ADMIN, posting)
+    with db.write_txn() as s:  # a penalty that took nothing has nothing to reverse
+        nothing = ledger.penalize(s, ADMIN, household_id=h2, points=5, memo="乱倒垃圾 -5")
+    assert nothing.tx is not None
+    with pytest.raises(Conflict, match="没有可冲正的积分"), db.write_txn() as s:
+        ledger.reverse(s, ADMIN, nothing.tx.id, reason="搞错了")
+    with db.write_txn() as s:
+        ledger.set_policy(s, ADMIN, expiry_rule="months", expiry_months=1)
+    _award_at(db, h2, vid, 4, _at(2025, 1, 3))
+    with db.write_txn() as s:
+        run = ledger.expire(s, ADMIN, as_of=date(2025, 6, 1))
+    with pytest.raises(Conflict, match="到期清零不能冲正"), db.write_txn() as s:
+        ledger.reverse(s, ADMIN, run.transaction_ids[0], reason="清错了")
+    assert (_balance(db, hid), _balance(db, h2)) == (20, 0)
+    _clean(db)

@@ -48,7 +48,11 @@ def _posted(session: DbSession, response: Response, result: ledger.Posted, house
     else:
         response.status_code = 201
     tx = TransactionOut.build(result.tx) if result.tx else None
-    return PostedOut(transaction=tx, replayed=result.replayed, balance=ledger.balance(session, household_id),
+    code = ledger.household_account(household_id)
+    after = None if result.replayed or result.tx is None else next(
+        (e.balance_after for e in result.tx.entries if e.account == code), None)
+    return PostedOut(transaction=tx, replayed=result.replayed,
+                     balance=after if after is not None else ledger.balance(session, household_id),
                      requested=result.requested, applied=result.applied)
 
 

@@ -237,6 +237,10 @@ def _validate(p: Posting) -> None:
         seen.add(leg.account)
     if sum(leg.amount for leg in p.legs) != 0:
         raise ValidationFailed("分录合计须为零：记入的积分必须等于记出的积分")
+    if (p.kind == TxKind.REVERSAL) != (p.reverses_id is not None):
+        raise ValidationFailed("冲正交易必须注明冲正哪一笔，其他交易不能注明")
+    if p.kind == TxKind.REDEMPTION and p.allow_debt:
+        raise ValidationFailed("兑换不能透支")
     if p.cap_to_balance and (len(p.legs) != 2 or p.allow_debt):
         raise ValidationFailed("“扣至零为止”只适用于一户对一个对方账户的扣分")
 
@@ -407,6 +411,30 @@ def _existing_reversals(session: Session, ids: Sequence[int]) -> dict[int, int]:
     return out
 
 
+def _check_reversals(session: Session, postings: Sequence[Posting]) -> None:
+    """A reversal names an existing transaction that is not itself a reversal, and negates exactly its entries."""
+    if not postings:
+        return
+    ids = sorted({p.reverses_id for p in postings if p.reverses_id is not None})
+    kinds: dict[int, str] = {}
+    legs: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for where in _member_of(session, TXS.c.id, ids):
+        kinds.update({r.id: r.kind for r in session.execute(select(TXS.c.id, TXS.c.kind).where(where))})
+    for where in _member_of(session, ENTRIES.c.transaction_id, ids):
+        for r in session.execute(select(ENTRIES.c.transaction_id, ACCOUNTS.c.code, ENTRIES.c.amount)
+                                 .join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id).where(where)):
+            legs[r.transaction_id].append((r.code, -int(r.amount)))
+    for p in postings:
+        rid = p.reverses_id
+        assert rid is not None
+        if rid not in kinds:
+            raise NotFound(f"要冲正的第 {rid} 号交易不存在")
+        if kinds[rid] == TxKind.REVERSAL:
+            raise Conflict("冲正交易不能再冲正；如需更正，请做一笔调整并写明原因")
+        if sorted(legs[rid]) != sorted((leg.account, leg.amount) for leg in p.legs):
+            raise ValidationFailed(f"冲正必须与第 {rid} 号交易的分录正好相反")
+
+
 def _key_conflict(key: str) -> Conflict:
     return Conflict(f"幂等键 {key} 已用于另一笔不同的请求：同一个键只能重发同一个请求，新的请求请换一个键",
                     code="idempotency_conflict")
@@ -449,6 +477,7 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
         _lock_keys(session, keys)
     existing = _existing_keys(session, keys) if keys else {}
     reversed_by = _existing_reversals(session, [p.reverses_id for p in postings if p.reverses_id])
+    _check_reversals(session, [p for p in postings if p.reverses_id is not None])
 
     ids: list[int | None] = [None] * len(postings)
     replayed = [False] * len(postings)
@@ -474,8 +503,10 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
             raise ValidationFailed("该户不在本超市服务的村，不能在这里使用积分")
         if p.reverses_id is not None:
             if p.reverses_id in reversed_by:
-                raise Conflict(f"第 {p.reverses_id} 号交易已被冲正（第 {reversed_by[p.reverses_id]} 号交易），"
-                               f"一笔交易只能冲正一次", code="already_reversed")
+                by = reversed_by[p.reverses_id]
+                where = f"（第 {by} 号交易）" if by > 0 else "（本批中已有一笔冲正）"
+                raise Conflict(f"第 {p.reverses_id} 号交易已被冲正{where}，一笔交易只能冲正一次",
+                               code="already_reversed")
             reversed_by[p.reverses_id] = -1
         legs = list(p.legs)
         memo = p.memo
@@ -693,6 +724,10 @@ def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
     original = get_transaction(session, transaction_id)
     if original.kind == TxKind.REVERSAL:
         raise Conflict("冲正交易不能再冲正；如需更正，请做一笔调整并写明原因")
+    if original.kind == TxKind.EXPIRY:  # its points would go back into lots that have already expired
+        raise Conflict("到期清零不能冲正：如确系清零有误，请用“积分调整”补回并写明原因")
+    if all(e.amount == 0 for e in original.entries):
+        raise Conflict("这笔扣分实扣 0 分，没有可冲正的积分", code="nothing_to_reverse")
     posting = Posting(TxKind.REVERSAL, _clip_memo(f"冲正：{original.memo}（原因：{reason}）"),
                       tuple(Leg(e.account, -e.amount) for e in original.entries), reference=f"tx:{original.id}",
                       idempotency_key=idempotency_key, allow_debt=allow_debt, reverses_id=original.id,
@@ -1181,6 +1216,14 @@ def verify(session: Session) -> list[Violation]:
     for orig_id, n in session.execute(select(TXS.c.reverses_id, func.count()).where(TXS.c.reverses_id.is_not(None))
                                       .group_by(TXS.c.reverses_id).having(func.count() > 1)):
         out.append(Violation("reversed_twice", f"第 {orig_id} 号交易被冲正了 {n} 次", orig_id))
+    for tx_id, kind, rid in session.execute(select(TXS.c.id, TXS.c.kind, TXS.c.reverses_id).where(
+            (TXS.c.kind == TxKind.REVERSAL.value) != TXS.c.reverses_id.is_not(None))):
+        what = "冲正交易没有注明冲正哪一笔" if kind == TxKind.REVERSAL else f"非冲正交易（{kind}）却注明冲正第 {rid} 号交易"
+        out.append(Violation("reversal_mismatch", f"第 {tx_id} 号交易：{what}", tx_id))
+    target = aliased(LedgerTransaction)
+    for tx_id, rid in session.execute(select(TXS.c.id, TXS.c.reverses_id).join(target, target.id == TXS.c.reverses_id)
+                                      .where(target.kind == TxKind.REVERSAL.value)):
+        out.append(Violation("reversal_mismatch", f"第 {tx_id} 号交易冲正的第 {rid} 号交易本身是冲正", tx_id))
     rev = aliased(LedgerTransaction)
     e_orig = aliased(LedgerEntry)
     e_rev = aliased(LedgerEntry)
