@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, String, any_, bindparam, case, func, insert, select, text
@@ -213,11 +214,12 @@ def _clip_memo(memo: str) -> str:
     return memo if len(memo) <= MEMO_MAX else memo[: MEMO_MAX - 1] + "…"
 
 
+_KINDS = frozenset(k.value for k in TxKind)
+
+
 def _validate(p: Posting) -> None:
-    try:
-        TxKind(p.kind)
-    except ValueError:
-        raise ValidationFailed(f"交易类型 {p.kind} 无效") from None
+    if p.kind not in _KINDS:
+        raise ValidationFailed(f"交易类型 {p.kind} 无效")
     if not p.memo or not p.memo.strip():
         raise ValidationFailed("每笔积分变动都要写明原因（摘要不能为空）", details={"field": "memo"})
     if len(p.memo) > MEMO_MAX:
@@ -260,11 +262,13 @@ def _load_accounts(session: Session, codes: Sequence[str]) -> dict[str, _Account
     found: dict[str, _Account] = {}
     cols = (ACCOUNTS.c.id, ACCOUNTS.c.code, ACCOUNTS.c.kind, ACCOUNTS.c.village_id, ACCOUNTS.c.household_id,
             ACCOUNTS.c.balance, ACCOUNTS.c.entry_count)
+    household = AccountKind.HOUSEHOLD.value
     for where in _member_of(session, ACCOUNTS.c.code, codes):
-        for r in session.execute(select(*cols).where(where)):
-            kept = r.kind == AccountKind.HOUSEHOLD
-            found[r.code] = _Account(r.id, r.code, r.kind, r.village_id, r.household_id, kept,
-                                     [int(r.balance), int(r.entry_count)] if kept else None)
+        for acc_id, code, kind, village_id, household_id, bal, count in session.execute(
+                select(*cols).where(where)).all():
+            kept = kind == household
+            found[code] = _Account(acc_id, code, kind, village_id, household_id, kept,
+                                   [int(bal), int(count)] if kept else None)
     return found
 
 
@@ -365,7 +369,7 @@ def _resolve_and_lock(session: Session, codes: Iterable[str]) -> tuple[dict[str,
     wanted = sorted(set(codes))
     if not _is_pg(session):
         accounts = _ensure_accounts(session, wanted)
-        return accounts, {a.id: list(a.state) for a in accounts.values() if a.kept and a.state is not None}
+        return accounts, {a.id: a.state for a in accounts.values() if a.state is not None}
     if len(wanted) > 20_000:
         accounts = _ensure_accounts(session, wanted)
         return accounts, _lock_kept(session, [a.id for a in accounts.values() if a.kept])
@@ -384,7 +388,7 @@ def _resolve_and_lock(session: Session, codes: Iterable[str]) -> tuple[dict[str,
         for a in created.values():
             if a.id in fresh:
                 a.state = fresh[a.id]
-    return found, {a.id: list(a.state) for a in found.values() if a.kept and a.state is not None}
+    return found, {a.id: a.state for a in found.values() if a.state is not None}
 
 
 def _lock_keys(session: Session, keys: Sequence[str]) -> None:
@@ -619,7 +623,7 @@ def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
         text_of = {v: v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for v in {r[c] for r in rows}}
         rows = [{**r, c: text_of[r[c]]} for r in rows]
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    session.connection().exec_driver_sql(sql, [tuple(r[c] for c in columns) for r in rows])
+    session.connection().exec_driver_sql(sql, list(map(itemgetter(*columns), rows)))
 
 
 def _write_balances(session: Session, state: dict[int, list[int]]) -> None:
