@@ -25,6 +25,7 @@ from app.core.context import Actor
 from app.core.scope import ScopeFilter
 from app.demo_people import FamilyMaker
 from app.errors import Conflict
+from app.evaluation import service as rulesets
 from app.households import imports
 from app.households import service as households
 from app.ledger import service as ledger
@@ -93,6 +94,9 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         data = roster_csv(FamilyMaker(seed, index), households_per_village, n_groups)
         batch = imports.preview(session, actor, village_id=v.id, file_name=f"{v.name}花名册.csv", data=data)  # type: ignore[arg-type]
         imports.apply(session, actor, village_id=v.id, batch_id=batch.id)  # type: ignore[arg-type]
+    now = to_local(utcnow()) or utcnow()
+    start = (now.year * 12 + now.month - 1 - 12)  # the county default ruleset, in force for the past year
+    rulesets.ensure_default(session, actor, from_month=(start // 12) * 100 + start % 12 + 1)
     _demo_points(session, actor, villages, seed)
     first_village = villages[0]
     first_household = households.search(session, ScopeFilter(village_ids=frozenset({first_village.id})),  # type: ignore[arg-type]

@@ -3,11 +3,12 @@
 from app.audit.models import AuditEvent
 from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.db import metadata
+from app.evaluation.models import RulesetAssignment, RulesetVersion
 from app.households.models import Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
 from app.ledger.models import LedgerAccount, LedgerEntry, LedgerPolicy, LedgerTransaction
 from app.org.models import County, Group, Store, Township, Village
 
 __all__ = ["ApiToken", "AuditEvent", "County", "Group", "Household", "HouseholdEvent", "HouseholdMembership",
            "ImportBatch", "LedgerAccount", "LedgerEntry", "LedgerPolicy",
-           "LedgerTransaction", "LoginAttempt", "Member", "RoleGrant", "Store", "Township", "User", "UserSession", "Village",
-           "metadata"]
+           "LedgerTransaction", "LoginAttempt", "Member", "RoleGrant", "RulesetAssignment", "RulesetVersion", "Store",
+           "Township", "User", "UserSession", "Village", "metadata"]

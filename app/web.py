@@ -41,6 +41,7 @@ NAV: list[tuple[str, str, Perm]] = [
     ("首页", "/", Perm.SIGNED_IN),
     ("农户", "/households", Perm.HOUSEHOLD_VIEW),
     ("积分", "/points", Perm.LEDGER_VIEW),
+    ("积分细则", "/rulesets", Perm.RULESET_VIEW),
     ("行政区划", "/org", Perm.ORG_VIEW),
     ("账号管理", "/admin/users", Perm.USERS_MANAGE),
     ("审计日志", "/admin/audit", Perm.AUDIT_VIEW),

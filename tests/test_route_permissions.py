@@ -71,13 +71,14 @@ ROLES = ["anonymous", *DEMO_ROLES]
 # Written out rather than read from ROLE_PERMISSIONS: a permission slipped into a role must turn this test red.
 EXPECTED_PERMISSIONS: dict[str, frozenset[Perm]] = {
     "admin": frozenset(Perm) - {Perm.PUBLIC},
-    "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW}),
+    "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
     "clerk": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL,
-                        Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW}),
-    "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW}),
+                        Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
+    "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
     "storekeeper": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                              Perm.LEDGER_SPEND}),
-    "household": frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW}),
+                              Perm.LEDGER_SPEND, Perm.RULESET_VIEW}),
+    "household": frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
+                            Perm.RULESET_VIEW}),
 }
 
 BYSTANDER = "bystander"  # an extra account with one grant: what the county admin edits, resets and revokes

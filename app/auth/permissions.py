@@ -25,6 +25,8 @@ class Perm(StrEnum):
     LEDGER_VIEW = "ledger.view"  # balances, statements, village summaries
     LEDGER_SPEND = "ledger.spend"  # take points at the store counter
     LEDGER_MANAGE = "ledger.manage"  # adjustments, reversals, the expiry policy (county administrator)
+    RULESET_VIEW = "rulesets.view"  # the rules by which points are given: public to everyone signed in
+    RULESET_MANAGE = "rulesets.manage"  # import versions, assign them to the county or a village
 
 
 PERM_LABELS: dict[Perm, str] = {
@@ -41,17 +43,22 @@ PERM_LABELS: dict[Perm, str] = {
     Perm.LEDGER_VIEW: "查看积分余额和明细",
     Perm.LEDGER_SPEND: "在超市柜台使用积分",
     Perm.LEDGER_MANAGE: "积分调整、冲正和有效期政策",
+    Perm.RULESET_VIEW: "查看积分细则",
+    Perm.RULESET_MANAGE: "管理积分细则",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
-    Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW}),
+    Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
+                                       Perm.RULESET_VIEW}),
     Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW,
-                                   Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW}),
-    Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW}),
+                                   Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
+    Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
+                                      Perm.RULESET_VIEW}),
     Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                                 Perm.LEDGER_SPEND}),
-    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW}),
+                                 Perm.LEDGER_SPEND, Perm.RULESET_VIEW}),
+    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
+                               Perm.RULESET_VIEW}),
 }
 
 
