@@ -139,7 +139,9 @@ def _demo_points(session: Session, actor: Actor, villages: list[Village], seed: 
         store = org.list_stores(session, flt)[0]
         balance = dict.fromkeys(ids, 0)
         for year, month in months:
-            close = datetime(year + month // 12, month % 12 + 1, 5, 10, tzinfo=DISPLAY_ZONE)  # next month's close
+            # the next month's close, on the 5th, and redemptions on the 18th; never later than now
+            close = min(datetime(year + month // 12, month % 12 + 1, 5, 10, tzinfo=DISPLAY_ZONE), utcnow())
+            shopping = min(close.astimezone(DISPLAY_ZONE).replace(day=18, hour=15), utcnow())
             awards = []
             for hid in ids:
                 for theme, points in THEMES:
@@ -160,7 +162,7 @@ def _demo_points(session: Session, actor: Actor, villages: list[Village], seed: 
                                                  reference="demo-counter"))
                     balance[hid] -= price
             if spends:
-                ledger.post_many(session, actor, spends, occurred_at=close.replace(day=18, hour=15),
+                ledger.post_many(session, actor, spends, occurred_at=shopping,
                                  note=f"演示数据：{year}年{month}月超市兑换")
 
 
