@@ -152,6 +152,10 @@ def cmd_ledger_expire(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError:
         print(f"日期格式不对：{args.as_of}，应为 2028-01-01", file=sys.stderr)
         return 2
+    today = (to_local(utcnow()) or utcnow()).date()
+    if (as_of - today).days > 1:  # expiry cannot be reversed: a mistyped year must not wipe valid points
+        print(f"清零截至日期不能晚于明天（今天是 {today}）：{as_of}", file=sys.stderr)
+        return 2
     db = _db(settings)
     try:
         with db.write_txn() as session:

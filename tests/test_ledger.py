@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -297,22 +297,51 @@ def test_expiry_year_end_next_uses_oldest_points_first_and_is_idempotent(db: Dat
     _clean(db)
 
 
+def _month_start(back: int) -> date:
+    """The first day of the month `back` months before this one (local time)."""
+    today = datetime.now(UTC).date()
+    m = today.year * 12 + today.month - 1 - back
+    return date(m // 12, m % 12 + 1, 1)
+
+
+def _last_day(first: date, months_on: int) -> date:
+    m = first.year * 12 + first.month - 1 + months_on + 1
+    return date(m // 12, m % 12 + 1, 1) - timedelta(days=1)
+
+
 def test_expiry_n_months_and_a_reversed_award_shrinks_its_own_lot(db: Database) -> None:
     vid, _sid, (hid, _) = _setup(db)
     with db.write_txn() as s:
         ledger.set_policy(s, ADMIN, expiry_rule="months", expiry_months=3)
-    _award_at(db, hid, vid, 10, _at(2026, 1, 10))  # lasts to 2026-04-30
-    _award_at(db, hid, vid, 20, _at(2026, 2, 10))  # lasts to 2026-05-31
+    first, second_month = _month_start(2), _month_start(1)  # still valid today: lots last 3 months
+    _award_at(db, hid, vid, 10, _at(first.year, first.month, 10))
+    _award_at(db, hid, vid, 20, _at(second_month.year, second_month.month, 10))
     with db.read_txn() as s:
         second = ledger.statement(s, hid).lines[0].transaction_id
-    with db.write_txn() as s:  # the reversal takes back the February award, not the oldest points
+    with db.write_txn() as s:  # the reversal takes back the later award, not the oldest points
         ledger.reverse(s, ADMIN, second, reason="评分录错")
     with db.read_txn() as s:
-        assert ledger.expiring(s, hid, as_of=date(2026, 3, 1)) == [(date(2026, 4, 30), 10)]
+        assert ledger.expiring(s, hid, as_of=second_month) == [(_last_day(first, 3), 10)]
     with db.write_txn() as s:
-        run = ledger.expire(s, ADMIN, as_of=date(2026, 6, 1))
+        run = ledger.expire(s, ADMIN, as_of=_last_day(second_month, 4))
     assert run.points == 10 and _balance(db, hid) == 0
     _clean(db)
+
+
+def test_an_award_past_its_last_day_cannot_be_reversed(db: Database) -> None:
+    """Its points may already have been taken by an expiry run: a reversal would take them twice."""
+    vid, _sid, (hid, _) = _setup(db)
+    with db.write_txn() as s:
+        ledger.set_policy(s, ADMIN, expiry_rule="year_end_next", expiry_months=None)
+    _award_at(db, hid, vid, 100, _at(2024, 5, 1))
+    with db.read_txn() as s:
+        old = ledger.statement(s, hid).lines[0].transaction_id
+    with db.write_txn() as s:
+        ledger.expire(s, ADMIN, as_of=date(2026, 1, 1))
+    _award(db, hid, 100)
+    with pytest.raises(Conflict, match="过了有效期") as exc, db.write_txn() as s:
+        ledger.reverse(s, ADMIN, old, reason="评错了")
+    assert exc.value.code == "expired_lot" and _balance(db, hid) == 100
 
 
 def test_no_expiry_by_default(db: Database) -> None:
@@ -379,6 +408,14 @@ def test_api_spend_with_idempotency_key(client: TestClient, db: Database, demo: 
     assert "积分不足" in too_much.json()["error"]["message"]
     zero = client.post(f"/api/v1/stores/{sid}/spends", json={**body, "points": 0}, headers=headers)
     assert zero.status_code == 422
+    other_village, _ = _demo_household(db, "桃园村")  # missing or elsewhere: the same answer
+    for hid_ in (other_village, 987_654):
+        r = client.post(f"/api/v1/stores/{sid}/spends", json={**body, "household_id": hid_}, headers=headers)
+        assert r.status_code == 422 and r.json()["error"]["message"] == ledger.NOT_SERVED
+    with db.write_txn() as s:  # a second store in the same village is not this clerk's
+        second = make_store(s, s.get(Village, s.get(Store, sid).village_id))  # type: ignore[union-attr, arg-type]
+    r = client.post(f"/api/v1/stores/{second.id}/spends", json=body, headers=headers)
+    assert r.status_code == 404
     assert client.get(f"/api/v1/households/{hid}/points").json()["balance"] == bal - 1
 
 
@@ -511,6 +548,8 @@ def test_cli_ledger_verify_and_expire(db: Database, settings: Any, monkeypatch: 
     assert cli.main(["ledger", "expire", "--as-of", "2026-01-01"]) == 0
     assert "没有到期未用的积分" in capsys.readouterr().out
     assert cli.main(["ledger", "expire", "--as-of", "明天"]) == 2
+    assert cli.main(["ledger", "expire", "--as-of", "2099-01-01"]) == 2  # a mistyped year wipes nothing
+    assert "不能晚于明天" in capsys.readouterr().err
     assert _balance(db, hid) == 0
     if db.is_sqlite:  # a broken book makes verify fail and name the problem
         with db.write_txn() as s:

@@ -28,6 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.core.clock import utcnow
 from app.db import Database
 from app.errors import AppError, Conflict
 from app.ledger import service
@@ -352,6 +353,11 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         if not any(original.legs.values()):  # a penalty that took nothing: there is nothing to undo
             self.refused(Conflict, call, "nothing_to_reverse")
+            return
+        rule, months = self.policy
+        credit = any(code.startswith("household:") and amount > 0 for code, amount in original.legs.items())
+        if credit and rule != "none" and last_day(original.earned, rule, months) < local_day(utcnow()):
+            self.refused(Conflict, call, "expired_lot")  # its points may already have been expired: not twice
             return
         legs = {code: -amount for code, amount in original.legs.items()}
         short = any(code.startswith("household:") and amount < 0 and self.balances[code] + amount < 0

@@ -48,10 +48,15 @@ from app.ledger.models import (
 from app.org.models import County, Store, Village
 
 MEMO_MAX = 300
+NOT_SERVED = "该户不在本超市服务的村（请核对户号），不能在这里使用积分"
 CHUNK = 500  # rows per statement where a list is cut into pieces
 ACCOUNTS = LedgerAccount.__table__
 TXS = LedgerTransaction.__table__
 ENTRIES = LedgerEntry.__table__
+
+
+class UnknownHousehold(NotFound):
+    pass
 
 
 class InsufficientPoints(AppError):
@@ -302,7 +307,7 @@ def _ensure_accounts(session: Session, codes: Iterable[str]) -> dict[str, _Accou
                                "balance": None, "entry_count": 0, "created_at": now}
         if p.kind is AccountKind.HOUSEHOLD:
             if p.owner_id not in hh_village:
-                raise NotFound(f"农户（id {p.owner_id}）不存在，不能记账")
+                raise UnknownHousehold(f"农户（id {p.owner_id}）不存在，不能记账")
             row.update(village_id=hh_village[p.owner_id], household_id=p.owner_id, balance=0)
         elif p.kind is AccountKind.REDEEMED:
             if p.owner_id not in store_village:
@@ -392,7 +397,8 @@ def _resolve_and_lock(session: Session, codes: Iterable[str]) -> tuple[dict[str,
 
 
 def _lock_keys(session: Session, keys: Sequence[str]) -> None:
-    """Serialise postings with the same idempotency key when no household row is locked (PostgreSQL only)."""
+    """Serialise postings with the same idempotency key (PostgreSQL; SQLite has one writer): taken after the row
+    locks and in key order, so it cannot close a cycle."""
     if not _is_pg(session):
         return
     for key in sorted(set(keys)):
@@ -477,7 +483,7 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
     accounts, state = _resolve_and_lock(session, {leg.account for p in postings for leg in p.legs})
     # from here on every balance in `state` is ours until commit
     keys = [p.idempotency_key for p in postings if p.idempotency_key]
-    if keys and not state:
+    if keys:  # after the rows: the same key sent for two households meets here, and the second gets a clear 409
         _lock_keys(session, keys)
     existing = _existing_keys(session, keys) if keys else {}
     reversed_by = _existing_reversals(session, [p.reverses_id for p in postings if p.reverses_id])
@@ -504,7 +510,7 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
             ids[i], replayed[i], plans[i] = ids[j], True, plans[j]
             continue
         if p.same_village and len({accounts[leg.account].village_id for leg in p.legs}) > 1:
-            raise ValidationFailed("该户不在本超市服务的村，不能在这里使用积分")
+            raise ValidationFailed(NOT_SERVED)
         if p.reverses_id is not None:
             if p.reverses_id in reversed_by:
                 by = reversed_by[p.reverses_id]
@@ -715,9 +721,12 @@ def spend(session: Session, actor: Actor, *, household_id: int, store_id: int, p
     """A redemption: points out of the household into the store's sink. Never overdraws, whatever the concurrency."""
     if type(points) is not int or points <= 0:
         raise ValidationFailed("使用的积分须为正整数")
-    return post(session, actor, Posting(TxKind.REDEMPTION, memo, (Leg(household_account(household_id), -points),
-                                                                  Leg(redeemed_account(store_id), points)),
-                                        reference=reference, idempotency_key=idempotency_key, same_village=True))
+    try:
+        return post(session, actor, Posting(TxKind.REDEMPTION, memo, (Leg(household_account(household_id), -points),
+                                                                      Leg(redeemed_account(store_id), points)),
+                                            reference=reference, idempotency_key=idempotency_key, same_village=True))
+    except UnknownHousehold:  # the same answer as for another village's household: ids tell nothing
+        raise ValidationFailed(NOT_SERVED) from None
 
 
 def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
@@ -732,6 +741,13 @@ def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
         raise Conflict("到期清零不能冲正：如确系清零有误，请用“积分调整”补回并写明原因")
     if all(e.amount == 0 for e in original.entries):
         raise Conflict("这笔扣分实扣 0 分，没有可冲正的积分", code="nothing_to_reverse")
+    if any(e.amount > 0 and e.balance_after is not None for e in original.entries):  # points went to a household
+        local = to_local(original.occurred_at)
+        last_day = get_policy(session).lot_expiry(local.date()) if local else None
+        today = (to_local(utcnow()) or utcnow()).date()
+        if last_day is not None and last_day < today:  # they may already have been taken by an expiry run
+            raise Conflict(f"这笔积分已于 {last_day.isoformat()} 过了有效期，不能再冲正；如需更正，请用“积分调整”并写明原因",
+                           code="expired_lot")
     posting = Posting(TxKind.REVERSAL, _clip_memo(f"冲正：{original.memo}（原因：{reason}）"),
                       tuple(Leg(e.account, -e.amount) for e in original.entries), reference=f"tx:{original.id}",
                       idempotency_key=idempotency_key, allow_debt=allow_debt, reverses_id=original.id,
@@ -756,7 +772,6 @@ def adjust(session: Session, actor: Actor, *, household_id: int, amount: int, re
     if abs(amount) > 1_000_000:
         raise ValidationFailed("单笔调整不能超过 1,000,000 分", details={"field": "amount"})
     h = _household(session, household_id)
-    before = balance(session, h.id)  # type: ignore[arg-type]
     sign = "+" if amount > 0 else ""
     posting = Posting(TxKind.ADJUSTMENT, _clip_memo(f"积分调整 {sign}{amount}：{reason}"),
                       (Leg(household_account(h.id), amount), Leg(adjust_account(h.village_id), -amount)),  # type: ignore[arg-type]
@@ -764,9 +779,10 @@ def adjust(session: Session, actor: Actor, *, household_id: int, amount: int, re
                       allow_debt=allow_debt)
     result = post(session, actor, posting)
     if not result.replayed and result.tx is not None:
+        after = result.tx.entries[0].balance_after  # read under the posting's lock
+        assert after is not None
         audit.record(session, actor, "ledger.adjust", object_type="household", object_id=h.id,
-                     before={"balance": before}, after={"balance": before + amount, "tx": result.tx.id},
-                     note=reason)
+                     before={"balance": after - amount}, after={"balance": after, "tx": result.tx.id}, note=reason)
     return result
 
 
