@@ -1,5 +1,5 @@
 """`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, ledger verify|expire,
-backup.
+rules import|export|assign, backup.
 
 Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
 """
@@ -173,6 +173,64 @@ def cmd_ledger_expire(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_import(settings: Settings, args: argparse.Namespace) -> int:
+    from app.core.context import Actor
+    from app.errors import AppError
+    from app.evaluation import service as rulesets
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"找不到文件：{path}", file=sys.stderr)
+        return 2
+    db = _db(settings)
+    try:
+        with db.write_txn() as session:
+            row = rulesets.import_toml(session, Actor.system("命令行"), path.read_bytes())
+            label = rulesets.month_label(row.effective_from)
+    except AppError as e:
+        print(f"未能导入：{e.message}", file=sys.stderr)
+        for problem in (e.details or {}).get("problems", []) if isinstance(e.details, dict) else []:
+            print(f"- {problem}", file=sys.stderr)
+        return 2
+    print(f"已导入积分细则 {row.code} 第 {row.version} 版（{row.name}），自{label}起生效")
+    return 0
+
+
+def cmd_rules_export(settings: Settings, args: argparse.Namespace) -> int:
+    from app.errors import AppError
+    from app.evaluation import service as rulesets
+
+    db = _db(settings)
+    try:
+        with db.read_txn() as session:
+            data, name, _media = rulesets.export_file(session, args.code, args.version)
+    except AppError as e:
+        print(e.message, file=sys.stderr)
+        return 2
+    out = Path(args.out or name)
+    out.write_bytes(data)
+    print(f"已导出到 {out}")
+    return 0
+
+
+def cmd_rules_assign(settings: Settings, args: argparse.Namespace) -> int:
+    from app.core.context import Actor
+    from app.errors import AppError
+    from app.evaluation import service as rulesets
+
+    db = _db(settings)
+    try:
+        with db.write_txn() as session:
+            rulesets.assign(session, Actor.system("命令行"), code=args.code, from_month=args.from_month,
+                            village_id=args.village)
+    except AppError as e:
+        print(f"未能指定：{e.message}", file=sys.stderr)
+        return 2
+    where = f"村 {args.village}" if args.village else "全县"
+    print(f"{where}自{rulesets.month_label(args.from_month)}起使用积分细则 {args.code}")
+    return 0
+
+
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
@@ -255,6 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--as-of", help="清零截至日期（不含当天），格式 2028-01-01；默认今天")
     le.add_argument("--village", type=int, action="append", help="只处理这个村（村 id，可重复）")
     le.set_defaults(func=cmd_ledger_expire)
+    ru = sub.add_parser("rules", help="积分细则")
+    ru_sub = ru.add_subparsers(dest="rules_command", required=True)
+    ri = ru_sub.add_parser("import", help="导入一版积分细则（.toml，逐项校验，有错不保存）")
+    ri.add_argument("file")
+    ri.set_defaults(func=cmd_rules_import)
+    rx = ru_sub.add_parser("export", help="导出一版积分细则为 .toml")
+    rx.add_argument("code")
+    rx.add_argument("version", type=int)
+    rx.add_argument("--out", help="输出文件（默认：积分细则-代码-第N版.toml）")
+    rx.set_defaults(func=cmd_rules_export)
+    ra = ru_sub.add_parser("assign", help="指定全县或某村从某月起使用的积分细则")
+    ra.add_argument("code")
+    ra.add_argument("--from", dest="from_month", type=int, required=True, help="起始月份，如 202612")
+    ra.add_argument("--village", type=int, help="村 id；不给出时为全县")
+    ra.set_defaults(func=cmd_rules_assign)
     b = sub.add_parser("backup", help="备份数据库")
     b.add_argument("--out", help="备份目录（默认 var/backups）")
     b.set_defaults(func=cmd_backup)

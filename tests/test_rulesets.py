@@ -4,12 +4,14 @@ county or a village from a month on, and which version applies to a village in a
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app import rules
+from app import cli, rules
+from app.config import Settings
 from app.core.context import Actor
 from app.db import Database
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -128,3 +130,27 @@ def test_pages_show_the_rules_and_take_an_edited_version(client: TestClient, db:
     assert r.status_code == 422 and "六位数字" in r.text
     login(client, "member")
     assert "导入新版本" not in client.get("/rulesets").text
+
+
+def test_cli_imports_exports_and_assigns(db: Database, settings: Settings, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in (("ZF_DATABASE_URL", settings.database_url), ("ZF_SECRET_KEY", settings.secret_key),
+                       ("ZF_VAR_DIR", str(settings.var_dir))):
+        monkeypatch.setenv(key, value)
+    folder = tmp_path
+    good = folder / "county.toml"
+    good.write_text(_toml(1, 202601), encoding="utf-8")
+    assert cli.main(["rules", "import", str(good)]) == 0
+    assert "已导入积分细则 COUNTY 第 1 版" in capsys.readouterr().out
+    bad = folder / "bad.toml"
+    bad.write_text(_toml(2, 202601).replace('combine = "median"', 'combine = "mode"'), encoding="utf-8")
+    assert cli.main(["rules", "import", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "未能导入" in err and "\n- " in err
+    out = folder / "back.toml"
+    assert cli.main(["rules", "export", "COUNTY", "1", "--out", str(out)]) == 0
+    assert rules.loads(out.read_bytes()).version == 1
+    assert cli.main(["rules", "assign", "COUNTY", "--from", "202601"]) == 0
+    assert cli.main(["rules", "assign", "NOPE", "--from", "202601"]) == 2
+    assert cli.main(["rules", "export", "COUNTY", "9"]) == 2
+    assert _count(db) == 1
