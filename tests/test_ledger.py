@@ -593,3 +593,20 @@ def test_reversals_posted_by_hand_must_match_what_they_reverse(db: Database) -> 
         ledger.reverse(s, ADMIN, run.transaction_ids[0], reason="清错了")
     assert (_balance(db, hid), _balance(db, h2)) == (20, 0)
     _clean(db)
+
+
+def test_a_reversal_retried_with_its_key_is_answered_again_even_if_it_could_no_longer_be_made(db: Database) -> None:
+    vid, _sid, (hid, _) = _setup(db)
+    _award_at(db, hid, vid, 30, _at(2024, 3, 1))
+    with db.read_txn() as s:
+        award_id = ledger.statement(s, hid).lines[0].transaction_id
+    with db.write_txn() as s:
+        first = ledger.reverse(s, ADMIN, award_id, reason="评错了", idempotency_key="rev-1")
+    with db.write_txn() as s:  # since then the county set an expiry policy under which that award has expired
+        ledger.set_policy(s, ADMIN, expiry_rule="year_end_next", expiry_months=None)
+    with db.write_txn() as s:
+        again = ledger.reverse(s, ADMIN, award_id, reason="评错了", idempotency_key="rev-1")
+    assert again.replayed and again.tx is not None and first.tx is not None and again.tx.id == first.tx.id
+    with pytest.raises(Conflict) as exc, db.write_txn() as s:  # without the key: "already reversed" comes first
+        ledger.reverse(s, ADMIN, award_id, reason="评错了")
+    assert exc.value.code == "already_reversed" and _balance(db, hid) == 0

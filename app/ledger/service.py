@@ -729,14 +729,13 @@ def spend(session: Session, actor: Actor, *, household_id: int, store_id: int, p
         raise ValidationFailed(NOT_SERVED) from None
 
 
-def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
-            idempotency_key: str | None = None, allow_debt: bool = False) -> Posted:
-    """Undo a transaction with a new one that negates every entry and says why. At most once per transaction; a
-    reversal that would leave a household below zero is refused unless the policy allows debt."""
-    reason = _reason(reason)
-    original = get_transaction(session, transaction_id)
+def _check_reversible(session: Session, original: TxView) -> None:
+    """Why a transaction cannot be reversed, if it cannot, in the order a clerk would want to hear it."""
     if original.kind == TxKind.REVERSAL:
         raise Conflict("冲正交易不能再冲正；如需更正，请做一笔调整并写明原因")
+    by = reversal_of(session, original.id)
+    if by is not None:
+        raise Conflict(f"第 {original.id} 号交易已被冲正（第 {by} 号交易），一笔交易只能冲正一次", code="already_reversed")
     if original.kind == TxKind.EXPIRY:  # its points would go back into lots that have already expired
         raise Conflict("到期清零不能冲正：如确系清零有误，请用“积分调整”补回并写明原因")
     if all(e.amount == 0 for e in original.entries):
@@ -748,6 +747,17 @@ def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
         if last_day is not None and last_day < today:  # they may already have been taken by an expiry run
             raise Conflict(f"这笔积分已于 {last_day.isoformat()} 过了有效期，不能再冲正；如需更正，请用“积分调整”并写明原因",
                            code="expired_lot")
+
+
+def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
+            idempotency_key: str | None = None, allow_debt: bool = False) -> Posted:
+    """Undo a transaction with a new one that negates every entry and says why. At most once per transaction; a
+    reversal that would leave a household below zero is refused unless the policy allows debt."""
+    reason = _reason(reason)
+    original = get_transaction(session, transaction_id)
+    retry = bool(idempotency_key) and bool(_existing_keys(session, [idempotency_key or ""]))
+    if not retry:  # a retry is answered by post(): the first result again, or a key conflict
+        _check_reversible(session, original)
     posting = Posting(TxKind.REVERSAL, _clip_memo(f"冲正：{original.memo}（原因：{reason}）"),
                       tuple(Leg(e.account, -e.amount) for e in original.entries), reference=f"tx:{original.id}",
                       idempotency_key=idempotency_key, allow_debt=allow_debt, reverses_id=original.id,
