@@ -232,3 +232,16 @@ def login(client: TestClient, login_name: str, password: str | None = None) -> s
                                     "csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303, r.text[:500]
     return csrf_from(client.get("/account").text)
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`app.cli.main` pointed at this test's database (its settings are cached per process: cleared around)."""
+    from app.config import get_settings
+
+    monkeypatch.setenv("ZF_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ZF_SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("ZF_VAR_DIR", str(settings.var_dir))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

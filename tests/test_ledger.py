@@ -532,15 +532,11 @@ def test_village_summary_and_policy_pages(client: TestClient, db: Database, demo
 
 # ---- commands ------------------------------------------------------------------------------------------------------
 
-def test_cli_ledger_verify_and_expire(db: Database, settings: Any, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_ledger_verify_and_expire(db: Database, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     vid, _sid, (hid, _) = _setup(db)
     with db.write_txn() as s:
         ledger.set_policy(s, ADMIN, expiry_rule="year_end_next", expiry_months=None)
     _award_at(db, hid, vid, 30, _at(2024, 5, 5))
-    monkeypatch.setenv("ZF_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ZF_SECRET_KEY", settings.secret_key)
-    monkeypatch.setenv("ZF_VAR_DIR", str(settings.var_dir))
     assert cli.main(["ledger", "verify"]) == 0
     assert "积分账本完好" in capsys.readouterr().out
     assert cli.main(["ledger", "expire", "--as-of", "2026-01-01"]) == 0

@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app import cli, rules
-from app.config import Settings
 from app.core.context import Actor
 from app.db import Database
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -132,11 +131,8 @@ def test_pages_show_the_rules_and_take_an_edited_version(client: TestClient, db:
     assert "导入新版本" not in client.get("/rulesets").text
 
 
-def test_cli_imports_exports_and_assigns(db: Database, settings: Settings, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for key, value in (("ZF_DATABASE_URL", settings.database_url), ("ZF_SECRET_KEY", settings.secret_key),
-                       ("ZF_VAR_DIR", str(settings.var_dir))):
-        monkeypatch.setenv(key, value)
+def test_cli_imports_exports_and_assigns(db: Database, cli_env: None, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path
     good = folder / "county.toml"
     good.write_text(_toml(1, 202601), encoding="utf-8")
