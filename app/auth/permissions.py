@@ -62,5 +62,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
 }
 
 
+# Held by a store clerk for the store itself only: not for the other stores of its village (which the clerk may see).
+STORE_BOUND: frozenset[Perm] = frozenset({Perm.LEDGER_SPEND})
+
+
 def role_has(role: Role | str, perm: Perm) -> bool:
     return perm is Perm.PUBLIC or perm in ROLE_PERMISSIONS.get(Role(role), frozenset())

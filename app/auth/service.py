@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.models import ROLE_LABELS, ROLE_SCOPE_COLUMN, ApiToken, LoginAttempt, Role, RoleGrant, User, UserSession
-from app.auth.permissions import Perm, role_has
+from app.auth.permissions import STORE_BOUND, Perm, role_has
 from app.auth.security import hash_password, new_token, password_problem, same, sha256_hex, verify_password
 from app.config import Settings
 from app.core.clock import utcnow
@@ -84,7 +84,7 @@ class Principal:
                 v.add(g.village_id)
             if g.store_id is not None:
                 s.add(g.store_id)
-                if g.village_id is not None:  # a store clerk sees the store's village
+                if g.village_id is not None and perm not in STORE_BOUND:  # a store clerk sees the store's village
                     v.add(g.village_id)
             if g.household_id is not None:
                 h.add(g.household_id)

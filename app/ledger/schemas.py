@@ -63,6 +63,7 @@ class PointsOut(BaseModel):
 
 
 class StatementLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from the service's StatementLine
     seq: int
     transaction_id: int
     kind: str
@@ -88,11 +89,7 @@ class StatementOut(BaseModel):
     def build(cls, st: ledger.Statement) -> StatementOut:
         return cls(household_id=st.household_id, balance=st.balance, total=st.total, offset=st.offset,
                    limit=st.limit,
-                   items=[StatementLineOut(seq=ln.seq, transaction_id=ln.transaction_id, kind=ln.kind,
-                                           kind_label=ln.kind_label, memo=ln.memo, reference=ln.reference,
-                                           actor_name=ln.actor_name, occurred_at=ln.occurred_at, amount=ln.amount,
-                                           balance_after=ln.balance_after, reverses_id=ln.reverses_id)
-                          for ln in st.lines])
+                   items=[StatementLineOut.model_validate(ln) for ln in st.lines])
 
 
 class SpendIn(BaseModel):
