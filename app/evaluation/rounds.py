@@ -1,0 +1,703 @@
+"""Monthly rounds (评比轮次): one per village and month, a state machine whose every transition is recorded and
+audited, the ratings (panel or consensus) with recusal enforced, and finalisation that posts the explained points
+through the ledger's bulk posting and creates the red/black list postings.
+
+    draft ──submit──▶ submitted ──approve──▶ approved ──publicise──▶ publicised ──finalise──▶ finalised
+      ▲                   │
+      └──── returned ◀─return (with comments)
+
+While a round is in draft (or returned) its roster is the village's households of that month, read live; it is frozen
+at submission. The ruleset version is fixed when the round opens and re-read at submission (a version published
+meanwhile for that month applies); from then on the round keeps it.
+
+Services flush, never commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from app import rules
+from app.audit import service as audit
+from app.core.clock import DISPLAY_ZONE, to_local, utcnow
+from app.core.context import Actor
+from app.core.scope import Scope
+from app.errors import AppError, Conflict, NotFound, ValidationFailed
+from app.evaluation import committee
+from app.evaluation import service as rulesets
+from app.evaluation.models import EvalRound, ListPosting, Motion, Objection, Rating, RoundEvent, RoundResult
+from app.households.models import Household, HouseholdStatus
+from app.ledger import service as ledger
+from app.org.models import Group, Village
+from app.rules.validate import valid_month
+
+STATUS_LABELS = {"draft": "草稿", "submitted": "待乡镇审核", "approved": "审核通过", "returned": "已退回修改",
+                 "publicised": "公示中", "finalised": "已完成"}
+MODE_LABELS = {"consensus": "委员会合议，文书录入", "panel": "委员各自评分"}
+EDITABLE = frozenset({"draft", "returned"})
+# action -> (from states, to state, label)
+TRANSITIONS: dict[str, tuple[frozenset[str], str, str]] = {
+    "submit": (EDITABLE, "submitted", "提交乡镇审核"),
+    "approve": (frozenset({"submitted"}), "approved", "审核通过"),
+    "return": (frozenset({"submitted"}), "returned", "退回修改"),
+    "publicise": (frozenset({"approved"}), "publicised", "开始公示"),
+    "finalise": (frozenset({"publicised"}), "finalised", "公示结束，积分入账"),
+}
+MAX_OBJECTION_DAYS = 30
+CONSENSUS = 0  # rater_id of the committee's agreed grade
+
+
+class RoundError(AppError):
+    status = 409
+    code = "round_state"
+
+
+def month_start(month: int) -> date:
+    return date(month // 100, month % 100, 1)
+
+
+def next_month(month: int) -> int:
+    y, m = divmod(month, 100)
+    return y * 100 + m + 1 if m < 12 else (y + 1) * 100 + 1
+
+
+def prev_month(month: int) -> int:
+    y, m = divmod(month, 100)
+    return y * 100 + m - 1 if m > 1 else (y - 1) * 100 + 12
+
+
+def add_months(month: int, n: int) -> int:
+    y, m = divmod(month, 100)
+    k = y * 12 + (m - 1) + n
+    return (k // 12) * 100 + k % 12 + 1
+
+
+def today_local() -> date:
+    now = to_local(utcnow())
+    assert now is not None
+    return now.date()
+
+
+def current_month() -> int:
+    t = today_local()
+    return t.year * 100 + t.month
+
+
+# ---- reading -------------------------------------------------------------------------------------------------------
+
+
+def get_round(session: Session, round_id: int) -> EvalRound:
+    rnd = session.get(EvalRound, round_id)
+    if rnd is None:
+        raise NotFound("没有这个评比轮次")
+    return rnd
+
+
+def scope_of_round(session: Session, round_id: int) -> Scope | None:
+    row = session.execute(select(EvalRound.village_id, Village.township_id).join(Village, Village.id == EvalRound.village_id)
+                          .where(EvalRound.id == round_id)).first()
+    return Scope(township_id=row.township_id, village_id=row.village_id) if row else None
+
+
+def rounds_of_village(session: Session, village_id: int) -> list[EvalRound]:
+    return list(session.execute(select(EvalRound).where(EvalRound.village_id == village_id)
+                                .order_by(EvalRound.month.desc())).scalars())
+
+
+def round_of_month(session: Session, village_id: int, month: int) -> EvalRound | None:
+    return session.execute(select(EvalRound).where(EvalRound.village_id == village_id,
+                                                   EvalRound.month == month)).scalar_one_or_none()
+
+
+def events(session: Session, round_id: int) -> list[RoundEvent]:
+    return list(session.execute(select(RoundEvent).where(RoundEvent.round_id == round_id)
+                                .order_by(RoundEvent.id)).scalars())
+
+
+def ruleset_of(session: Session, rnd: EvalRound) -> rules.Ruleset:
+    return rulesets.get(session, rnd.ruleset_code, rnd.ruleset_version).ruleset
+
+
+# ---- the roster of a month ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    household_id: int
+    number: str
+    head_name: str
+    group_id: int | None
+    group_name: str
+    note: str  # "" | 本月新增 | 本月迁出 | 本月注销
+
+
+def _local_date(ts: datetime) -> date:
+    local = to_local(ts if ts.tzinfo else ts.replace(tzinfo=UTC), DISPLAY_ZONE)
+    assert local is not None
+    return local.date()
+
+
+def _live_roster(session: Session, village_id: int, month: int) -> list[RosterEntry]:
+    """The households of the village in that month: registered by its end, and not gone before it began. Those that
+    joined or left during the month are rated and flagged."""
+    start, end = month_start(month), month_start(next_month(month))
+    groups = {g.id: g.name for g in session.execute(select(Group).where(Group.village_id == village_id)).scalars()}
+    out = []
+    rows = session.execute(select(Household).where(Household.village_id == village_id)
+                           .order_by(Household.group_sort, Household.number_sort, Household.id)).scalars()
+    for h in rows:
+        joined = _local_date(h.created_at)
+        if joined >= end:
+            continue
+        note = "本月新增" if joined >= start else ""
+        if h.status != HouseholdStatus.ACTIVE.value:
+            gone = h.status_date or _local_date(h.updated_at)
+            if gone < start:
+                continue
+            if gone < end:
+                note = "本月迁出" if h.status == HouseholdStatus.MOVED_OUT.value else "本月注销"
+        assert h.id is not None
+        out.append(RosterEntry(h.id, h.number, h.head_name, h.group_id, groups.get(h.group_id, "") if h.group_id else "",
+                               note))
+    return out
+
+
+def roster(session: Session, rnd: EvalRound) -> list[RosterEntry]:
+    if rnd.roster is None:
+        return _live_roster(session, rnd.village_id, rnd.month)
+    frozen = {int(e["household_id"]): str(e.get("note", "")) for e in rnd.roster}
+    groups = {g.id: g.name for g in session.execute(select(Group).where(Group.village_id == rnd.village_id)).scalars()}
+    rows: Iterable[Household] = session.execute(
+        select(Household).where(Household.id.in_(list(frozen)))
+        .order_by(Household.group_sort, Household.number_sort, Household.id)).scalars() if frozen else []
+    return [RosterEntry(h.id, h.number, h.head_name, h.group_id, groups.get(h.group_id, "") if h.group_id else "",
+                        frozen[h.id]) for h in rows if h.id is not None]
+
+
+# ---- opening a round -------------------------------------------------------------------------------------------------
+
+
+def _record(session: Session, actor: Actor, rnd: EvalRound, frm: str, to: str, comment: str | None = None) -> None:
+    assert rnd.id is not None
+    session.add(RoundEvent(round_id=rnd.id, from_status=frm, to_status=to, actor_id=actor.user_id,
+                           actor_name=actor.name[:80], comment=comment))
+    audit.record(session, actor, f"round.{to}" if frm != to else "round.update", object_type="round", object_id=rnd.id,
+                 before={"status": frm}, after={"status": to, "village_id": rnd.village_id, "month": rnd.month},
+                 note=comment)
+
+
+def open_round(session: Session, actor: Actor, *, village_id: int, month: int, mode: str = "consensus",
+               objection_days: int = 5, present: Sequence[int] = ()) -> EvalRound:
+    if not valid_month(month):
+        raise ValidationFailed(f"月份 {month} 无效，应写成 202611 这样的六位数字", details={"field": "month"})
+    if month > current_month():
+        raise ValidationFailed(f"{rulesets.month_label(month)}还没到，不能开始评比", details={"field": "month"})
+    if mode not in MODE_LABELS:
+        raise ValidationFailed("评分方式只能是“委员会合议，文书录入”或“委员各自评分”", details={"field": "mode"})
+    if not 1 <= objection_days <= MAX_OBJECTION_DAYS:
+        raise ValidationFailed(f"公示天数须在 1 到 {MAX_OBJECTION_DAYS} 天之间", details={"field": "objection_days"})
+    village = session.get(Village, village_id)
+    if village is None:
+        raise NotFound("没有这个村")
+    existing = round_of_month(session, village_id, month)
+    if existing is not None:
+        raise Conflict(f"{village.name}{rulesets.month_label(month)}的评比已经存在（{STATUS_LABELS[existing.status]}），"
+                       "每村每月只能有一轮", details={"round_id": existing.id})
+    stored = rulesets.applicable(session, village_id, month)
+    rnd = EvalRound(village_id=village_id, month=month, mode=mode, objection_days=objection_days,
+                    ruleset_code=stored.row.code, ruleset_version=stored.row.version, created_by=actor.name[:80])
+    session.add(rnd)
+    session.flush()
+    if present:
+        set_present(session, actor, rnd.id, present)  # type: ignore[arg-type]
+    _record(session, actor, rnd, "draft", "draft", f"开始{village.name}{rulesets.month_label(month)}评比")
+    return rnd
+
+
+def _editable(rnd: EvalRound) -> None:
+    if rnd.status not in EDITABLE:
+        raise RoundError(f"本轮评比{STATUS_LABELS[rnd.status]}，不能再修改评分和认定"
+                         + ("（如有错误，请乡镇审核员退回）" if rnd.status == "submitted" else ""))
+
+
+def set_present(session: Session, actor: Actor, round_id: int, user_ids: Iterable[int]) -> list[int]:
+    """Consensus rounds: the committee members present when the grades were agreed (the quorum counts them)."""
+    rnd = get_round(session, round_id)
+    _editable(rnd)
+    elig = committee.eligibility(session, rnd.village_id)
+    ids = sorted(set(user_ids))
+    bad = [u for u in ids if u not in elig.members]
+    if bad:
+        raise ValidationFailed("出席名单中有人不是本村评比委员（或尚未关联本人农户）", details={"user_ids": bad})
+    rnd.present_member_ids = ids
+    rnd.updated_at = utcnow()
+    session.add(rnd)
+    session.flush()
+    audit.record(session, actor, "round.present", object_type="round", object_id=rnd.id,
+                 after={"present": ids})
+    return ids
+
+
+# ---- ratings -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    household_id: int
+    theme: str
+    grade: str  # "" clears the cell
+
+
+@dataclass
+class SaveResult:
+    saved: int = 0
+    cleared: int = 0
+    unchanged: int = 0
+
+
+def _grade_problem(ruleset: rules.Ruleset, theme: str, grade: str) -> str | None:
+    t = ruleset.theme(theme)
+    if t is None:
+        return f"没有评比项目“{theme}”"
+    if grade and t.grade(grade) is None:
+        return f"{t.name}的等级“{grade}”不在评分标准内（可填：{'、'.join(g.code for g in t.scale()[::-1])}）"
+    return None
+
+
+def save_ratings(session: Session, actor: Actor, round_id: int, cells: Sequence[Cell], *,
+                 rater_id: int = CONSENSUS) -> SaveResult:
+    """Save grades: the committee's agreed grades (consensus rounds, `rater_id` 0, entered by the clerk) or one
+    member's own (panel rounds, `rater_id` = the member's user id). All cells are checked first; one bad cell saves
+    nothing and every problem is named."""
+    rnd = get_round(session, round_id)
+    _editable(rnd)
+    if rnd.mode == "consensus" and rater_id != CONSENSUS:
+        raise ValidationFailed("本轮由委员会合议评定，等级由文书录入；委员个人不单独评分")
+    if rnd.mode == "panel" and rater_id == CONSENSUS:
+        raise ValidationFailed("本轮由委员各自评分：请委员本人登录评分，或改用合议方式")
+    ruleset = ruleset_of(session, rnd)
+    members = {e.household_id: e for e in roster(session, rnd)}
+    elig = committee.eligibility(session, rnd.village_id) if rater_id != CONSENSUS else None
+    problems: list[str] = []
+    for c in cells:
+        entry = members.get(c.household_id)
+        if entry is None:
+            problems.append(f"农户 {c.household_id} 不在本月评比名单中")
+            continue
+        p = _grade_problem(ruleset, c.theme, c.grade)
+        if p:
+            problems.append(f"{entry.number} {entry.head_name}：{p}")
+        elif elig is not None and not elig.may_rate(rater_id, c.household_id):
+            problems.append(f"{entry.number} {entry.head_name}：{elig.why_not(rater_id, c.household_id)}")
+    if problems:
+        raise ValidationFailed("评分有误，均未保存：" + "；".join(problems[:10])
+                               + (f" 等 {len(problems)} 处" if len(problems) > 10 else ""),
+                               details={"problems": problems})
+    wanted: dict[tuple[int, str], str] = {(c.household_id, c.theme): c.grade.strip() for c in cells}
+    existing = {(hid, th): (rid, g) for rid, hid, th, g in session.execute(
+        select(Rating.id, Rating.household_id, Rating.theme, Rating.grade).where(
+            Rating.round_id == round_id, Rating.rater_id == rater_id))}
+    result = SaveResult()
+    now, who = utcnow(), actor.name[:80]
+    inserts, updates, deletes = [], [], []
+    for (hid, th), grade in wanted.items():
+        old = existing.get((hid, th))
+        if not grade:
+            if old:
+                deletes.append(old[0])
+                result.cleared += 1
+            continue
+        if old is None:
+            inserts.append({"round_id": round_id, "household_id": hid, "theme": th, "rater_id": rater_id,
+                            "grade": grade, "updated_at": now, "updated_by": who})
+        elif old[1] != grade:
+            updates.append({"rid": old[0], "grade": grade, "updated_at": now, "updated_by": who})
+        else:
+            result.unchanged += 1
+            continue
+        result.saved += 1
+    if inserts:
+        session.execute(insert(Rating), inserts)
+    if updates:
+        table = Rating.__table__  # type: ignore[attr-defined]
+        session.execute(update(table).where(table.c.id == bindparam("rid"))
+                        .values(grade=bindparam("grade"), updated_at=bindparam("updated_at"),
+                                updated_by=bindparam("updated_by")), updates)
+    if deletes:
+        session.execute(delete(Rating).where(Rating.id.in_(deletes)))
+    if result.saved or result.cleared:
+        rnd.updated_at = now
+        session.add(rnd)
+        session.flush()
+        audit.record(session, actor, "round.ratings", object_type="round", object_id=round_id,
+                     after={"rater_id": rater_id, "saved": result.saved, "cleared": result.cleared})
+    return result
+
+
+def fill_default(session: Session, actor: Actor, round_id: int, *, grade: str, group_id: int | None = None,
+                 rater_id: int = CONSENSUS) -> SaveResult:
+    """Give every empty cell (of one group, or of all) the same grade, for each theme that has it; the exceptions
+    are then changed one by one."""
+    rnd = get_round(session, round_id)
+    ruleset = ruleset_of(session, rnd)
+    themes = [t.code for t in ruleset.themes if t.grade(grade) is not None]
+    if not themes:
+        raise ValidationFailed(f"等级“{grade}”不在任何评比项目的评分标准内")
+    have = set(session.execute(select(Rating.household_id, Rating.theme).where(
+        Rating.round_id == round_id, Rating.rater_id == rater_id)).tuples())
+    elig = committee.eligibility(session, rnd.village_id) if rater_id != CONSENSUS else None
+    cells = [Cell(e.household_id, th, grade) for e in roster(session, rnd)
+             if (group_id is None or e.group_id == group_id)
+             and (elig is None or elig.may_rate(rater_id, e.household_id))
+             for th in themes if (e.household_id, th) not in have]
+    return save_ratings(session, actor, round_id, cells, rater_id=rater_id)
+
+
+def grid(session: Session, rnd: EvalRound, *, rater_id: int = CONSENSUS) -> dict[tuple[int, str], str]:
+    return {(hid, th): g for hid, th, g in session.execute(select(Rating.household_id, Rating.theme, Rating.grade).where(
+        Rating.round_id == rnd.id, Rating.rater_id == rater_id)).tuples()}
+
+
+# ---- the engine's input --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Corrections:
+    """What upheld objections change in the input."""
+
+    grades: dict[tuple[int, str], str] = field(default_factory=dict)  # (household, theme) -> corrected grade
+    suppressed: set[tuple[int, str]] = field(default_factory=set)  # (household, posting code)
+
+
+def corrections(session: Session, round_id: int) -> Corrections:
+    c = Corrections()
+    for o in session.execute(select(Objection).where(Objection.round_id == round_id, Objection.status == "upheld")
+                             .order_by(Objection.id)).scalars():
+        if o.target == "rating" and o.theme and o.corrected_grade:
+            c.grades[(o.household_id, o.theme)] = o.corrected_grade
+        elif o.target == "posting" and o.posting_code:
+            c.suppressed.add((o.household_id, o.posting_code))
+    return c
+
+
+def _history(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, households: set[int]) -> list[rules.WorstRun]:
+    """Consecutive months before this one in which each household's theme was graded at the scale's lowest rank
+    (from the finalised results; a month without a finalised round ends every run)."""
+    rules_by_theme = {w.theme: w for w in ruleset.black_policy.worst_grade}
+    if not rules_by_theme:
+        return []
+    lowest = {th: ruleset.theme(th).scale()[0].code for th in rules_by_theme if ruleset.theme(th)}  # type: ignore[union-attr]
+    depth = max(w.months for w in rules_by_theme.values()) + 24
+    runs: dict[tuple[int, str], int] = {}
+    alive = {(h, th) for h in households for th in lowest}
+    month = prev_month(rnd.month)
+    for _ in range(depth):
+        if not alive:
+            break
+        past = round_of_month(session, rnd.village_id, month)
+        if past is None or past.status != "finalised":
+            break
+        graded: dict[tuple[int, str], str] = {}
+        for hid, lines in session.execute(select(RoundResult.household_id, RoundResult.lines).where(
+                RoundResult.round_id == past.id)).tuples():
+            for ln in lines:
+                if ln.get("kind") == "theme" and ln.get("grade"):
+                    graded[(hid, ln["code"])] = ln["grade"]
+        for key in list(alive):
+            if graded.get(key) == lowest[key[1]]:
+                runs[key] = runs.get(key, 0) + 1
+            else:
+                alive.discard(key)
+        month = prev_month(month)
+    return [rules.WorstRun(h, th, n) for (h, th), n in sorted(runs.items())]
+
+
+def build_input(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, *,
+                fixes: Corrections | None = None) -> rules.RoundInput:
+    """The round as the engine sees it: the roster, the ratings of eligible members only (panel), or the agreed
+    grades with the eligible members present (consensus), upheld corrections, passed determinations, history."""
+    entries = roster(session, rnd)
+    hids = {e.household_id for e in entries}
+    elig = committee.eligibility(session, rnd.village_id)
+    fixes = fixes if fixes is not None else corrections(session, rnd.id)  # type: ignore[arg-type]
+    ratings: list[rules.Rating] = []
+    rows = session.execute(select(Rating.household_id, Rating.theme, Rating.rater_id, Rating.grade).where(
+        Rating.round_id == rnd.id)).tuples().all()
+    if rnd.mode == "consensus":
+        present = list(rnd.present_member_ids or [])
+        for hid, th, rater, grade in rows:
+            if rater == CONSENSUS and hid in hids and (hid, th) not in fixes.grades:
+                ratings.append(rules.Rating.agreed(hid, th, grade, elig.eligible_for(hid, present)))
+    else:
+        panel: dict[tuple[int, str], dict[int, str]] = defaultdict(dict)
+        for hid, th, rater, grade in rows:
+            if rater != CONSENSUS and hid in hids and elig.may_rate(rater, hid):
+                panel[(hid, th)][rater] = grade
+        for (hid, th), by_rater in panel.items():
+            if (hid, th) not in fixes.grades:
+                ratings.append(rules.Rating.panel(hid, th, by_rater))
+    for (hid, th), grade in fixes.grades.items():
+        if hid in hids:
+            ratings.append(rules.Rating.agreed(hid, th, grade, elig.eligible_for(hid)))
+    dets = []
+    for m in session.execute(select(Motion).where(Motion.round_id == rnd.id, Motion.kind == "determination",
+                                                  Motion.status == "passed")).scalars():
+        if m.household_id in hids and m.code:
+            dets.append(rules.PassedDetermination(m.household_id, m.code, member_id=m.member_id,
+                                                  member_name=m.member_name, note=m.description[:60], ref=m.id))
+    return rules.RoundInput(village_id=rnd.village_id, month=rnd.month, households=tuple(sorted(hids)),
+                            ratings=tuple(ratings), determinations=tuple(dets),
+                            history=tuple(_history(session, rnd, ruleset, hids)))
+
+
+def _suppress(result: rules.RoundResult, suppressed: set[tuple[int, str]]) -> rules.RoundResult:
+    if not suppressed:
+        return result
+    households = tuple(dataclasses.replace(h, postings=tuple(p for p in h.postings
+                                                             if (h.household_id, p.code) not in suppressed))
+                       for h in result.households)
+    return dataclasses.replace(result, households=households)
+
+
+def compute(session: Session, rnd: EvalRound, *, ruleset: rules.Ruleset | None = None,
+            fixes: Corrections | None = None) -> rules.RoundResult:
+    """The round's results as they stand (nothing saved)."""
+    ruleset = ruleset or ruleset_of(session, rnd)
+    fixes = fixes if fixes is not None else corrections(session, rnd.id)  # type: ignore[arg-type]
+    return _suppress(rules.evaluate(build_input(session, rnd, ruleset, fixes=fixes), ruleset), fixes.suppressed)
+
+
+@dataclass(frozen=True)
+class Progress:
+    households: int
+    themes: int
+    cells: int
+    filled: int
+    problems: tuple[rules.Problem, ...]
+    open_motions: int
+
+    @property
+    def missing(self) -> int:
+        return self.cells - self.filled
+
+
+def progress(session: Session, rnd: EvalRound, result: rules.RoundResult | None = None) -> Progress:
+    ruleset = ruleset_of(session, rnd)
+    result = result or compute(session, rnd, ruleset=ruleset)
+    n = len(result.households) + len(result.skipped)
+    themes = len(ruleset.themes)
+    missing_lines = sum(1 for p in result.problems if p.theme)
+    open_motions = len(session.execute(select(Motion.id).where(Motion.round_id == rnd.id,
+                                                              Motion.status == "proposed")).all())
+    return Progress(n, themes, n * themes, n * themes - missing_lines, result.problems, open_motions)
+
+
+# ---- transitions -------------------------------------------------------------------------------------------------
+
+
+def _move(session: Session, actor: Actor, rnd: EvalRound, action: str, comment: str | None = None) -> EvalRound:
+    froms, to, label = TRANSITIONS[action]
+    if rnd.status not in froms:
+        allowed = "、".join(STATUS_LABELS[s] for s in sorted(froms))
+        raise RoundError(f"本轮评比当前为“{STATUS_LABELS[rnd.status]}”，不能“{label}”（只有“{allowed}”时可以）")
+    frm = rnd.status
+    rnd.status = to
+    rnd.updated_at = utcnow()
+    session.add(rnd)
+    session.flush()
+    _record(session, actor, rnd, frm, to, comment)
+    return rnd
+
+
+def submit(session: Session, actor: Actor, round_id: int) -> EvalRound:
+    """Send the round to the township: every household rated on every theme with quorum, every determination voted.
+    The roster is frozen and the ruleset version re-read for the month."""
+    rnd = get_round(session, round_id)
+    if rnd.status in EDITABLE:
+        stored = rulesets.applicable(session, rnd.village_id, rnd.month)
+        rnd.ruleset_code, rnd.ruleset_version = stored.row.code, stored.row.version
+    pr = progress(session, rnd) if rnd.status in EDITABLE else None
+    if pr is not None:
+        if pr.problems:
+            sample = "；".join(p.message for p in pr.problems[:5])
+            raise RoundError(f"还有 {len(pr.problems)} 处评分不完整，不能提交：{sample}"
+                             + ("……" if len(pr.problems) > 5 else ""), details={"problems": len(pr.problems)})
+        if pr.open_motions:
+            raise RoundError(f"还有 {pr.open_motions} 项认定未完成表决，请表决或撤回后再提交")
+        if pr.households == 0:
+            raise RoundError("本月评比名单中没有农户，不能提交")
+    if rnd.status in EDITABLE:
+        rnd.roster = [{"household_id": e.household_id, "note": e.note} for e in roster(session, rnd)]
+    return _move(session, actor, rnd, "submit")
+
+
+def approve(session: Session, actor: Actor, round_id: int, comment: str = "") -> EvalRound:
+    rnd = get_round(session, round_id)
+    rnd.review_comment = comment.strip()[:1000] or None
+    return _move(session, actor, rnd, "approve", rnd.review_comment)
+
+
+def return_round(session: Session, actor: Actor, round_id: int, comment: str) -> EvalRound:
+    comment = (comment or "").strip()
+    if not comment:
+        raise ValidationFailed("退回时请写明需要修改的地方", details={"field": "comment"})
+    rnd = get_round(session, round_id)
+    rnd.review_comment = comment[:1000]
+    rnd.roster = None if rnd.status == "submitted" else rnd.roster  # the roster is live again while editable
+    return _move(session, actor, rnd, "return", comment[:1000])
+
+
+def publicise(session: Session, actor: Actor, round_id: int, *, on: date | None = None) -> EvalRound:
+    """Start the publicity (公示): objections are open until `objections_close_on` (inclusive)."""
+    rnd = get_round(session, round_id)
+    start = on or today_local()
+    rnd.objections_close_on = start + timedelta(days=rnd.objection_days)
+    return _move(session, actor, rnd, "publicise",
+                 f"公示 {rnd.objection_days} 天，异议受理至 {rnd.objections_close_on:%Y-%m-%d}")
+
+
+@dataclass(frozen=True)
+class Finalised:
+    round: EvalRound
+    households: int
+    transactions: int
+    points_issued: int
+    points_deducted: int
+    postings: int
+    replayed: int
+
+
+def _line_dict(line: rules.PointsLine) -> dict[str, Any]:
+    d = dataclasses.asdict(line)
+    d["raters"] = list(line.raters)
+    return {k: v for k, v in d.items() if v not in (None, "", [], ())}
+
+
+def _posting_dict(p: rules.ListPosting) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(p).items() if v not in (None, "")}
+
+
+def points_memo(rnd: EvalRound, village: str = "") -> str:
+    return f"{village}{rulesets.month_label(rnd.month)}评比积分"
+
+
+def _posting_rows(rnd: EvalRound, hid: int, postings: Iterable[rules.ListPosting], objection_id: int | None = None
+                  ) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [{"round_id": rnd.id, "village_id": rnd.village_id, "household_id": hid, "list": p.list,
+             "source": p.source, "code": p.code, "theme": p.theme, "member_id": p.member_id,
+             "member_name": p.member_name, "reason": p.reason[:200], "explanation": p.explanation[:1000],
+             "from_month": rnd.month, "to_month": add_months(rnd.month, max(p.months_shown, 1) - 1),
+             "status": "effective", "motion_id": p.ref if p.source == "determination" else None,
+             "objection_id": objection_id, "created_at": now} for p in postings]
+
+
+def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None = None) -> Finalised:
+    """After the publicity: the results are stored as explained, each household's total is posted through the ledger
+    (one bulk posting; each household's transaction keyed by round and household, so it can never post twice) and
+    the list postings take effect."""
+    rnd = get_round(session, round_id)
+    day = on or today_local()
+    if rnd.status == "publicised":
+        if rnd.objections_close_on and day <= rnd.objections_close_on:
+            raise RoundError(f"公示期到 {rnd.objections_close_on:%Y-%m-%d} 结束，之后才能入账")
+        open_count = len(session.execute(select(Objection.id).where(Objection.round_id == round_id,
+                                                                    Objection.status == "open")).all())
+        if open_count:
+            raise RoundError(f"还有 {open_count} 条异议未处理，请委员会处理后再入账")
+    _move(session, actor, rnd, "finalise")
+    ruleset = ruleset_of(session, rnd)
+    result = compute(session, rnd, ruleset=ruleset)
+    village = session.get(Village, rnd.village_id)
+    memo = points_memo(rnd, village.name if village else "")
+    notes = {int(e["household_id"]): str(e.get("note", "")) for e in (rnd.roster or [])}
+    postings: list[ledger.Posting] = []
+    owners: list[int] = []
+    for h in result.households:
+        if h.total == 0:
+            continue
+        key = f"round:{rnd.id}:household:{h.household_id}"
+        ref = f"round:{rnd.id}"
+        if h.total > 0:
+            postings.append(ledger.award_posting(h.household_id, rnd.village_id, h.total, memo, reference=ref,
+                                                 idempotency_key=key))
+        else:
+            postings.append(ledger.penalty_posting(h.household_id, rnd.village_id, -h.total, memo,
+                                                   policy=ruleset.penalty_policy, reference=ref, idempotency_key=key))
+        owners.append(h.household_id)
+    bulk = ledger.post_many(session, actor, postings, note=f"round:{rnd.id}")
+    tx_of = dict(zip(owners, bulk.transaction_ids, strict=True))
+    result_rows = [{"round_id": rnd.id, "household_id": h.household_id, "total": h.total,
+                    "lines": [_line_dict(ln) for ln in h.lines], "postings": [_posting_dict(p) for p in h.postings],
+                    "note": notes.get(h.household_id, ""), "ledger_tx_id": tx_of.get(h.household_id)}
+                   for h in result.households]
+    result_rows += [{"round_id": rnd.id, "household_id": s.household_id, "total": 0, "lines": [], "postings": [],
+                     "note": (notes.get(s.household_id, "") + " " + s.reason).strip()[:40], "ledger_tx_id": None}
+                    for s in result.skipped]
+    if result_rows:
+        session.execute(insert(RoundResult), result_rows)
+    posting_rows = [row for h in result.households for row in _posting_rows(rnd, h.household_id, h.postings)]
+    if posting_rows:
+        session.execute(insert(ListPosting), posting_rows)
+    rnd.finalised_at = utcnow()
+    session.add(rnd)
+    session.flush()
+    t = result.totals
+    audit.record(session, actor, "round.results", object_type="round", object_id=rnd.id,
+                 after={"households": len(result_rows), "transactions": bulk.posted, "points_issued": t.points_issued,
+                        "points_deducted": t.points_deducted, "postings": len(posting_rows)})
+    return Finalised(rnd, len(result_rows), bulk.posted, t.points_issued, t.points_deducted, len(posting_rows),
+                     bulk.replayed)
+
+
+# ---- finalised results ---------------------------------------------------------------------------------------------
+
+
+def stored_results(session: Session, round_id: int) -> dict[int, RoundResult]:
+    return {r.household_id: r for r in session.execute(select(RoundResult).where(
+        RoundResult.round_id == round_id)).scalars()}
+
+
+def postings_of_round(session: Session, round_id: int) -> list[ListPosting]:
+    return list(session.execute(select(ListPosting).where(ListPosting.round_id == round_id)
+                                .order_by(ListPosting.list.desc(), ListPosting.household_id, ListPosting.id)).scalars())
+
+
+def previous_totals(session: Session, rnd: EvalRound) -> dict[int, int]:
+    past = round_of_month(session, rnd.village_id, prev_month(rnd.month))
+    if past is None or past.status != "finalised":
+        return {}
+    return {hid: total for hid, total in session.execute(select(RoundResult.household_id, RoundResult.total).where(
+        RoundResult.round_id == past.id)).tuples()}
+
+
+def household_rounds(session: Session, household_id: int, *, public_only: bool) -> list[tuple[EvalRound, RoundResult | None]]:
+    """The rounds of a household's village that include it, newest first; for the household itself only the rounds
+    made public (publicised or finalised)."""
+    h = session.get(Household, household_id)
+    if h is None:
+        raise NotFound()
+    q = select(EvalRound).where(EvalRound.village_id == h.village_id)
+    if public_only:
+        q = q.where(EvalRound.status.in_(["publicised", "finalised"]))
+    out = []
+    for rnd in session.execute(q.order_by(EvalRound.month.desc())).scalars():
+        res = session.execute(select(RoundResult).where(and_(RoundResult.round_id == rnd.id,
+                                                             RoundResult.household_id == household_id))).scalar_one_or_none()
+        out.append((rnd, res))
+    return out
+
+
+def simulate(session: Session, rnd: EvalRound, draft: rules.Ruleset) -> rules.Simulation:
+    """A draft ruleset applied to this round's input (ratings, determinations, corrections as they stand), next to
+    the round's own ruleset. Nothing is saved."""
+    current = ruleset_of(session, rnd)
+    return rules.simulate(build_input(session, rnd, current), current, draft)
