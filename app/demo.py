@@ -1,6 +1,7 @@
 """`zhenfeng demo`: a demo county for trying the product: 2 townships, 6 villages with groups and stores, about
-1,500 households with their members, six months of points (monthly awards and store redemptions), and one account
-for every role. Later issues extend it with their own data.
+1,500 households with their members, a year of monthly evaluations (committees, rounds in every state, points in
+the ledger, redemptions at the stores: see app/demo_rounds.py), and one account for every role.
+Later issues extend it with their own data.
 
 Deterministic (seeded) except for the passwords, which are random and printed once.
 """
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app import demo_rounds
 from app.auth import service as auth
 from app.auth.models import ROLE_LABELS, Role, User
 from app.auth.security import generate_password
@@ -28,9 +29,8 @@ from app.errors import Conflict
 from app.evaluation import service as rulesets
 from app.households import imports
 from app.households import service as households
-from app.ledger import service as ledger
+from app.households.models import Household
 from app.org import service as org
-from app.org.models import Village
 from app.org.service import cn_number
 
 TOWNSHIPS = [
@@ -97,7 +97,8 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
     now = to_local(utcnow()) or utcnow()
     start = (now.year * 12 + now.month - 1 - 12)  # the county default ruleset, in force for the past year
     rulesets.ensure_default(session, actor, from_month=(start // 12) * 100 + start % 12 + 1)
-    _demo_points(session, actor, villages, seed)
+    # the rosters stand for households registered before the demo's year of evaluations began
+    session.execute(update(Household).values(created_at=datetime(now.year - 1, 1, 1, tzinfo=DISPLAY_ZONE)))
     first_village = villages[0]
     first_household = households.search(session, ScopeFilter(village_ids=frozenset({first_village.id})),  # type: ignore[arg-type]
                                         village_id=first_village.id, limit=1).rows
@@ -113,57 +114,17 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
          f"{first_village.name} 户号 {first_household[0].number if first_household else ''}"),
     ]
     accounts: list[DemoAccount] = []
+    member: User | None = None
     for login, name, role, scope, scope_label in plan:
         password = (passwords or {}).get(login) or generate_password()
         user = auth.create_user(session, actor, login=login, display_name=name, password=password,
                                 must_change_password=False)
         auth.grant_role(session, actor, user.id, role.value, **scope)  # type: ignore[arg-type]
         accounts.append(DemoAccount(login, name, role, scope_label, password))
+        if login == "member":
+            member = user
+    demo_rounds.load_history(session, actor, villages, seed=seed, first_member=member)
     return accounts
-
-
-THEMES = [("勤劳致富", 10), ("孝老爱亲", 10), ("移风易俗", 8), ("环保卫生", 10), ("遵纪守法", 6), ("热心公益", 8)]
-GOODS = [("洗衣粉", 15), ("食用油", 40), ("大米 5 斤", 30), ("毛巾", 10), ("酱油", 12), ("牙膏", 8)]
-
-
-def _demo_points(session: Session, actor: Actor, villages: list[Village], seed: int) -> None:
-    """Six months of monthly awards (through the ledger's bulk posting, as the monthly close will post them) and
-    redemptions at each village's store, so that balances, statements and summaries have something to show."""
-    rng = random.Random(seed)
-    now = to_local(utcnow()) or utcnow()
-    months = [((now.year * 12 + now.month - 1 - k) // 12, (now.year * 12 + now.month - 1 - k) % 12 + 1)
-              for k in range(6, 0, -1)]
-    for v in villages:
-        flt = ScopeFilter(village_ids=frozenset({v.id}))  # type: ignore[arg-type]
-        ids = [h.id for h in households.search(session, flt, village_id=v.id, limit=100_000).rows]
-        store = org.list_stores(session, flt)[0]
-        balance = dict.fromkeys(ids, 0)
-        for year, month in months:
-            # the next month's close, on the 5th, and redemptions on the 18th; never later than now
-            close = min(datetime(year + month // 12, month % 12 + 1, 5, 10, tzinfo=DISPLAY_ZONE), utcnow())
-            shopping = min(close.astimezone(DISPLAY_ZONE).replace(day=18, hour=15), utcnow())
-            awards = []
-            for hid in ids:
-                for theme, points in THEMES:
-                    if rng.random() < 0.35:
-                        grade, pts = ("优", points) if rng.random() < 0.5 else ("良", points // 2)
-                        memo = f"{year}年{month}月 {theme} 评为{grade} +{pts}"
-                        awards.append(ledger.award_posting(hid, v.id, pts, memo,  # type: ignore[arg-type]
-                                                           reference=f"demo-round:{v.id}:{year}{month:02d}"))
-                        balance[hid] += pts
-            ledger.post_many(session, actor, awards, occurred_at=close, note=f"演示数据：{year}年{month}月评比积分")
-            spends = []
-            for hid in ids:
-                item, price = rng.choice(GOODS)
-                if balance[hid] >= price and rng.random() < 0.4:
-                    spends.append(ledger.Posting(ledger.TxKind.REDEMPTION, f"兑换 {item} 1 件（{price} 分）",
-                                                 (ledger.Leg(ledger.household_account(hid), -price),  # type: ignore[arg-type]
-                                                  ledger.Leg(ledger.redeemed_account(store.id), price)),  # type: ignore[arg-type]
-                                                 reference="demo-counter"))
-                    balance[hid] -= price
-            if spends:
-                ledger.post_many(session, actor, spends, occurred_at=shopping,
-                                 note=f"演示数据：{year}年{month}月超市兑换")
 
 
 def describe(accounts: list[DemoAccount]) -> str:

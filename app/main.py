@@ -25,6 +25,8 @@ from app.db import Database
 from app.errors import AppError
 from app.evaluation import api as evaluation_api
 from app.evaluation import pages as evaluation_pages
+from app.evaluation import round_pages as evaluation_rounds
+from app.evaluation import ruleset_editor as evaluation_editor
 from app.households import api as households_api
 from app.households import pages as households_pages
 from app.ledger import api as ledger_api
@@ -54,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
 
     for module in (health, auth_pages, auth_api, org_pages, org_api, households_pages, households_api, ledger_pages,
-                   ledger_api, evaluation_pages, evaluation_api, audit_pages, audit_api):
+                   ledger_api, evaluation_pages, evaluation_editor, evaluation_rounds, evaluation_api, audit_pages, audit_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

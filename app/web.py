@@ -41,6 +41,7 @@ NAV: list[tuple[str, str, Perm]] = [
     ("首页", "/", Perm.SIGNED_IN),
     ("农户", "/households", Perm.HOUSEHOLD_VIEW),
     ("积分", "/points", Perm.LEDGER_VIEW),
+    ("评比", "/evaluation", Perm.EVAL_VIEW),
     ("积分细则", "/rulesets", Perm.RULESET_VIEW),
     ("行政区划", "/org", Perm.ORG_VIEW),
     ("账号管理", "/admin/users", Perm.USERS_MANAGE),
@@ -145,4 +146,5 @@ def download(content: tuple[bytes, str, str]) -> Response:
 
 
 def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    """The API, and a page's own script asking for JSON (the rating grid's autosave)."""
+    return request.url.path.startswith("/api/") or request.headers.get("accept", "").startswith("application/json")

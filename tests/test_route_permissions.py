@@ -71,14 +71,17 @@ ROLES = ["anonymous", *DEMO_ROLES]
 # Written out rather than read from ROLE_PERMISSIONS: a permission slipped into a role must turn this test red.
 EXPECTED_PERMISSIONS: dict[str, frozenset[Perm]] = {
     "admin": frozenset(Perm) - {Perm.PUBLIC},
-    "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
+    "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
+                           Perm.EVAL_VIEW, Perm.EVAL_REVIEW}),
     "clerk": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL,
-                        Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
-    "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
+                        Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE,
+                        Perm.EVAL_MANAGE}),
+    "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
+                         Perm.EVAL_VIEW, Perm.EVAL_RATE}),
     "storekeeper": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                               Perm.LEDGER_SPEND, Perm.RULESET_VIEW}),
     "household": frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
-                            Perm.RULESET_VIEW}),
+                            Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.OBJECTION_FILE}),
 }
 
 BYSTANDER = "bystander"  # an extra account with one grant: what the county admin edits, resets and revokes
@@ -306,8 +309,22 @@ def _import_batch_of(db: Database, village_id: int) -> int | None:
                          .order_by(ImportBatch.id)).scalars().first()  # type: ignore[arg-type]
 
 
+def _sheet_upload_of(db: Database, round_id: int) -> int | None:
+    """A rating sheet waiting for confirmation (the demo uploads none): an empty one, made here."""
+    from app.evaluation.models import SheetUpload
+    with db.write_txn() as s:
+        found = s.execute(select(SheetUpload.id).where(SheetUpload.round_id == round_id)).scalars().first()  # type: ignore[arg-type]
+        if found is not None:
+            return int(found)
+        up = SheetUpload(round_id=round_id, file_name="评分表.xlsx", cells=[], problems=[], created_by="测试")
+        s.add(up)
+        s.flush()
+        return up.id
+
+
 CHILD_PARAMS: dict[str, tuple[str, Callable[[Database, int], int | None]]] = {
     "batch_id": ("village_id", _import_batch_of),
+    "upload_id": ("round_id", _sheet_upload_of),
 }
 
 # Path parameters that are not ids at all: a value the route accepts.

@@ -27,6 +27,11 @@ class Perm(StrEnum):
     LEDGER_MANAGE = "ledger.manage"  # adjustments, reversals, the expiry policy (county administrator)
     RULESET_VIEW = "rulesets.view"  # the rules by which points are given: public to everyone signed in
     RULESET_MANAGE = "rulesets.manage"  # import versions, assign them to the county or a village
+    EVAL_VIEW = "evaluation.view"  # rounds and results (a household: its own results, once made public)
+    EVAL_RATE = "evaluation.rate"  # enter grades, propose and vote on determinations (recusal applies)
+    EVAL_MANAGE = "evaluation.manage"  # open rounds, move them on, the committee's records, objections, ad-hoc awards
+    EVAL_REVIEW = "evaluation.review"  # the township's review: approve or return a round
+    OBJECTION_FILE = "evaluation.object"  # a household objects to its own result during the publicity
 
 
 PERM_LABELS: dict[Perm, str] = {
@@ -45,20 +50,26 @@ PERM_LABELS: dict[Perm, str] = {
     Perm.LEDGER_MANAGE: "积分调整、冲正和有效期政策",
     Perm.RULESET_VIEW: "查看积分细则",
     Perm.RULESET_MANAGE: "管理积分细则",
+    Perm.EVAL_VIEW: "查看月度评比",
+    Perm.EVAL_RATE: "评分和表决",
+    Perm.EVAL_MANAGE: "组织月度评比",
+    Perm.EVAL_REVIEW: "审核月度评比",
+    Perm.OBJECTION_FILE: "对本户评比结果提出异议",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
     Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                                       Perm.RULESET_VIEW}),
+                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_REVIEW}),
     Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW,
-                                   Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW}),
+                                   Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
+                                   Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.EVAL_MANAGE}),
     Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                                      Perm.RULESET_VIEW}),
+                                      Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE}),
     Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                                  Perm.LEDGER_SPEND, Perm.RULESET_VIEW}),
     Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
-                               Perm.RULESET_VIEW}),
+                               Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.OBJECTION_FILE}),
 }
 
 

@@ -101,7 +101,8 @@ def _household(session: Session, village_id: int, household_id: int) -> Househol
 
 
 def propose_determination(session: Session, actor: Actor, round_id: int, *, household_id: int, code: str,
-                          description: str, evidence: str = "", member_id: int | None = None) -> Motion:
+                          description: str, evidence: str = "", member_id: int | None = None,
+                          member_name: str | None = None) -> Motion:
     rnd = rounds.get_round(session, round_id)
     rounds._editable(rnd)
     ruleset = rounds.ruleset_of(session, rnd)
@@ -113,14 +114,18 @@ def propose_determination(session: Session, actor: Actor, round_id: int, *, hous
     description = (description or "").strip()
     if not description:
         raise ValidationFailed("请写明认定的事实经过", details={"field": "description"})
-    member_name = None
+    named = None
     if det.names_member:
         member = session.get(Member, member_id) if member_id else None
+        if member is None and member_name and member_name.strip():
+            member = session.execute(select(Member).where(Member.household_id == household_id,
+                                                          Member.name == member_name.strip())).scalars().first()
         if member is None or member.household_id != household_id:
-            raise ValidationFailed(f"“{det.name}”须指明该户的哪一位成员", details={"field": "member_id"})
-        member_name = member.name
+            raise ValidationFailed(f"“{det.name}”须指明该户的哪一位成员（填写该户成员的姓名）",
+                                   details={"field": "member_name"})
+        member_id, named = member.id, member.name
     m = Motion(village_id=rnd.village_id, round_id=rnd.id, kind="determination", household_id=household_id,
-               code=det.code, member_id=member_id if det.names_member else None, member_name=member_name,
+               code=det.code, member_id=member_id if det.names_member else None, member_name=named,
                description=description[:1000], evidence=(evidence or "").strip()[:2000], vote_rule=det.vote,
                proposed_by_id=actor.user_id, proposed_by=actor.name[:80])
     session.add(m)
@@ -177,8 +182,9 @@ def evidence_list(session: Session, motion_id: int) -> list[Evidence]:
                                 .order_by(Evidence.id)).scalars())
 
 
-def get_evidence(session: Session, motion_id: int, evidence_id: int) -> Evidence:
-    ev = session.get(Evidence, evidence_id)
+def get_evidence(session: Session, motion_id: int, evidence_id: int | None = None) -> Evidence:
+    ev = session.get(Evidence, evidence_id) if evidence_id is not None else session.execute(
+        select(Evidence).where(Evidence.motion_id == motion_id).order_by(Evidence.id).limit(1)).scalar_one_or_none()
     if ev is None or ev.motion_id != motion_id:
         raise NotFound("没有这份证据")
     return ev

@@ -151,22 +151,22 @@ def _live_roster(session: Session, village_id: int, month: int) -> list[RosterEn
     start, end = month_start(month), month_start(next_month(month))
     groups = {g.id: g.name for g in session.execute(select(Group).where(Group.village_id == village_id)).scalars()}
     out = []
-    rows = session.execute(select(Household).where(Household.village_id == village_id)
-                           .order_by(Household.group_sort, Household.number_sort, Household.id)).scalars()
-    for h in rows:
-        joined = _local_date(h.created_at)
+    rows = session.execute(select(Household.id, Household.number, Household.head_name, Household.group_id,
+                                  Household.created_at, Household.updated_at, Household.status, Household.status_date)
+                           .where(Household.village_id == village_id)
+                           .order_by(Household.group_sort, Household.number_sort, Household.id)).tuples()
+    for hid, number, head, group_id, created_at, updated_at, status, status_date in rows:
+        joined = _local_date(created_at)
         if joined >= end:
             continue
         note = "本月新增" if joined >= start else ""
-        if h.status != HouseholdStatus.ACTIVE.value:
-            gone = h.status_date or _local_date(h.updated_at)
+        if status != HouseholdStatus.ACTIVE.value:
+            gone = status_date or _local_date(updated_at)
             if gone < start:
                 continue
             if gone < end:
-                note = "本月迁出" if h.status == HouseholdStatus.MOVED_OUT.value else "本月注销"
-        assert h.id is not None
-        out.append(RosterEntry(h.id, h.number, h.head_name, h.group_id, groups.get(h.group_id, "") if h.group_id else "",
-                               note))
+                note = "本月迁出" if status == HouseholdStatus.MOVED_OUT.value else "本月注销"
+        out.append(RosterEntry(hid, number, head, group_id, groups.get(group_id, "") if group_id else "", note))
     return out
 
 
@@ -174,12 +174,14 @@ def roster(session: Session, rnd: EvalRound) -> list[RosterEntry]:
     if rnd.roster is None:
         return _live_roster(session, rnd.village_id, rnd.month)
     frozen = {int(e["household_id"]): str(e.get("note", "")) for e in rnd.roster}
+    if not frozen:
+        return []
     groups = {g.id: g.name for g in session.execute(select(Group).where(Group.village_id == rnd.village_id)).scalars()}
-    rows: Iterable[Household] = session.execute(
-        select(Household).where(Household.id.in_(list(frozen)))
-        .order_by(Household.group_sort, Household.number_sort, Household.id)).scalars() if frozen else []
-    return [RosterEntry(h.id, h.number, h.head_name, h.group_id, groups.get(h.group_id, "") if h.group_id else "",
-                        frozen[h.id]) for h in rows if h.id is not None]
+    rows = session.execute(select(Household.id, Household.number, Household.head_name, Household.group_id)
+                           .where(Household.id.in_(list(frozen)))
+                           .order_by(Household.group_sort, Household.number_sort, Household.id)).tuples()
+    return [RosterEntry(hid, number, head, gid, groups.get(gid, "") if gid else "", frozen[hid])
+            for hid, number, head, gid in rows]
 
 
 # ---- opening a round -------------------------------------------------------------------------------------------------
@@ -395,7 +397,9 @@ def _history(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, household
     if not rules_by_theme:
         return []
     lowest = {th: ruleset.theme(th).scale()[0].code for th in rules_by_theme if ruleset.theme(th)}  # type: ignore[union-attr]
-    depth = max(w.months for w in rules_by_theme.values()) + 24
+    # a run posts once it reaches the rule's K months with this one: K - 1 months back decide it (a longer run is
+    # counted as K - 1, which posts the same)
+    depth = max(w.months for w in rules_by_theme.values()) - 1
     runs: dict[tuple[int, str], int] = {}
     alive = {(h, th) for h in households for th in lowest}
     month = prev_month(rnd.month)
@@ -575,14 +579,19 @@ class Finalised:
     replayed: int
 
 
+_LINE_FIELDS = tuple(f.name for f in dataclasses.fields(rules.PointsLine))
+_POSTING_FIELDS = tuple(f.name for f in dataclasses.fields(rules.ListPosting))
+
+
 def _line_dict(line: rules.PointsLine) -> dict[str, Any]:
-    d = dataclasses.asdict(line)
+    """A line as stored (JSON): empty fields left out. (Not dataclasses.asdict: it deep-copies, 30x slower.)"""
+    d = {k: getattr(line, k) for k in _LINE_FIELDS}
     d["raters"] = list(line.raters)
-    return {k: v for k, v in d.items() if v not in (None, "", [], ())}
+    return {k: v for k, v in d.items() if v is not None and v != "" and v != []}
 
 
 def _posting_dict(p: rules.ListPosting) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(p).items() if v not in (None, "")}
+    return {k: v for k in _POSTING_FIELDS if (v := getattr(p, k)) is not None and v != ""}
 
 
 def points_memo(rnd: EvalRound, village: str = "") -> str:
@@ -600,10 +609,12 @@ def _posting_rows(rnd: EvalRound, hid: int, postings: Iterable[rules.ListPosting
              "objection_id": objection_id, "created_at": now} for p in postings]
 
 
-def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None = None) -> Finalised:
+def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None = None,
+             at: datetime | None = None) -> Finalised:
     """After the publicity: the results are stored as explained, each household's total is posted through the ledger
     (one bulk posting; each household's transaction keyed by round and household, so it can never post twice) and
-    the list postings take effect."""
+    the list postings take effect. `on` and `at` (the day it counts as, the time the postings carry) are for loading
+    past months (the demo); they default to today and now."""
     rnd = get_round(session, round_id)
     day = on or today_local()
     if rnd.status == "publicised":
@@ -633,7 +644,7 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
             postings.append(ledger.penalty_posting(h.household_id, rnd.village_id, -h.total, memo,
                                                    policy=ruleset.penalty_policy, reference=ref, idempotency_key=key))
         owners.append(h.household_id)
-    bulk = ledger.post_many(session, actor, postings, note=f"round:{rnd.id}")
+    bulk = ledger.post_many(session, actor, postings, occurred_at=at, note=f"round:{rnd.id}")
     tx_of = dict(zip(owners, bulk.transaction_ids, strict=True))
     result_rows = [{"round_id": rnd.id, "household_id": h.household_id, "total": h.total,
                     "lines": [_line_dict(ln) for ln in h.lines], "postings": [_posting_dict(p) for p in h.postings],
@@ -647,7 +658,7 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
     posting_rows = [row for h in result.households for row in _posting_rows(rnd, h.household_id, h.postings)]
     if posting_rows:
         session.execute(insert(ListPosting), posting_rows)
-    rnd.finalised_at = utcnow()
+    rnd.finalised_at = at or utcnow()
     session.add(rnd)
     session.flush()
     t = result.totals
@@ -701,3 +712,95 @@ def simulate(session: Session, rnd: EvalRound, draft: rules.Ruleset) -> rules.Si
     the round's own ruleset. Nothing is saved."""
     current = ruleset_of(session, rnd)
     return rules.simulate(build_input(session, rnd, current), current, draft)
+
+
+# ---- what the pages show -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HouseholdView:
+    household_id: int
+    total: int
+    lines: list[dict[str, Any]]
+    postings: list[dict[str, Any]]
+    note: str = ""
+    problems: tuple[str, ...] = ()
+    ledger_tx_id: int | None = None
+    stored: bool = False  # finalised: read from the stored results
+
+
+def _views_from_result(result: rules.RoundResult, notes: dict[int, str]) -> dict[int, HouseholdView]:
+    problems: dict[int, list[str]] = defaultdict(list)
+    for p in result.problems:
+        problems[p.household_id].append(p.message)
+    views = {h.household_id: HouseholdView(h.household_id, h.total, [_line_dict(ln) for ln in h.lines],
+                                           [_posting_dict(p) for p in h.postings], notes.get(h.household_id, ""),
+                                           tuple(problems.get(h.household_id, ())))
+             for h in result.households}
+    for sk in result.skipped:
+        views[sk.household_id] = HouseholdView(sk.household_id, 0, [], [], notes.get(sk.household_id, ""),
+                                               tuple(problems.get(sk.household_id, ())) or (sk.reason,))
+    return views
+
+
+def views(session: Session, rnd: EvalRound, result: rules.RoundResult | None = None) -> dict[int, HouseholdView]:
+    """Every household's result: stored once finalised, else computed as it stands."""
+    if rnd.status == "finalised":
+        return {r.household_id: HouseholdView(r.household_id, r.total, list(r.lines), list(r.postings), r.note,
+                                              (), r.ledger_tx_id, True)
+                for r in stored_results(session, rnd.id).values()}  # type: ignore[arg-type]
+    notes = {e.household_id: e.note for e in roster(session, rnd)}
+    return _views_from_result(result or compute(session, rnd), notes)
+
+
+def household_view(session: Session, rnd: EvalRound, household_id: int) -> HouseholdView | None:
+    return views(session, rnd).get(household_id)
+
+
+def latest_by_village(session: Session, village_ids: Sequence[int]) -> dict[int, EvalRound]:
+    """Each village's newest round."""
+    out: dict[int, EvalRound] = {}
+    if not village_ids:
+        return out
+    for rnd in session.execute(select(EvalRound).where(EvalRound.village_id.in_(list(village_ids)))
+                               .order_by(EvalRound.village_id, EvalRound.month)).scalars():
+        out[rnd.village_id] = rnd
+    return out
+
+
+def panel_grades(session: Session, rnd: EvalRound) -> dict[tuple[int, str], dict[int, str]]:
+    """Panel rounds: every member's grade per (household, theme), eligible raters only (for the review signals)."""
+    elig = committee.eligibility(session, rnd.village_id)
+    out: dict[tuple[int, str], dict[int, str]] = defaultdict(dict)
+    for hid, th, rater, grade in session.execute(select(Rating.household_id, Rating.theme, Rating.rater_id,
+                                                        Rating.grade).where(Rating.round_id == rnd.id,
+                                                                            Rating.rater_id != CONSENSUS)).tuples():
+        if elig.may_rate(rater, hid):
+            out[(hid, th)][rater] = grade
+    return dict(out)
+
+
+def identical_months(session: Session, rnd: EvalRound, depth: int = 12) -> dict[int, int]:
+    """Per household: how many months running (this one included, then the finalised rounds before it) it got
+    exactly the same grade on every theme."""
+    current = {h.household_id: tuple(sorted((ln["code"], ln.get("grade")) for ln in h.lines if ln.get("kind") == "theme"))
+               for h in views(session, rnd).values()}
+    count = {hid: 1 for hid, g in current.items() if g}
+    alive = set(count)
+    month = prev_month(rnd.month)
+    for _ in range(depth):
+        past = round_of_month(session, rnd.village_id, month)
+        if past is None or past.status != "finalised" or not alive:
+            break
+        seen = set()
+        for hid, lines in session.execute(select(RoundResult.household_id, RoundResult.lines).where(
+                RoundResult.round_id == past.id, RoundResult.household_id.in_(list(alive)))).tuples():
+            seen.add(hid)
+            grades = tuple(sorted((ln["code"], ln.get("grade")) for ln in lines if ln.get("kind") == "theme"))
+            if grades == current[hid]:
+                count[hid] += 1
+            else:
+                alive.discard(hid)
+        alive &= seen
+        month = prev_month(month)
+    return count

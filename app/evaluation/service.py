@@ -7,6 +7,7 @@ Services flush, never commit. Every change is audited.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -57,12 +58,18 @@ def import_toml(session: Session, actor: Actor, text: str | bytes) -> RulesetVer
     return row
 
 
+@lru_cache(maxsize=32)
+def parse(text: str) -> rules.Ruleset:
+    """A stored version's TOML, parsed once per process (versions are immutable; the text is the key)."""
+    return rules.loads(text)
+
+
 def get(session: Session, code: str, version: int) -> StoredRuleset:
     row = session.execute(select(RulesetVersion).where(RulesetVersion.code == code,
                                                        RulesetVersion.version == version)).scalar_one_or_none()
     if row is None:
         raise NotFound(f"没有积分细则 {code} 第 {version} 版")
-    return StoredRuleset(row, rules.loads(row.toml))
+    return StoredRuleset(row, parse(row.toml))
 
 
 def list_versions(session: Session) -> list[RulesetVersion]:
@@ -124,7 +131,7 @@ def applicable(session: Session, village_id: int, month: int) -> StoredRuleset:
                           .limit(1)).scalar_one_or_none()
     if row is None:
         raise NotFound(f"积分细则 {code} 在{month_label(month)}还没有生效的版本")
-    return StoredRuleset(row, rules.loads(row.toml))
+    return StoredRuleset(row, parse(row.toml))
 
 
 def ensure_default(session: Session, actor: Actor, *, from_month: int) -> RulesetVersion:

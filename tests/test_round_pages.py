@@ -1,0 +1,133 @@
+"""A month in the browser's terms (HTTP, real forms): the clerk opens a round and fills the grid, the township
+reviews, the household sees its explained result and objects, the committee decides, the clerk finalises."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+
+from app.db import Database
+from app.evaluation import rounds
+from app.evaluation.models import EvalRound, Rating
+from app.ledger import service as ledger
+from tests.conftest import login
+from tests.eval_helpers import THEMES, EvalVillage, eval_village
+from tests.factories import make_grant, make_user
+
+PW = "Passw0rd-test"
+MONTH = 202609
+
+
+def _setup(db: Database) -> tuple[EvalVillage, int]:
+    with db.write_txn() as s:
+        ev = eval_village(s)
+        clerk = make_user(s, "clerk1", name="王文书")
+        make_grant(s, clerk, "village_clerk", village_id=ev.vid)
+        reviewer = make_user(s, "reviewer1", name="乡镇审核员")
+        make_grant(s, reviewer, "township_reviewer", township_id=ev.village.township_id)  # type: ignore[arg-type]
+        home = make_user(s, "home5", name="户主五")
+        make_grant(s, home, "household", household_id=ev.households[4])
+        return ev, ev.households[4]
+
+
+def _round_id(db: Database) -> int:
+    with db.read_txn() as s:
+        return int(s.execute(select(EvalRound.id)).scalar_one())
+
+
+def test_a_month_through_the_pages(client: TestClient, db: Database) -> None:
+    ev, mine = _setup(db)
+    csrf = login(client, "clerk1", PW)
+    r = client.post(f"/villages/{ev.vid}/rounds", data={"csrf_token": csrf, "month": str(MONTH), "mode": "consensus",
+                                                         "objection_days": "5"}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:300]
+    rid = _round_id(db)
+    r = client.post(f"/villages/{ev.vid}/rounds", data={"csrf_token": csrf, "month": str(MONTH)})
+    assert r.status_code == 409 and "每村每月只能有一轮" in r.text
+    r = client.post(f"/rounds/{rid}/present", data={"csrf_token": csrf, "member": [str(u.id) for u in ev.members]})
+    assert r.status_code == 200 and "已记录出席委员 4 人" in r.text
+    grid = client.get(f"/rounds/{rid}/grid")
+    assert grid.status_code == 200 and grid.text.count('class="cell"') == 6 * len(THEMES)
+    # autosave: one bad cell saves nothing and says why, in Chinese
+    bad = client.post(f"/rounds/{rid}/grid", json={"cells": [{"h": mine, "t": "ENV", "g": "优"},
+                                                             {"h": mine, "t": "LAW", "g": "甲"}]},
+                      headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
+    assert bad.status_code == 422 and "等级“甲”不在评分标准内" in bad.json()["error"]["message"]
+    ok = client.post(f"/rounds/{rid}/grid", json={"cells": [{"h": mine, "t": "ENV", "g": "差"}]},
+                     headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
+    assert ok.status_code == 200 and ok.json()["saved"] == 1 and ok.json()["missing"] == 6 * len(THEMES) - 1
+    r = client.post(f"/rounds/{rid}/grid/fill", data={"csrf_token": csrf, "grade": "良"})
+    assert "已将 35 个空格填为“良”" in r.text
+    with db.read_txn() as s:
+        assert s.execute(select(func.count()).select_from(Rating)).scalar_one() == 36
+    r = client.post(f"/rounds/{rid}/state", data={"csrf_token": csrf, "action": "publicise"})
+    assert r.status_code == 409 and "当前为“草稿”" in r.text
+    r = client.post(f"/rounds/{rid}/state", data={"csrf_token": csrf, "action": "submit"})
+    assert r.status_code == 200 and "待乡镇审核" in r.text
+    # the household sees nothing before the publicity
+    csrf_h = login(client, "home5", PW)
+    assert "还没有公示的评比结果" in client.get(f"/households/{mine}/evaluation").text
+    assert client.get(f"/rounds/{rid}").status_code == 404
+    # the township
+    csrf_r = login(client, "reviewer1", PW)
+    page = client.get(f"/rounds/{rid}/review")
+    assert page.status_code == 200 and 'data-testid="signals"' in page.text
+    r = client.post(f"/rounds/{rid}/review", data={"csrf_token": csrf_r, "decision": "return", "comment": ""})
+    assert r.status_code == 422 and "写明需要修改" in r.text
+    r = client.post(f"/rounds/{rid}/review", data={"csrf_token": csrf_r, "decision": "approve", "comment": "同意公示"})
+    assert r.status_code == 200 and "已审核通过" in r.text
+    csrf = login(client, "clerk1", PW)
+    client.post(f"/rounds/{rid}/state", data={"csrf_token": csrf, "action": "publicise"})
+    # the household reads its explained result and objects
+    csrf_h = login(client, "home5", PW)
+    page = client.get(f"/households/{mine}/evaluation")
+    assert "环保卫生：" in page.text and "差" in page.text and 'data-testid="objection-form"' in page.text
+    r = client.post(f"/households/{mine}/objections", data={"csrf_token": csrf_h, "round_id": str(rid),
+                                                            "target": "rating", "theme": "ENV",
+                                                            "text": "院子上周已清理干净"})
+    assert r.status_code == 200 and "异议已提交" in r.text
+    # the committee decides (recorded by the clerk); finalising waits for the end of the publicity
+    csrf = login(client, "clerk1", PW)
+    page = client.get(f"/rounds/{rid}")
+    assert "院子上周已清理干净" in page.text
+    oid = int(page.text.split('action="/objections/')[1].split("/")[0])
+    r = client.post(f"/objections/{oid}/resolve", data={"csrf_token": csrf, "decision": "uphold", "reason": "现场核实",
+                                                        "corrected_grade": "良"})
+    assert r.status_code == 200 and "已记录处理结果" in r.text
+    r = client.post(f"/rounds/{rid}/state", data={"csrf_token": csrf, "action": "finalise"})
+    assert r.status_code == 409 and "之后才能入账" in r.text
+    with db.write_txn() as s:
+        s.execute(update(EvalRound).where(EvalRound.id == rid).values(objections_close_on=date(2026, 10, 1)))
+    r = client.post(f"/rounds/{rid}/state", data={"csrf_token": csrf, "action": "finalise"})
+    assert r.status_code == 200 and "已入账：6 户积分" in r.text
+    r = client.post(f"/rounds/{rid}/state", data={"csrf_token": csrf, "action": "finalise"})
+    assert r.status_code == 409
+    with db.read_txn() as s:
+        assert ledger.balance(s, mine) == 36 and ledger.verify(s) == []
+    assert "<strong>36</strong>" in client.get(f"/rounds/{rid}/results").text
+    login(client, "home5", PW)
+    page = client.get(f"/households/{mine}/evaluation?round={rid}")
+    assert "异议成立" in page.text and "+36" in page.text
+
+
+def test_pages_render_for_each_role(client: TestClient, db: Database) -> None:
+    ev, mine = _setup(db)
+    with db.write_txn() as s:
+        from tests.eval_helpers import agree_all, consensus_round
+        rid = consensus_round(s, ev, MONTH)
+        agree_all(s, rid, ev.households)
+    login(client, "clerk1", PW)
+    for url in ("/evaluation", f"/villages/{ev.vid}/rounds", f"/villages/{ev.vid}/committee",
+                f"/villages/{ev.vid}/awards", f"/rounds/{rid}", f"/rounds/{rid}/grid", f"/rounds/{rid}/results",
+                f"/rounds/{rid}/review", f"/rounds/{rid}/simulate", f"/rounds/{rid}/households/{mine}",
+                f"/households/{mine}/evaluation"):
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.text[:300])
+    sheet = client.get(f"/rounds/{rid}/sheet.xlsx")
+    assert sheet.status_code == 200 and sheet.content[:2] == b"PK"
+    login(client, ev.members[1].login, PW)
+    assert client.get(f"/rounds/{rid}").status_code == 200
+    with db.read_txn() as s:
+        assert rounds.get_round(s, rid).status == "draft"
