@@ -45,7 +45,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         if not demo.is_empty(session):
             print("数据库中已有账号，未装入演示数据（演示数据只装入空数据库）。")
             return 0 if args.if_empty else 2
-        accounts = demo.load(session, settings)
+        accounts = demo.load(session, settings, households_per_village=max(1, args.households),
+                             history_months=max(2, args.months))
     print(demo.describe(accounts))
     return 0
 
@@ -299,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_set_password)
     d = sub.add_parser("demo", help="向空数据库装入演示数据")
     d.add_argument("--if-empty", action="store_true", help="数据库非空时安静地跳过")
+    d.add_argument("--households", type=int, default=250, help="每村户数（默认 250）")
+    d.add_argument("--months", type=int, default=12, help="第一个村评比历史的月数（默认 12）")
     d.set_defaults(func=cmd_demo)
     au = sub.add_parser("audit", help="审计日志")
     au_sub = au.add_subparsers(dest="audit_command", required=True)

@@ -70,7 +70,7 @@ def roster_csv(maker: FamilyMaker, households: int, groups: int) -> bytes:
 
 
 def load(session: Session, settings: Settings, *, passwords: dict[str, str] | None = None,
-         households_per_village: int = 250, seed: int = 2026) -> list[DemoAccount]:
+         households_per_village: int = 250, seed: int = 2026, history_months: int = 12) -> list[DemoAccount]:
     """Fill an empty, migrated database. Raises Conflict if it already holds accounts.
 
     The rosters go through the real import (preview, then apply), as a clerk's files would."""
@@ -123,7 +123,7 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         accounts.append(DemoAccount(login, name, role, scope_label, password))
         if login == "member":
             member = user
-    demo_rounds.load_history(session, actor, villages, seed=seed, first_member=member)
+    demo_rounds.load_history(session, actor, villages, seed=seed, first_member=member, months=history_months)
     return accounts
 
 

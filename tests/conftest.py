@@ -88,6 +88,8 @@ def truncate_all(url: str) -> None:
 
 @pytest.fixture
 def db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if "demo" in request.fixturenames:  # the demo county, loaded once per worker and copied (see below)
+        return str(request.getfixturevalue("demo_db_url"))
     if PG_URL:
         url: str = request.getfixturevalue("_pg_worker_url")
         truncate_all(url)
@@ -111,7 +113,8 @@ def _load_demo(url: str) -> list[Any]:
             from app.org import service as org
 
             org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)
-            return demo_data.load(session, s, passwords=DEMO_PASSWORDS, households_per_village=4)
+            return demo_data.load(session, s, passwords=DEMO_PASSWORDS, households_per_village=4,
+                                  history_months=5)
     finally:
         database.dispose()
 
@@ -193,12 +196,9 @@ def db(settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture
-def demo(db: Database, settings: Settings) -> dict[str, object]:
-    from app import demo as demo_data
-
-    with db.write_txn() as session:
-        accounts = demo_data.load(session, settings, passwords=DEMO_PASSWORDS, households_per_village=4)
-    return {a.login: a for a in accounts}
+def demo(db: Database, demo_accounts: dict[str, object]) -> dict[str, object]:
+    """The demo county in this test's database (a copy of the worker's, see `db_url`): its accounts by login."""
+    return demo_accounts
 
 
 @pytest.fixture

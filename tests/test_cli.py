@@ -30,7 +30,7 @@ def test_migrate_demo_verify_backup(cli_env: dict[str, str], tmp_path: Path) -> 
     r = run(["migrate"], cli_env)
     assert r.returncode == 0, r.stderr
     assert "振风县" in r.stdout
-    r = run(["demo"], cli_env)
+    r = run(["demo", "--households", "6", "--months", "3"], cli_env)
     assert r.returncode == 0, r.stderr
     for login in ("admin", "reviewer", "clerk", "member", "storekeeper", "household"):
         assert login in r.stdout
@@ -46,7 +46,9 @@ def test_migrate_demo_verify_backup(cli_env: dict[str, str], tmp_path: Path) -> 
     backups = list((tmp_path / "bk").glob("zhenfeng-*.db"))
     assert len(backups) == 1
     with sqlite3.connect(backups[0]) as conn:
-        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 6
+        # the six demo accounts, and four more committee members in each of the six villages besides "member"
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 6 + 6 * 5 - 1
+        assert conn.execute("SELECT count(*) FROM eval_rounds WHERE status = 'finalised'").fetchone()[0] > 0
     # the secret key was generated once, private, and reused
     secret = Path(cli_env["ZF_VAR_DIR"]) / "secret_key"
     assert secret.stat().st_mode & 0o777 == 0o600

@@ -220,7 +220,7 @@ def open_round(session: Session, actor: Actor, *, village_id: int, month: int, m
     session.flush()
     if present:
         set_present(session, actor, rnd.id, present)  # type: ignore[arg-type]
-    _record(session, actor, rnd, "draft", "draft", f"开始{village.name}{rulesets.month_label(month)}评比")
+    _record(session, actor, rnd, "draft", "draft", f"开始{village.name} {rulesets.month_label(month)}评比")
     return rnd
 
 
@@ -595,7 +595,7 @@ def _posting_dict(p: rules.ListPosting) -> dict[str, Any]:
 
 
 def points_memo(rnd: EvalRound, village: str = "") -> str:
-    return f"{village}{rulesets.month_label(rnd.month)}评比积分"
+    return f"{village} {rulesets.month_label(rnd.month)}评比积分".strip()
 
 
 def _posting_rows(rnd: EvalRound, hid: int, postings: Iterable[rules.ListPosting], objection_id: int | None = None

@@ -25,7 +25,7 @@ def test_household_reads_its_points_on_a_small_phone(browser: Browser, live_serv
         expect(page.get_by_test_id("balance")).to_contain_text("现有积分")
         rows = page.get_by_test_id("statement").locator("tbody tr")
         assert rows.count() >= 2
-        expect(page.get_by_test_id("statement")).to_contain_text("评为")
+        expect(page.get_by_test_id("statement")).to_contain_text("评比积分")
         assert page.get_by_test_id("adjust-form").count() == 0  # a household cannot adjust
         shot(page, "household-points-360")
         scroll = page.evaluate("document.documentElement.scrollWidth")
