@@ -321,3 +321,33 @@ def test_simulation_of_a_draft_ruleset_on_a_past_round(db: Database) -> None:
     assert [(c.household_id, c.delta) for c in sim.changes] == [(ev.households[1], 5)]
     assert sim.totals.points_issued == (sim.totals.points_issued[0], sim.totals.points_issued[0] + 5)
     assert isinstance(sim, rules.Simulation)
+
+
+def test_two_clerks_finalising_at_once_post_once(db: Database) -> None:
+    import threading
+
+    with db.write_txn() as s:
+        ev = eval_village(s)
+        rid = consensus_round(s, ev, MONTH)
+        agree_all(s, rid, ev.households)
+        _through_review(s, rid)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def clerk() -> None:
+        start.wait()
+        try:
+            with db.write_txn() as s:
+                rounds.finalise(s, CLERK, rid, on=AFTER)
+            outcomes.append("finalised")
+        except AppError as e:
+            outcomes.append(e.message)
+
+    threads = [threading.Thread(target=clerk) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes)[0] == "finalised" and "不能“公示结束，积分入账”" in sorted(outcomes)[1]
+    with db.read_txn() as s:
+        assert all(ledger.balance(s, h) == 36 for h in ev.households) and ledger.verify(s) == []

@@ -58,8 +58,8 @@ class Tally:
         return self.eligible - self.yes - self.no - self.abstain
 
 
-def get_motion(session: Session, motion_id: int) -> Motion:
-    m = session.get(Motion, motion_id)
+def get_motion(session: Session, motion_id: int, *, lock: bool = False) -> Motion:
+    m = session.get(Motion, motion_id, with_for_update=lock or None, populate_existing=lock)
     if m is None:
         raise NotFound("没有这项表决事项")
     return m
@@ -220,7 +220,7 @@ def vote(session: Session, actor: Actor, motion_id: int, choice: str) -> tuple[M
     certain; a passed ad-hoc motion is posted to the ledger in the same transaction."""
     if choice not in VOTE_CHOICES:
         raise ValidationFailed("表决只能是同意、反对或弃权")
-    m = get_motion(session, motion_id)
+    m = get_motion(session, motion_id, lock=True)
     _open_for_votes(session, m)
     elig = committee.eligibility(session, m.village_id)
     if actor.user_id is None or not elig.may_rate(actor.user_id, m.household_id):

@@ -33,8 +33,8 @@ STATUS_LABELS = {"open": "待处理", "upheld": "异议成立", "rejected": "异
 MAX_TEXT = 2000
 
 
-def get_objection(session: Session, objection_id: int) -> Objection:
-    o = session.get(Objection, objection_id)
+def get_objection(session: Session, objection_id: int, *, lock: bool = False) -> Objection:
+    o = session.get(Objection, objection_id, with_for_update=lock or None, populate_existing=lock)
     if o is None:
         raise NotFound("没有这条异议")
     return o
@@ -124,7 +124,7 @@ class Resolution:
 def resolve(session: Session, actor: Actor, objection_id: int, *, uphold: bool, reason: str,
             corrected_grade: str | None = None) -> Resolution:
     """Record the committee's decision on an objection, with its written reason."""
-    o = get_objection(session, objection_id)
+    o = get_objection(session, objection_id, lock=True)
     if o.status != "open":
         raise Conflict(f"这条异议已处理（{STATUS_LABELS[o.status]}）")
     rnd = rounds.get_round(session, o.round_id)

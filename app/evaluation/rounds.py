@@ -94,8 +94,11 @@ def current_month() -> int:
 # ---- reading -------------------------------------------------------------------------------------------------------
 
 
-def get_round(session: Session, round_id: int) -> EvalRound:
-    rnd = session.get(EvalRound, round_id)
+def get_round(session: Session, round_id: int, *, lock: bool = False) -> EvalRound:
+    """`lock`: for a change of the round (PostgreSQL: the row is locked until the transaction ends, so two clerks
+    finalising at once do it one after the other and the second is refused; SQLite has one writer anyway)."""
+    rnd = session.get(EvalRound, round_id, with_for_update=True, populate_existing=True) if lock else \
+        session.get(EvalRound, round_id)
     if rnd is None:
         raise NotFound("没有这个评比轮次")
     return rnd
@@ -232,7 +235,7 @@ def _editable(rnd: EvalRound) -> None:
 
 def set_present(session: Session, actor: Actor, round_id: int, user_ids: Iterable[int]) -> list[int]:
     """Consensus rounds: the committee members present when the grades were agreed (the quorum counts them)."""
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, lock=True)
     _editable(rnd)
     elig = committee.eligibility(session, rnd.village_id)
     ids = sorted(set(user_ids))
@@ -279,7 +282,7 @@ def save_ratings(session: Session, actor: Actor, round_id: int, cells: Sequence[
     """Save grades: the committee's agreed grades (consensus rounds, `rater_id` 0, entered by the clerk) or one
     member's own (panel rounds, `rater_id` = the member's user id). All cells are checked first; one bad cell saves
     nothing and every problem is named."""
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, lock=True)
     _editable(rnd)
     if rnd.mode == "consensus" and rater_id != CONSENSUS:
         raise ValidationFailed("本轮由委员会合议评定，等级由文书录入；委员个人不单独评分")
@@ -524,7 +527,7 @@ def _move(session: Session, actor: Actor, rnd: EvalRound, action: str, comment: 
 def submit(session: Session, actor: Actor, round_id: int) -> EvalRound:
     """Send the round to the township: every household rated on every theme with quorum, every determination voted.
     The roster is frozen and the ruleset version re-read for the month."""
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, lock=True)
     if rnd.status in EDITABLE:
         stored = rulesets.applicable(session, rnd.village_id, rnd.month)
         rnd.ruleset_code, rnd.ruleset_version = stored.row.code, stored.row.version
@@ -544,7 +547,7 @@ def submit(session: Session, actor: Actor, round_id: int) -> EvalRound:
 
 
 def approve(session: Session, actor: Actor, round_id: int, comment: str = "") -> EvalRound:
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, lock=True)
     rnd.review_comment = comment.strip()[:1000] or None
     return _move(session, actor, rnd, "approve", rnd.review_comment)
 
@@ -553,7 +556,7 @@ def return_round(session: Session, actor: Actor, round_id: int, comment: str) ->
     comment = (comment or "").strip()
     if not comment:
         raise ValidationFailed("退回时请写明需要修改的地方", details={"field": "comment"})
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, lock=True)
     rnd.review_comment = comment[:1000]
     rnd.roster = None if rnd.status == "submitted" else rnd.roster  # the roster is live again while editable
     return _move(session, actor, rnd, "return", comment[:1000])
@@ -561,7 +564,7 @@ def return_round(session: Session, actor: Actor, round_id: int, comment: str) ->
 
 def publicise(session: Session, actor: Actor, round_id: int, *, on: date | None = None) -> EvalRound:
     """Start the publicity (公示): objections are open until `objections_close_on` (inclusive)."""
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, lock=True)
     start = on or today_local()
     rnd.objections_close_on = start + timedelta(days=rnd.objection_days)
     return _move(session, actor, rnd, "publicise",
@@ -615,7 +618,7 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
     (one bulk posting; each household's transaction keyed by round and household, so it can never post twice) and
     the list postings take effect. `on` and `at` (the day it counts as, the time the postings carry) are for loading
     past months (the demo); they default to today and now."""
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, lock=True)
     day = on or today_local()
     if rnd.status == "publicised":
         if rnd.objections_close_on and day <= rnd.objections_close_on:
