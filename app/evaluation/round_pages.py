@@ -320,9 +320,8 @@ async def grid_save(request: Request, session: DbSession, round_id: int, p: Prin
             raise
         raise FormRejected(e, "evaluation/grid.html", lambda s: _grid_ctx(s, p, round_id, None)) from e
     if as_json:
-        pr = rounds.progress(session, rnd)
         return JSONResponse({"saved": result.saved, "cleared": result.cleared, "unchanged": result.unchanged,
-                             "missing": pr.missing if rnd.mode == "consensus" else None})
+                             "missing": rounds.missing_cells(session, rnd, rater_id=_rater(session, p, rnd))})
     return redirect(f"/rounds/{round_id}/grid", request, f"已保存 {result.saved} 项，清除 {result.cleared} 项")
 
 

@@ -366,6 +366,20 @@ def fill_default(session: Session, actor: Actor, round_id: int, *, grade: str, g
     return save_ratings(session, actor, round_id, cells, rater_id=rater_id)
 
 
+def missing_cells(session: Session, rnd: EvalRound, *, rater_id: int = CONSENSUS) -> int:
+    """How many cells of the rater's grid are still empty (households the rater may not rate left out): the grid's
+    count, cheap enough for every autosave (the quorum is checked at submission)."""
+    ruleset = ruleset_of(session, rnd)
+    themes = {t.code for t in ruleset.themes}
+    hids = {e.household_id for e in roster(session, rnd)}
+    if rater_id != CONSENSUS:
+        elig = committee.eligibility(session, rnd.village_id)
+        hids = {h for h in hids if elig.may_rate(rater_id, h)}
+    filled = sum(1 for hid, th in session.execute(select(Rating.household_id, Rating.theme).where(
+        Rating.round_id == rnd.id, Rating.rater_id == rater_id)).tuples() if hid in hids and th in themes)
+    return len(hids) * len(themes) - filled
+
+
 def grid(session: Session, rnd: EvalRound, *, rater_id: int = CONSENSUS) -> dict[tuple[int, str], str]:
     return {(hid, th): g for hid, th, g in session.execute(select(Rating.household_id, Rating.theme, Rating.grade).where(
         Rating.round_id == rnd.id, Rating.rater_id == rater_id)).tuples()}
