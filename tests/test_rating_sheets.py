@@ -290,3 +290,16 @@ def test_a_members_sheet_marks_recusal_and_belongs_to_that_member(db: Database) 
         assert sheets.confirm(s, ev.actor(0), rid, uid, rater_id=m0).saved == 30
     with db.read_txn() as s:
         assert s.execute(select(func.count()).select_from(Rating).where(Rating.rater_id == m0)).scalar_one() == 30
+
+
+def test_a_small_file_with_one_far_away_cell_is_refused_before_it_is_read(db: Database) -> None:
+    """Read as a full rectangle, one cell in column XFD would make a 5 KB file take gigabytes."""
+    with db.write_txn() as s:
+        ev = eval_village(s)
+        rid = consensus_round(s, ev, MONTH)
+        data, _, _ = sheets.download(s, rounds.get_round(s, rid))
+    wb, ws, _, _ = _open(data)
+    ws.cell(300, 16384).value = "y"
+    with pytest.raises(ValidationFailed, match="列，太多了"), db.write_txn() as s:
+        sheets.upload(s, CLERK, rid, file_name="wide.xlsx", data=_save(wb))
+    assert _count(db, SheetUpload) == 0

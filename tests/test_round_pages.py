@@ -131,3 +131,35 @@ def test_pages_render_for_each_role(client: TestClient, db: Database) -> None:
     assert client.get(f"/rounds/{rid}").status_code == 200
     with db.read_txn() as s:
         assert rounds.get_round(s, rid).status == "draft"
+
+
+def test_in_a_consensus_round_only_the_clerk_writes_the_grid(client: TestClient, db: Database) -> None:
+    ev, _mine = _setup(db)
+    with db.write_txn() as s:
+        from tests.eval_helpers import consensus_round
+        rid = consensus_round(s, ev, MONTH)
+    csrf = login(client, ev.members[0].login, PW)
+    for cell in ({"h": ev.households[0], "t": "ENV", "g": "优"}, {"h": ev.households[3], "t": "ENV", "g": "优"}):
+        r = client.post(f"/rounds/{rid}/grid", json={"cells": [cell]},
+                        headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
+        assert r.status_code == 422 and "由村文书录入" in r.json()["error"]["message"]
+    assert 'disabled' in client.get(f"/rounds/{rid}/grid").text  # read-only for the member
+    with db.read_txn() as s:
+        assert s.execute(select(func.count()).select_from(Rating)).scalar_one() == 0
+
+
+def test_bad_grid_and_form_values_get_clear_errors(client: TestClient, db: Database) -> None:
+    ev, _mine = _setup(db)
+    with db.write_txn() as s:
+        from tests.eval_helpers import consensus_round
+        rid = consensus_round(s, ev, MONTH)
+    csrf = login(client, "clerk1", PW)
+    headers = {"X-CSRF-Token": csrf, "Accept": "application/json", "Content-Type": "application/json"}
+    for body in ('{"cells": [{"h": 12.7, "t": "ENV", "g": "优"}]}', '{"cells": [{"h": true, "t": "ENV", "g": "优"}]}',
+                 '{"cells":' + "[" * 200_000, '{"cells": 5}', "not json"):
+        r = client.post(f"/rounds/{rid}/grid", content=body.encode(), headers=headers)
+        assert r.status_code == 422, (body[:40], r.status_code)
+    r = client.post(f"/rounds/{rid}/grid/fill", data={"csrf_token": csrf, "grade": "良", "group": "²"})
+    assert r.status_code == 422 and "不是有效的编号" in r.text
+    with db.read_txn() as s:
+        assert s.execute(select(func.count()).select_from(Rating)).scalar_one() == 0

@@ -351,3 +351,54 @@ def test_two_clerks_finalising_at_once_post_once(db: Database) -> None:
     assert sorted(outcomes)[0] == "finalised" and "不能“公示结束，积分入账”" in sorted(outcomes)[1]
     with db.read_txn() as s:
         assert all(ledger.balance(s, h) == 36 for h in ev.households) and ledger.verify(s) == []
+
+
+def test_the_committee_changing_after_submission_changes_no_result(db: Database) -> None:
+    """The committee is frozen with the roster at submission: recusals declared later apply to later rounds."""
+    with db.write_txn() as s:
+        ev = eval_village(s, members=4)
+        rid = consensus_round(s, ev, MONTH)
+        agree_all(s, rid, ev.households)
+        _through_review(s, rid)
+        h = ev.households[5]
+        for i in (1, 2):
+            committee.declare_recusal(s, ev.actor(i), ev.vid, user_id=ev.members[i].id, household_id=h, reason="亲属")
+        rounds.finalise(s, CLERK, rid, on=AFTER)
+        assert ledger.balance(s, h) == 36
+        # after finalisation too: an upheld objection posts its own difference only (良 6 -> 优 10)
+        o = objections.file(s, CLERK, rid, household_id=h, target="rating", theme="ENV", text="环保应为优",
+                            on_paper=True)
+        res = objections.resolve(s, CLERK, o.id, uphold=True, reason="核实", corrected_grade="优")  # type: ignore[arg-type]
+        assert res.delta == 4 and ledger.balance(s, h) == 40
+
+
+def test_two_objections_after_finalisation_each_post_their_own_difference(db: Database) -> None:
+    with db.write_txn() as s:
+        ev = eval_village(s, members=4)
+        rid = consensus_round(s, ev, MONTH)
+        h = ev.households[5]
+        agree_all(s, rid, ev.households, "良", {(h, "ENV"): "中", (h, "PUBLIC"): "中"})
+        _through_review(s, rid)
+        rounds.finalise(s, CLERK, rid, on=AFTER)
+        assert ledger.balance(s, h) == 28
+        a = objections.file(s, CLERK, rid, household_id=h, target="rating", theme="ENV", text="环保", on_paper=True)
+        b = objections.file(s, CLERK, rid, household_id=h, target="rating", theme="PUBLIC", text="公益", on_paper=True)
+        ra = objections.resolve(s, CLERK, a.id, uphold=True, reason="核实", corrected_grade="良")  # type: ignore[arg-type]
+        rb = objections.resolve(s, CLERK, b.id, uphold=True, reason="核实", corrected_grade="优")  # type: ignore[arg-type]
+        assert (ra.delta, rb.delta) == (4, 8)
+        assert ledger.balance(s, h) == 40 and rounds.stored_results(s, rid)[h].total == 40
+
+
+def test_an_objection_to_a_commendation_posting_goes_through_the_determination(db: Database) -> None:
+    with db.write_txn() as s:
+        ev = eval_village(s, members=4)
+        rid = consensus_round(s, ev, MONTH)
+        h = ev.households[5]
+        agree_all(s, rid, ev.households)
+        m = motions.propose_determination(s, CLERK, rid, household_id=h, code="CIVILISED_FAMILY", description="家风好")
+        for i in range(3):
+            motions.vote(s, ev.actor(i), m.id, "yes")  # type: ignore[arg-type]
+        _through_review(s, rid)
+    with pytest.raises(ValidationFailed, match="请对“认定”提出异议"), db.write_txn() as s:
+        objections.file(s, CLERK, rid, household_id=h, target="posting", posting_code="CIVILISED_FAMILY", text="不服",
+                        day=date(2026, 10, 6))

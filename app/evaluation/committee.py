@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,6 +51,16 @@ class Eligibility:
         """The members who may rate this household (restricted to `among`, e.g. those present)."""
         pool = self.members if among is None else [u for u in among if u in self.members]
         return sorted(u for u in pool if household_id not in self.barred.get(u, set()))
+
+    def snapshot(self) -> dict[str, Any]:
+        """As stored on a round at submission (JSON: string keys)."""
+        return {"members": {str(u): n for u, n in self.members.items()},
+                "barred": {str(u): sorted(b) for u, b in self.barred.items()}}
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> Eligibility:
+        return cls({int(u): str(n) for u, n in data.get("members", {}).items()},
+                   {int(u): set(b) for u, b in data.get("barred", {}).items()})
 
     def why_not(self, user_id: int, household_id: int) -> str:
         if user_id not in self.members:

@@ -78,7 +78,9 @@ class Recusal(SQLModel, table=True):
 
 class EvalRound(SQLModel, table=True):
     """One village's month (评比轮次). `status`: draft -> submitted -> approved | returned -> publicised -> finalised.
-    `roster` is frozen at submission: [{"household_id", "note"}]. The ruleset version is fixed when the round opens."""
+    `roster` and `eligibility` (the committee: members and whom each may not rate) are frozen at submission, so
+    nothing done to the committee afterwards changes the results the township approved. The ruleset version is fixed
+    when the round opens."""
 
     __tablename__ = "eval_rounds"
     __table_args__ = (UniqueConstraint("village_id", "month"),)
@@ -94,6 +96,8 @@ class EvalRound(SQLModel, table=True):
     objection_days: int = Field(default=5)
     objections_close_on: date | None = None
     roster: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # type: ignore[type-arg]
+    # who could rate whom, frozen at submission with the roster: {"members": {uid: name}, "barred": {uid: [hid]}}
+    eligibility: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # type: ignore[type-arg]
     review_comment: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     created_by: str = Field(max_length=80)

@@ -74,8 +74,14 @@ def scope_of_motion(session: Session, motion_id: int) -> Scope | None:
     return org.scope_of_village(session, m.village_id)
 
 
+def _eligibility(session: Session, m: Motion) -> committee.Eligibility:
+    if m.round_id is not None:
+        return rounds.eligibility_of(session, rounds.get_round(session, m.round_id))
+    return committee.eligibility(session, m.village_id)
+
+
 def tally(session: Session, m: Motion, elig: committee.Eligibility | None = None) -> Tally:
-    elig = elig or committee.eligibility(session, m.village_id)
+    elig = elig or _eligibility(session, m)
     voters = set(elig.eligible_for(m.household_id))
     counts = {"yes": 0, "no": 0, "abstain": 0}
     for uid, vote in session.execute(select(MotionVote.user_id, MotionVote.vote).where(MotionVote.motion_id == m.id)):
@@ -103,7 +109,7 @@ def _household(session: Session, village_id: int, household_id: int) -> Househol
 def propose_determination(session: Session, actor: Actor, round_id: int, *, household_id: int, code: str,
                           description: str, evidence: str = "", member_id: int | None = None,
                           member_name: str | None = None) -> Motion:
-    rnd = rounds.get_round(session, round_id)
+    rnd = rounds.get_round(session, round_id, lock=True)
     rounds._editable(rnd)
     ruleset = rounds.ruleset_of(session, rnd)
     det = ruleset.determination(code)
@@ -222,7 +228,7 @@ def vote(session: Session, actor: Actor, motion_id: int, choice: str) -> tuple[M
         raise ValidationFailed("表决只能是同意、反对或弃权")
     m = get_motion(session, motion_id, lock=True)
     _open_for_votes(session, m)
-    elig = committee.eligibility(session, m.village_id)
+    elig = _eligibility(session, m)
     if actor.user_id is None or not elig.may_rate(actor.user_id, m.household_id):
         raise ValidationFailed(elig.why_not(actor.user_id or 0, m.household_id))
     if choice == "yes" and m.kind == "determination":

@@ -67,7 +67,7 @@ def open_for_objections(rnd: EvalRound, day: date | None = None) -> bool:
 def file(session: Session, actor: Actor, round_id: int, *, household_id: int, target: str, text: str,
          theme: str | None = None, motion_id: int | None = None, posting_code: str | None = None,
          on_paper: bool = False, day: date | None = None) -> Objection:
-    rnd = rounds.get_round(session, round_id)
+    rnd = rounds.get_round(session, round_id, lock=True)
     if not open_for_objections(rnd, day):
         if rnd.status == "publicised":
             raise Conflict(f"公示期已于 {rnd.objections_close_on:%Y-%m-%d} 结束，异议受理已截止；如有新情况请联系村文书")
@@ -93,6 +93,9 @@ def file(session: Session, actor: Actor, round_id: int, *, household_id: int, ta
         codes = _posting_codes(session, rnd, household_id)
         if not posting_code or posting_code not in codes:
             raise ValidationFailed("该户本轮没有这项红黑榜", details={"field": "posting_code"})
+        if codes[posting_code] == "determination":
+            raise ValidationFailed("这项上榜来自委员会的认定：请对“认定”提出异议（认定撤销后，上榜和分数一并撤销）",
+                                   details={"field": "target"})
         theme = motion_id = None
     o = Objection(round_id=rnd.id, household_id=household_id, target=target, theme=theme, motion_id=motion_id,
                   posting_code=posting_code, text=text[:MAX_TEXT], on_paper=on_paper, filed_by_id=actor.user_id,
@@ -105,13 +108,14 @@ def file(session: Session, actor: Actor, round_id: int, *, household_id: int, ta
     return o
 
 
-def _posting_codes(session: Session, rnd: EvalRound, household_id: int) -> set[str]:
+def _posting_codes(session: Session, rnd: EvalRound, household_id: int) -> dict[str, str]:
+    """The household's postings in this round: code -> source (determination, red_policy, black_policy)."""
     if rnd.status == "finalised":
-        return {p.code for p in session.execute(select(ListPosting).where(
+        return {p.code: p.source for p in session.execute(select(ListPosting).where(
             ListPosting.round_id == rnd.id, ListPosting.household_id == household_id,
             ListPosting.status == "effective")).scalars()}
     h = rounds.compute(session, rnd).household(household_id)
-    return {p.code for p in h.postings} if h else set()
+    return {p.code: p.source for p in h.postings} if h else {}
 
 
 @dataclass(frozen=True)
@@ -124,10 +128,11 @@ class Resolution:
 def resolve(session: Session, actor: Actor, objection_id: int, *, uphold: bool, reason: str,
             corrected_grade: str | None = None) -> Resolution:
     """Record the committee's decision on an objection, with its written reason."""
+    o = get_objection(session, objection_id)
+    rnd = rounds.get_round(session, o.round_id, lock=True)  # one decision at a time per round (see _compensate)
     o = get_objection(session, objection_id, lock=True)
     if o.status != "open":
         raise Conflict(f"这条异议已处理（{STATUS_LABELS[o.status]}）")
-    rnd = rounds.get_round(session, o.round_id)
     if rnd.status not in ("publicised", "finalised"):
         raise Conflict("本轮评比不在公示期，也未完成，不能处理异议")
     reason = (reason or "").strip()
@@ -160,13 +165,17 @@ def resolve(session: Session, actor: Actor, objection_id: int, *, uphold: bool, 
 
 
 def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) -> Resolution:
-    """After finalisation: recompute the household with every upheld correction and post the difference."""
+    """After finalisation: the household's result with every upheld correction, against the same without this one
+    (both with the committee as frozen at submission): the difference is this objection's, and only it is posted."""
     ruleset = rounds.ruleset_of(session, rnd)
-    new = rounds.compute(session, rnd, ruleset=ruleset).household(o.household_id)
+    fixes = rounds.corrections(session, rnd.id)  # type: ignore[arg-type]
+    without = rounds.corrections(session, rnd.id, excluding=o.id)  # type: ignore[arg-type]
+    new = rounds.compute(session, rnd, ruleset=ruleset, fixes=fixes).household(o.household_id)
+    old = rounds.compute(session, rnd, ruleset=ruleset, fixes=without).household(o.household_id)
+    delta = (new.total if new else 0) - (old.total if old else 0)
     stored = session.execute(select(RoundResult).where(RoundResult.round_id == rnd.id,
-                                                       RoundResult.household_id == o.household_id)).scalar_one()
-    new_total = new.total if new else 0
-    delta = new_total - stored.total
+                                                       RoundResult.household_id == o.household_id)
+                             .with_for_update()).scalar_one()
     memo = f"{rounds.points_memo(rnd)}更正（异议 #{o.id} 成立：{(o.resolution or '')[:60]}）"
     key, ref = f"objection:{o.id}", f"objection:{o.id}"
     tx_id = None
@@ -177,21 +186,20 @@ def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) ->
         posted = ledger.penalize(session, actor, household_id=o.household_id, points=-delta, memo=memo,
                                  policy=ruleset.penalty_policy, reference=ref, idempotency_key=key)
         tx_id = posted.tx.id if posted.tx else None
-    stored.total = new_total
+    stored.total += delta
     stored.lines = [rounds._line_dict(ln) for ln in new.lines] if new else []
     stored.postings = [rounds._posting_dict(p) for p in new.postings] if new else []
     session.add(stored)
-    # postings no longer produced are voided; new ones take effect
-    wanted = {p.code: p for p in (new.postings if new else ())}
-    current = list(session.execute(select(ListPosting).where(
-        ListPosting.round_id == rnd.id, ListPosting.household_id == o.household_id,
-        ListPosting.status == "effective")).scalars())
-    for lp in current:
-        if lp.code not in wanted:
+    # postings this objection removes are voided; those it brings take effect
+    before = {p.code for p in (old.postings if old else ())}
+    after = {p.code: p for p in (new.postings if new else ())}
+    for lp in session.execute(select(ListPosting).where(
+            ListPosting.round_id == rnd.id, ListPosting.household_id == o.household_id,
+            ListPosting.status == "effective")).scalars():
+        if lp.code in before and lp.code not in after:
             lp.status, lp.objection_id = "voided", o.id
             session.add(lp)
-    have = {lp.code for lp in current}
-    added = rounds._posting_rows(rnd, o.household_id, [p for c, p in wanted.items() if c not in have], o.id)
+    added = rounds._posting_rows(rnd, o.household_id, [p for c, p in after.items() if c not in before], o.id)
     if added:
         session.execute(insert(ListPosting), added)
     o.delta, o.ledger_tx_id = delta, tx_id

@@ -9,6 +9,7 @@ request's transaction is rolled back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -57,8 +58,13 @@ def _int(value: str, label: str) -> int:
 
 
 def _opt_int(value: str) -> int | None:
+    """A blank or an id (ASCII digits, in range), else a clear error."""
     value = (value or "").strip()
-    return int(value) if value.isdigit() else None
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**31:
+        raise ValidationFailed(f"“{value[:20]}”不是有效的编号，请从列表中选择")
+    return int(value)
 
 
 def _covers(p: Principal, perm: Perm, scope: Scope | None) -> bool:
@@ -171,7 +177,7 @@ def _round_ctx(session: DbSession, p: Principal, round_id: int, **extra: Any) ->
     progress = rounds.progress(session, rnd, result) if result is not None else None
     entries = rounds.roster(session, rnd)
     label = {e.household_id: f"{e.number} {e.head_name}" for e in entries}
-    elig = committee.eligibility(session, rnd.village_id)
+    elig = rounds.eligibility_of(session, rnd)
     motion_rows = []
     for m in motions.motions_of_round(session, round_id):
         det = ruleset.determination(m.code or "")
@@ -250,6 +256,14 @@ def _rater(session: DbSession, p: Principal, rnd: Any) -> int:
     return p.user_id if rnd.mode == "panel" else rounds.CONSENSUS
 
 
+def _writer(session: DbSession, p: Principal, rnd: Any) -> int:
+    """Who writes a grid: in a consensus round only the clerk (who records the committee's agreement); a member
+    rates in panel rounds only."""
+    if rnd.mode == "consensus" and not _covers(p, Perm.EVAL_MANAGE, rounds.scope_of_round(session, rnd.id)):
+        raise ValidationFailed("本轮由委员会合议评定，合议结果由村文书录入；委员个人不单独评分")
+    return _rater(session, p, rnd)
+
+
 def _keys(ruleset: rules.Ruleset) -> dict[str, dict[str, str]]:
     """Per theme: what a key types -> grade code (the grade itself, its pinyin initial, 1 = best)."""
     out: dict[str, dict[str, str]] = {}
@@ -272,14 +286,16 @@ def _grid_ctx(session: DbSession, p: Principal, round_id: int, group: int | None
     entries = rounds.roster(session, rnd)
     groups = sorted({(e.group_id, e.group_name) for e in entries if e.group_id}, key=lambda g: g[1])
     shown = [e for e in entries if group is None or e.group_id == group]
-    elig = committee.eligibility(session, rnd.village_id) if rater != rounds.CONSENSUS else None
+    elig = rounds.eligibility_of(session, rnd) if rater != rounds.CONSENSUS else None
     barred = {e.household_id for e in shown if elig is not None and not elig.may_rate(rater, e.household_id)}
     cells = rounds.grid(session, rnd, rater_id=rater)
     missing = sum(1 for e in shown if e.household_id not in barred for t in ruleset.themes
                   if (e.household_id, t.code) not in cells)
     return {"rnd": rnd, "ruleset": ruleset, "entries": shown, "groups": groups, "group": group, "cells": cells,
             "barred": barred, "missing": missing, "keys": _keys(ruleset), "rater": rater,
-            "editable": rnd.status in rounds.EDITABLE, "village": org.get_village(session, EVERYTHING, rnd.village_id),
+            "editable": rnd.status in rounds.EDITABLE and (rnd.mode == "panel" or _covers(
+                p, Perm.EVAL_MANAGE, rounds.scope_of_round(session, round_id))),
+            "village": org.get_village(session, EVERYTHING, rnd.village_id),
             "nav_active": "/evaluation", **LABELS, **extra}
 
 
@@ -287,6 +303,15 @@ def _grid_ctx(session: DbSession, p: Principal, round_id: int, group: int | None
 def grid_page(request: Request, session: DbSession, round_id: int, p: Principal = Rate,
               group: Annotated[int | None, Query(ge=1, lt=2**31)] = None) -> Response:
     return render(request, "evaluation/grid.html", _grid_ctx(session, p, round_id, group))
+
+
+MAX_GRID_JSON = 2 * 1024 * 1024
+
+
+def _cell_id(value: Any) -> int:
+    if type(value) is int or (isinstance(value, str) and value.isascii() and value.isdigit()):
+        return int(value)
+    raise ValueError(value)
 
 
 @router.post("/rounds/{round_id}/grid")
@@ -297,19 +322,25 @@ async def grid_save(request: Request, session: DbSession, round_id: int, p: Prin
     as_json = request.headers.get("content-type", "").startswith("application/json")
     try:
         if as_json:
-            body = await request.json()
+            raw_body = await request.body()
+            if len(raw_body) > MAX_GRID_JSON:
+                raise ValidationFailed("一次保存的内容太多：请分组保存")
+            try:
+                body = json.loads(raw_body)
+            except (ValueError, RecursionError):
+                raise ValidationFailed("请求不是有效的 JSON") from None
             raw = body.get("cells") if isinstance(body, dict) else None
             if not isinstance(raw, list) or len(raw) > 20_000:
                 raise ValidationFailed("请求格式不对：应为 {\"cells\": [{\"h\": 户id, \"t\": 项目, \"g\": 等级}]}")
-            cells = [rounds.Cell(int(c["h"]), str(c["t"]), str(c.get("g") or "")) for c in raw]
+            cells = [rounds.Cell(_cell_id(c["h"]), str(c["t"]), str(c.get("g") or "")) for c in raw]
         else:
             form = await request.form()
             cells = []
             for key, value in form.multi_items():
                 if key.startswith("g:") and key.count(":") == 2:
                     _, h, t = key.split(":")
-                    cells.append(rounds.Cell(int(h), t, str(value)))
-        result = rounds.save_ratings(session, p.actor(), round_id, cells, rater_id=_rater(session, p, rnd))
+                    cells.append(rounds.Cell(_cell_id(h), t, str(value)))
+        result = rounds.save_ratings(session, p.actor(), round_id, cells, rater_id=_writer(session, p, rnd))
     except (KeyError, TypeError, ValueError):
         e = ValidationFailed("请求格式不对：户 id 须为整数")
         if as_json:
@@ -332,7 +363,7 @@ def grid_fill(request: Request, session: DbSession, round_id: int, p: Principal 
     gid = _opt_int(group)
     try:
         result = rounds.fill_default(session, p.actor(), round_id, grade=grade.strip(), group_id=gid,
-                                     rater_id=_rater(session, p, rnd))
+                                     rater_id=_writer(session, p, rnd))
     except AppError as e:
         raise FormRejected(e, "evaluation/grid.html", lambda s: _grid_ctx(s, p, round_id, gid)) from e
     where = f"?group={gid}" if gid else ""
@@ -363,7 +394,7 @@ async def sheet_upload(request: Request, session: DbSession, round_id: int, p: P
             raise ValidationFailed("请选择填好的评分表（.xlsx）")
         data = await file.read(sheets.MAX_BYTES + 1)
         up = sheets.upload(session, p.actor(), round_id, file_name=file.filename, data=data,
-                           rater_id=_rater(session, p, rnd))
+                           rater_id=_writer(session, p, rnd))
     except AppError as e:
         raise _rejected(e, p, round_id) from e
     return redirect(f"/rounds/{round_id}/sheet/{up.id}", request)
@@ -379,10 +410,11 @@ def sheet_confirm(request: Request, session: DbSession, round_id: int, upload_id
                   action: Short = "confirm") -> Response:
     rnd = rounds.get_round(session, round_id)
     try:
+        rater = _writer(session, p, rnd)
         if action == "discard":
-            sheets.discard(session, p.actor(), round_id, upload_id)
+            sheets.discard(session, p.actor(), round_id, upload_id, rater_id=rater)
             return redirect(f"/rounds/{round_id}", request, "已放弃这次上传")
-        result = sheets.confirm(session, p.actor(), round_id, upload_id, rater_id=_rater(session, p, rnd))
+        result = sheets.confirm(session, p.actor(), round_id, upload_id, rater_id=rater)
     except AppError as e:
         raise FormRejected(e, "evaluation/sheet_preview.html", lambda s: _sheet_ctx(s, p, round_id, upload_id)) from e
     return redirect(f"/rounds/{round_id}/grid", request, f"评分表已导入：保存 {result.saved} 项")
@@ -581,7 +613,7 @@ def _review_ctx(session: DbSession, p: Principal, round_id: int, **extra: Any) -
     result = rounds.compute(session, rnd, ruleset=ruleset)
     entries = rounds.roster(session, rnd)
     labels = {e.household_id: f"{e.number} {e.head_name}" for e in entries}
-    elig = committee.eligibility(session, rnd.village_id)
+    elig = rounds.eligibility_of(session, rnd)
     found = signals.review_signals(result, ruleset, panel=rounds.panel_grades(session, rnd) if rnd.mode == "panel"
                                    else None, previous_totals=rounds.previous_totals(session, rnd),
                                    member_names=elig.members, household_labels=labels,

@@ -125,6 +125,14 @@ def events(session: Session, round_id: int) -> list[RoundEvent]:
                                 .order_by(RoundEvent.id)).scalars())
 
 
+def eligibility_of(session: Session, rnd: EvalRound) -> committee.Eligibility:
+    """Who may rate whom in this round: the committee as it is while the round is editable, as it was at
+    submission afterwards."""
+    if rnd.eligibility is not None and rnd.status not in EDITABLE:
+        return committee.Eligibility.from_snapshot(rnd.eligibility)
+    return committee.eligibility(session, rnd.village_id)
+
+
 def ruleset_of(session: Session, rnd: EvalRound) -> rules.Ruleset:
     return rulesets.get(session, rnd.ruleset_code, rnd.ruleset_version).ruleset
 
@@ -373,10 +381,11 @@ def missing_cells(session: Session, rnd: EvalRound, *, rater_id: int = CONSENSUS
     themes = {t.code for t in ruleset.themes}
     hids = {e.household_id for e in roster(session, rnd)}
     if rater_id != CONSENSUS:
-        elig = committee.eligibility(session, rnd.village_id)
+        elig = eligibility_of(session, rnd)
         hids = {h for h in hids if elig.may_rate(rater_id, h)}
-    filled = sum(1 for hid, th in session.execute(select(Rating.household_id, Rating.theme).where(
-        Rating.round_id == rnd.id, Rating.rater_id == rater_id)).tuples() if hid in hids and th in themes)
+    rows = session.execute(select(Rating.household_id, Rating.theme).where(
+        Rating.round_id == rnd.id, Rating.rater_id == rater_id)).tuples()
+    filled = len([1 for hid, th in rows if hid in hids and th in themes])
     return len(hids) * len(themes) - filled
 
 
@@ -394,16 +403,21 @@ class Corrections:
 
     grades: dict[tuple[int, str], str] = field(default_factory=dict)  # (household, theme) -> corrected grade
     suppressed: set[tuple[int, str]] = field(default_factory=set)  # (household, posting code)
+    voided: set[int] = field(default_factory=set)  # determinations (motion ids) set aside
 
 
-def corrections(session: Session, round_id: int) -> Corrections:
+def corrections(session: Session, round_id: int, *, excluding: int | None = None) -> Corrections:
+    """The upheld objections' corrections (`excluding` one of them: to measure its own effect)."""
     c = Corrections()
-    for o in session.execute(select(Objection).where(Objection.round_id == round_id, Objection.status == "upheld")
+    for o in session.execute(select(Objection).where(Objection.round_id == round_id, Objection.status == "upheld",
+                                                     Objection.id != (excluding or 0))
                              .order_by(Objection.id)).scalars():
         if o.target == "rating" and o.theme and o.corrected_grade:
             c.grades[(o.household_id, o.theme)] = o.corrected_grade
         elif o.target == "posting" and o.posting_code:
             c.suppressed.add((o.household_id, o.posting_code))
+        elif o.target == "determination" and o.motion_id:
+            c.voided.add(o.motion_id)
     return c
 
 
@@ -447,7 +461,7 @@ def build_input(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, *,
     grades with the eligible members present (consensus), upheld corrections, passed determinations, history."""
     entries = roster(session, rnd)
     hids = {e.household_id for e in entries}
-    elig = committee.eligibility(session, rnd.village_id)
+    elig = eligibility_of(session, rnd)
     fixes = fixes if fixes is not None else corrections(session, rnd.id)  # type: ignore[arg-type]
     ratings: list[rules.Rating] = []
     rows = session.execute(select(Rating.household_id, Rating.theme, Rating.rater_id, Rating.grade).where(
@@ -465,13 +479,15 @@ def build_input(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, *,
         for (hid, th), by_rater in panel.items():
             if (hid, th) not in fixes.grades:
                 ratings.append(rules.Rating.panel(hid, th, by_rater))
-    for (hid, th), grade in fixes.grades.items():
+    deciding = list(rnd.present_member_ids or []) if rnd.mode == "consensus" else None
+    for (hid, th), grade in fixes.grades.items():  # the committee's decision on an objection, by those who decided
         if hid in hids:
-            ratings.append(rules.Rating.agreed(hid, th, grade, elig.eligible_for(hid)))
+            ratings.append(rules.Rating.agreed(hid, th, grade, elig.eligible_for(hid, deciding)))
     dets = []
+    # a determination voided by an upheld objection counts when that objection is left out (`fixes` says)
     for m in session.execute(select(Motion).where(Motion.round_id == rnd.id, Motion.kind == "determination",
-                                                  Motion.status == "passed")).scalars():
-        if m.household_id in hids and m.code:
+                                                  Motion.status.in_(["passed", "voided"]))).scalars():
+        if m.household_id in hids and m.code and m.id not in fixes.voided:
             dets.append(rules.PassedDetermination(m.household_id, m.code, member_id=m.member_id,
                                                   member_name=m.member_name, note=m.description[:60], ref=m.id))
     return rules.RoundInput(village_id=rnd.village_id, month=rnd.month, households=tuple(sorted(hids)),
@@ -557,6 +573,7 @@ def submit(session: Session, actor: Actor, round_id: int) -> EvalRound:
             raise RoundError("本月评比名单中没有农户，不能提交")
     if rnd.status in EDITABLE:
         rnd.roster = [{"household_id": e.household_id, "note": e.note} for e in roster(session, rnd)]
+        rnd.eligibility = committee.eligibility(session, rnd.village_id).snapshot()
     return _move(session, actor, rnd, "submit")
 
 
@@ -572,7 +589,8 @@ def return_round(session: Session, actor: Actor, round_id: int, comment: str) ->
         raise ValidationFailed("退回时请写明需要修改的地方", details={"field": "comment"})
     rnd = get_round(session, round_id, lock=True)
     rnd.review_comment = comment[:1000]
-    rnd.roster = None if rnd.status == "submitted" else rnd.roster  # the roster is live again while editable
+    if rnd.status == "submitted":  # the roster and the committee are live again while editable
+        rnd.roster = rnd.eligibility = None
     return _move(session, actor, rnd, "return", comment[:1000])
 
 
@@ -644,6 +662,9 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
     _move(session, actor, rnd, "finalise")
     ruleset = ruleset_of(session, rnd)
     result = compute(session, rnd, ruleset=ruleset)
+    if result.problems:  # cannot happen after a clean submission with the frozen committee; never post a partial round
+        raise RoundError(f"本轮结果有 {len(result.problems)} 处不完整（{result.problems[0].message}），不能入账；"
+                         "请乡镇审核员退回后补全")
     village = session.get(Village, rnd.village_id)
     memo = points_memo(rnd, village.name if village else "")
     notes = {int(e["household_id"]): str(e.get("note", "")) for e in (rnd.roster or [])}
@@ -787,7 +808,7 @@ def latest_by_village(session: Session, village_ids: Sequence[int]) -> dict[int,
 
 def panel_grades(session: Session, rnd: EvalRound) -> dict[tuple[int, str], dict[int, str]]:
     """Panel rounds: every member's grade per (household, theme), eligible raters only (for the review signals)."""
-    elig = committee.eligibility(session, rnd.village_id)
+    elig = eligibility_of(session, rnd)
     out: dict[tuple[int, str], dict[int, str]] = defaultdict(dict)
     for hid, th, rater, grade in session.execute(select(Rating.household_id, Rating.theme, Rating.rater_id,
                                                         Rating.grade).where(Rating.round_id == rnd.id,

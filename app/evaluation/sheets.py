@@ -44,6 +44,7 @@ MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_BYTES = 5 * 1024 * 1024
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024  # a small zip that unpacks to gigabytes is refused before it is read
 MAX_ROWS = 20_000
+MAX_COLUMNS = 100
 MAX_PROBLEMS = 200  # stored; the rest are counted in one closing line
 
 SHEET = "评分表"
@@ -281,6 +282,8 @@ def _read(data: bytes) -> _Read:
             sheet = wb.get_sheet_by_name(visible[0])
         if sheet.height > MAX_ROWS:
             raise _reject(f"表格有 {sheet.height} 行，太多了：评分表最多 {MAX_ROWS} 行。请上传本系统下载的评分表")
+        if sheet.width > MAX_COLUMNS:  # the sheet is read as a full rectangle: a far-away cell must not make it huge
+            raise _reject(f"表格有 {sheet.width} 列，太多了：评分表最多 {MAX_COLUMNS} 列。请上传本系统下载的评分表")
         cells = sheet.to_python(skip_empty_area=False)
         meta = wb.get_sheet_by_name(META_SHEET).to_python(skip_empty_area=False) if META_SHEET in names else None
     except ValidationFailed:
@@ -553,11 +556,14 @@ def confirm(session: Session, actor: Actor, round_id: int, upload_id: int, *,
     return result
 
 
-def discard(session: Session, actor: Actor, round_id: int, upload_id: int) -> SheetUpload:
-    """Drop a preview without saving anything."""
+def discard(session: Session, actor: Actor, round_id: int, upload_id: int, *,
+            rater_id: int = rounds.CONSENSUS) -> SheetUpload:
+    """Drop a preview without saving anything (the rater's own upload only)."""
     up = _get(session, upload_id, round_id, lock=True)
     if up.status != "preview":
         raise _not_pending(up)
+    if any(int(c.get("rater_id", rater_id)) != rater_id for c in up.cells):
+        raise ValidationFailed("这份评分表是另一位评分人上传的，不能由您放弃")
     up.status = "discarded"
     session.add(up)
     session.flush()

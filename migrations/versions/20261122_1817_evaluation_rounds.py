@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('objection_days', sa.Integer(), nullable=False),
     sa.Column('objections_close_on', sa.Date(), nullable=True),
     sa.Column('roster', sa.JSON(), nullable=True),
+    sa.Column('eligibility', sa.JSON(), nullable=True),
     sa.Column('review_comment', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
