@@ -225,12 +225,15 @@ def test_objection_window_closes(db: Database) -> None:
         ev = eval_village(s)
         rid = consensus_round(s, ev, MONTH, objection_days=5)
         agree_all(s, rid, ev.households)
-        _through_review(s, rid)  # publicised on 2026-10-05: objections until 10-10
+        _through_review(s, rid)  # publicised on 2026-10-05 for five days: objections until 10-09
+        assert rounds.get_round(s, rid).objections_close_on == date(2026, 10, 9)
+        objections.file(s, CLERK, rid, household_id=ev.households[1], target="rating", theme="LAW", text="不服",
+                        day=date(2026, 10, 9))
     with pytest.raises(Conflict, match="异议受理已截止"), db.write_txn() as s:
         objections.file(s, CLERK, rid, household_id=ev.households[1], target="rating", theme="ENV", text="不服",
-                        day=date(2026, 10, 11))
+                        day=date(2026, 10, 10))
     with pytest.raises(AppError, match="之后才能入账"), db.write_txn() as s:
-        rounds.finalise(s, CLERK, rid, on=date(2026, 10, 10))
+        rounds.finalise(s, CLERK, rid, on=date(2026, 10, 9))
 
 
 def test_objection_upheld_after_finalisation_posts_compensation_citing_it(db: Database) -> None:

@@ -576,11 +576,10 @@ def _results_ctx(session: DbSession, rnd: Any) -> dict[str, Any]:
         by_theme = {ln["code"]: ln for ln in (v.lines if v else []) if ln.get("kind") == "theme"}
         dets = [ln for ln in (v.lines if v else []) if ln.get("kind") == "determination"]
         rows.append({"e": e, "v": v, "by_theme": by_theme, "dets": dets})
-    totals = None
-    if result is not None:
-        totals = result.totals
+    totals = result.totals if result is not None else rounds.stored_totals(views.values())
     postings = rounds.postings_of_round(session, rnd.id) if rnd.status == "finalised" else []
     return {"rnd": rnd, "ruleset": ruleset, "rows": rows, "totals": totals, "postings": postings,
+            "labels": {e.household_id: f"{e.number} {e.head_name}" for e in entries},
             "village": org.get_village(session, EVERYTHING, rnd.village_id), "nav_active": "/evaluation", **LABELS}
 
 

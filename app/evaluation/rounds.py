@@ -598,7 +598,7 @@ def publicise(session: Session, actor: Actor, round_id: int, *, on: date | None 
     """Start the publicity (公示): objections are open until `objections_close_on` (inclusive)."""
     rnd = get_round(session, round_id, lock=True)
     start = on or today_local()
-    rnd.objections_close_on = start + timedelta(days=rnd.objection_days)
+    rnd.objections_close_on = start + timedelta(days=rnd.objection_days - 1)  # N days, the first one included
     return _move(session, actor, rnd, "publicise",
                  f"公示 {rnd.objection_days} 天，异议受理至 {rnd.objections_close_on:%Y-%m-%d}")
 
@@ -842,3 +842,24 @@ def identical_months(session: Session, rnd: EvalRound, depth: int = 12) -> dict[
         alive &= seen
         month = prev_month(month)
     return count
+
+
+@dataclass(frozen=True)
+class StoredTotals:
+    """A finalised round's figures, from its stored results (as corrected)."""
+
+    households_eligible: int
+    points_issued: int
+    points_deducted: int
+    red_households: int
+    black_households: int
+
+
+def stored_totals(results: Iterable[HouseholdView]) -> StoredTotals:
+    rows = list(results)
+    return StoredTotals(
+        households_eligible=len(rows),
+        points_issued=sum(ln["points"] for v in rows for ln in v.lines if ln.get("points", 0) > 0),
+        points_deducted=-sum(ln["points"] for v in rows for ln in v.lines if ln.get("points", 0) < 0),
+        red_households=sum(1 for v in rows if any(p.get("list") == "red" for p in v.postings)),
+        black_households=sum(1 for v in rows if any(p.get("list") == "black" for p in v.postings)))

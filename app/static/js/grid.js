@@ -33,7 +33,14 @@
     fetch(url, { method: "POST", credentials: "same-origin",
                  headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
                  body: JSON.stringify({ cells: cells }) })
-      .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })
+      .then(function (r) {
+        return r.text().then(function (t) {
+          var b = null;
+          try { b = JSON.parse(t); } catch (e) { b = { error: { message: r.status === 403 || r.status === 401
+            ? "登录已过期或页面已过期，请刷新页面后重新填写未保存的格" : "保存失败（" + r.status + "）" } }; }
+          return { ok: r.ok, body: b };
+        });
+      })
       .then(function (res) {
         inflight = false;
         if (!res.ok) {
@@ -45,8 +52,11 @@
         if (res.body.missing !== null && res.body.missing !== undefined && missing) missing.textContent = res.body.missing;
         say("已保存");
       })
-      .catch(function () { inflight = false; say("网络中断，未保存：恢复后请再改一次或点“保存”", true);
-        Object.keys(sent).forEach(function (k) { pending[k] = sent[k]; }); });
+      .catch(function () {
+        inflight = false; say("网络中断，未保存：稍后自动重试", true);
+        Object.keys(sent).forEach(function (k) { if (!pending[k]) pending[k] = sent[k]; });
+        clearTimeout(timer); timer = setTimeout(flush, 5000);
+      });
   }
   function mark(p, cls) {
     var el = table.querySelector('tr[data-h="' + p.h + '"] input[data-t="' + p.t + '"]');
