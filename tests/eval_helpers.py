@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app import rules
 from app.auth.models import User
 from app.core.context import Actor
+from app.db import Database
 from app.evaluation import committee, rounds
 from app.evaluation import service as rulesets
 from app.households.models import Household
@@ -68,3 +69,17 @@ def consensus_round(s: Session, ev: EvalVillage, month: int, **kw: object) -> in
                             present=[u.id for u in ev.members], **kw)  # type: ignore[arg-type, misc]
     assert rnd.id is not None
     return rnd.id
+
+
+def staffed_village(db: Database) -> tuple[EvalVillage, int]:
+    """`eval_village` with the people around it: clerk `clerk1`, the township's reviewer `reviewer1`, and `home5`,
+    the account of the fifth household (no member's own); returns the village and that household."""
+    with db.write_txn() as s:
+        ev = eval_village(s)
+        clerk = make_user(s, "clerk1", name="王文书")
+        make_grant(s, clerk, "village_clerk", village_id=ev.vid)
+        reviewer = make_user(s, "reviewer1", name="乡镇审核员")
+        make_grant(s, reviewer, "township_reviewer", township_id=ev.village.township_id)  # type: ignore[arg-type]
+        home = make_user(s, "home5", name="户主五")
+        make_grant(s, home, "household", household_id=ev.households[4])
+        return ev, ev.households[4]

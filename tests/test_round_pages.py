@@ -13,23 +13,14 @@ from app.evaluation import rounds
 from app.evaluation.models import EvalRound, Rating
 from app.ledger import service as ledger
 from tests.conftest import login
-from tests.eval_helpers import THEMES, EvalVillage, eval_village
-from tests.factories import make_grant, make_user
+from tests.eval_helpers import THEMES, EvalVillage, staffed_village
 
 PW = "Passw0rd-test"
 MONTH = 202609
 
 
 def _setup(db: Database) -> tuple[EvalVillage, int]:
-    with db.write_txn() as s:
-        ev = eval_village(s)
-        clerk = make_user(s, "clerk1", name="王文书")
-        make_grant(s, clerk, "village_clerk", village_id=ev.vid)
-        reviewer = make_user(s, "reviewer1", name="乡镇审核员")
-        make_grant(s, reviewer, "township_reviewer", township_id=ev.village.township_id)  # type: ignore[arg-type]
-        home = make_user(s, "home5", name="户主五")
-        make_grant(s, home, "household", household_id=ev.households[4])
-        return ev, ev.households[4]
+    return staffed_village(db)
 
 
 def _round_id(db: Database) -> int:

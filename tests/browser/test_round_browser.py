@@ -20,8 +20,7 @@ from app.db import Database
 from app.evaluation import rounds
 from app.evaluation.models import EvalRound
 from tests.browser.conftest import LiveServer, login_via_form, new_context
-from tests.eval_helpers import NAMES, THEMES, EvalVillage, eval_village
-from tests.factories import make_grant, make_user
+from tests.eval_helpers import NAMES, THEMES, EvalVillage, staffed_village
 
 pytestmark = pytest.mark.browser
 
@@ -33,17 +32,9 @@ CELLS = 6 * len(THEMES)  # six households, every theme
 
 
 def _setup(db: Database) -> tuple[EvalVillage, int]:
-    """As tests/test_round_pages.py: a village with its committee, its clerk, the township's reviewer, and the
-    account of household 005 (刘志强), which is no member's own household (all four members may vote on it)."""
-    with db.write_txn() as s:
-        ev = eval_village(s)
-        clerk = make_user(s, "clerk1", name="王文书")
-        make_grant(s, clerk, "village_clerk", village_id=ev.vid)
-        reviewer = make_user(s, "reviewer1", name="乡镇审核员")
-        make_grant(s, reviewer, "township_reviewer", township_id=ev.village.township_id)  # type: ignore[arg-type]
-        home = make_user(s, "home5", name="户主五")
-        make_grant(s, home, "household", household_id=ev.households[4])
-        return ev, ev.households[4]
+    """A village with its committee, its clerk, the township's reviewer, and the account of household 005 (刘志强),
+    which is no member's own household (all four members may vote on it)."""
+    return staffed_village(db)
 
 
 class Users:
