@@ -13,7 +13,7 @@ from app.evaluation import rounds
 from app.evaluation.models import EvalRound, Rating
 from app.ledger import service as ledger
 from tests.conftest import login
-from tests.eval_helpers import THEMES, EvalVillage, staffed_village
+from tests.eval_helpers import CLERK, THEMES, EvalVillage, staffed_village
 
 PW = "Passw0rd-test"
 MONTH = 202609
@@ -154,3 +154,24 @@ def test_bad_grid_and_form_values_get_clear_errors(client: TestClient, db: Datab
     assert r.status_code == 422 and "不是有效的编号" in r.text
     with db.read_txn() as s:
         assert s.execute(select(func.count()).select_from(Rating)).scalar_one() == 0
+
+
+def test_in_a_panel_round_each_member_fills_their_own_grid(client: TestClient, db: Database) -> None:
+    ev, _mine = _setup(db)
+    with db.write_txn() as s:
+        rid = rounds.open_round(s, CLERK, village_id=ev.vid, month=MONTH, mode="panel").id
+    csrf = login(client, ev.members[1].login, PW)
+    page = client.get(f"/rounds/{rid}/grid")
+    own_row = page.text.split(f'data-h="{ev.households[1]}"')[1].split("</tr>")[0]
+    assert own_row.count("disabled") == len(THEMES) and "回避" in own_row
+    headers = {"X-CSRF-Token": csrf, "Accept": "application/json"}
+    r = client.post(f"/rounds/{rid}/grid", json={"cells": [{"h": ev.households[1], "t": "ENV", "g": "优"}]},
+                    headers=headers)
+    assert r.status_code == 422 and "回避" in r.json()["error"]["message"]
+    r = client.post(f"/rounds/{rid}/grid", json={"cells": [{"h": ev.households[3], "t": "ENV", "g": "优"}]},
+                    headers=headers)
+    assert r.status_code == 200 and r.json()["missing"] == 5 * len(THEMES) - 1
+    with db.read_txn() as s:
+        assert rounds.grid(s, rounds.get_round(s, rid), rater_id=ev.members[1].id) == {(ev.households[3], "ENV"): "优"}  # type: ignore[arg-type]
+    login(client, "clerk1", PW)
+    assert "本轮由委员各自评分" in client.get(f"/rounds/{rid}/grid").text

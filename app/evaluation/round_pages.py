@@ -293,6 +293,7 @@ def _grid_ctx(session: DbSession, p: Principal, round_id: int, group: int | None
                   if (e.household_id, t.code) not in cells)
     return {"rnd": rnd, "ruleset": ruleset, "entries": shown, "groups": groups, "group": group, "cells": cells,
             "barred": barred, "missing": missing, "keys": _keys(ruleset), "rater": rater,
+            "outsider": elig is not None and rater not in elig.members,
             "editable": rnd.status in rounds.EDITABLE and (rnd.mode == "panel" or _covers(
                 p, Perm.EVAL_MANAGE, rounds.scope_of_round(session, round_id))),
             "village": org.get_village(session, EVERYTHING, rnd.village_id),
