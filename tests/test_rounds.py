@@ -405,3 +405,22 @@ def test_an_objection_to_a_commendation_posting_goes_through_the_determination(d
     with pytest.raises(ValidationFailed, match="请对“认定”提出异议"), db.write_txn() as s:
         objections.file(s, CLERK, rid, household_id=h, target="posting", posting_code="CIVILISED_FAMILY", text="不服",
                         day=date(2026, 10, 6))
+
+
+def test_env_graded_worst_three_months_running_posts_to_the_black_list(db: Database) -> None:
+    """The default ruleset's black policy: 环保卫生 差 for three months running posts 卫生不整洁户; the earlier months
+    are read from the finalised rounds."""
+    with db.write_txn() as s:
+        ev = eval_village(s)
+        h = ev.households[5]
+        for month in (202607, 202608, 202609):
+            rid = consensus_round(s, ev, month)
+            agree_all(s, rid, ev.households, "良", {(h, "ENV"): "差"})
+            _through_review(s, rid)
+            rounds.finalise(s, CLERK, rid, on=AFTER)
+            black = [p for p in rounds.postings_of_round(s, rid) if p.list == "black"]
+            if month < 202609:
+                assert black == []
+        assert [(p.household_id, p.code, p.theme) for p in black] == [(h, "UNHYGIENIC", "ENV")]
+        assert rounds.stored_results(s, rid)[h].grades["ENV"] == "差"
+        assert rounds.identical_months(s, rounds.get_round(s, rid))[h] == 3

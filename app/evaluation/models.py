@@ -231,6 +231,8 @@ class RoundResult(SQLModel, table=True):
     total: int
     lines: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
     postings: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    # the combined grade per theme ("ENV" -> "差"), what later months read (worst-grade runs, unchanged grades)
+    grades: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
     note: str = Field(default="", max_length=40)  # 本月迁入 / 本月迁出
     ledger_tx_id: int | None = None
 

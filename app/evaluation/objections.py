@@ -189,6 +189,7 @@ def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) ->
     stored.total += delta
     stored.lines = [rounds._line_dict(ln) for ln in new.lines] if new else []
     stored.postings = [rounds._posting_dict(p) for p in new.postings] if new else []
+    stored.grades = rounds.grades_of(new.lines) if new else {}
     session.add(stored)
     # postings this objection removes are voided; those it brings take effect
     before = {p.code for p in (old.postings if old else ())}

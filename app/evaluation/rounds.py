@@ -441,11 +441,10 @@ def _history(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, household
         if past is None or past.status != "finalised":
             break
         graded: dict[tuple[int, str], str] = {}
-        for hid, lines in session.execute(select(RoundResult.household_id, RoundResult.lines).where(
+        for hid, grades in session.execute(select(RoundResult.household_id, RoundResult.grades).where(
                 RoundResult.round_id == past.id)).tuples():
-            for ln in lines:
-                if ln.get("kind") == "theme" and ln.get("grade"):
-                    graded[(hid, ln["code"])] = ln["grade"]
+            for th, grade in grades.items():
+                graded[(hid, th)] = grade
         for key in list(alive):
             if graded.get(key) == lowest[key[1]]:
                 runs[key] = runs.get(key, 0) + 1
@@ -629,6 +628,11 @@ def _posting_dict(p: rules.ListPosting) -> dict[str, Any]:
     return {k: v for k in _POSTING_FIELDS if (v := getattr(p, k)) is not None and v != ""}
 
 
+def grades_of(lines: Iterable[rules.PointsLine]) -> dict[str, str]:
+    """The combined grade of each theme line."""
+    return {ln.code: ln.grade for ln in lines if ln.kind == "theme" and ln.grade}
+
+
 def points_memo(rnd: EvalRound, village: str = "") -> str:
     return f"{village} {rulesets.month_label(rnd.month)}评比积分".strip()
 
@@ -686,10 +690,12 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
     tx_of = dict(zip(owners, bulk.transaction_ids, strict=True))
     result_rows = [{"round_id": rnd.id, "household_id": h.household_id, "total": h.total,
                     "lines": [_line_dict(ln) for ln in h.lines], "postings": [_posting_dict(p) for p in h.postings],
-                    "note": notes.get(h.household_id, ""), "ledger_tx_id": tx_of.get(h.household_id)}
+                    "grades": grades_of(h.lines), "note": notes.get(h.household_id, ""),
+                    "ledger_tx_id": tx_of.get(h.household_id)}
                    for h in result.households]
     result_rows += [{"round_id": rnd.id, "household_id": s.household_id, "total": 0, "lines": [], "postings": [],
-                     "note": (notes.get(s.household_id, "") + " " + s.reason).strip()[:40], "ledger_tx_id": None}
+                     "grades": {}, "note": (notes.get(s.household_id, "") + " " + s.reason).strip()[:40],
+                     "ledger_tx_id": None}
                     for s in result.skipped]
     if result_rows:
         session.execute(insert(RoundResult), result_rows)
@@ -821,7 +827,8 @@ def panel_grades(session: Session, rnd: EvalRound) -> dict[tuple[int, str], dict
 def identical_months(session: Session, rnd: EvalRound, depth: int = 12) -> dict[int, int]:
     """Per household: how many months running (this one included, then the finalised rounds before it) it got
     exactly the same grade on every theme."""
-    current = {h.household_id: tuple(sorted((ln["code"], ln.get("grade")) for ln in h.lines if ln.get("kind") == "theme"))
+    current = {h.household_id: tuple(sorted((ln["code"], ln["grade"]) for ln in h.lines
+                                            if ln.get("kind") == "theme" and ln.get("grade")))
                for h in views(session, rnd).values()}
     count = {hid: 1 for hid, g in current.items() if g}
     alive = set(count)
@@ -831,11 +838,10 @@ def identical_months(session: Session, rnd: EvalRound, depth: int = 12) -> dict[
         if past is None or past.status != "finalised" or not alive:
             break
         seen = set()
-        for hid, lines in session.execute(select(RoundResult.household_id, RoundResult.lines).where(
+        for hid, stored in session.execute(select(RoundResult.household_id, RoundResult.grades).where(
                 RoundResult.round_id == past.id, RoundResult.household_id.in_(list(alive)))).tuples():
             seen.add(hid)
-            grades = tuple(sorted((ln["code"], ln.get("grade")) for ln in lines if ln.get("kind") == "theme"))
-            if grades == current[hid]:
+            if tuple(sorted(stored.items())) == current[hid]:
                 count[hid] += 1
             else:
                 alive.discard(hid)

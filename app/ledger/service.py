@@ -399,10 +399,12 @@ def _resolve_and_lock(session: Session, codes: Iterable[str]) -> tuple[dict[str,
 def _lock_keys(session: Session, keys: Sequence[str]) -> None:
     """Serialise postings with the same idempotency key (PostgreSQL; SQLite has one writer): taken after the row
     locks and in key order, so it cannot close a cycle."""
-    if not _is_pg(session):
+    if not _is_pg(session) or not keys:
         return
-    for key in sorted(set(keys)):
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7331))"), {"k": key})
+    # one statement for the whole batch (a monthly close keys every household's posting), locks taken in key order
+    session.execute(text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 7331))) FROM "
+                         "(SELECT k FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n) AS s"),
+                    {"keys": sorted(set(keys))})
 
 
 def _existing_keys(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, str | None]]:

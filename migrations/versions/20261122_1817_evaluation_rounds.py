@@ -116,6 +116,7 @@ def upgrade() -> None:
     sa.Column('total', sa.Integer(), nullable=False),
     sa.Column('lines', sa.JSON(), nullable=False),
     sa.Column('postings', sa.JSON(), nullable=False),
+    sa.Column('grades', sa.JSON(), nullable=False),
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('ledger_tx_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['household_id'], ['households.id'], name=op.f('fk_eval_results_household_id_households')),
