@@ -25,6 +25,7 @@ from app.evaluation import service as rulesets
 from app.evaluation.models import Evidence, Motion, MotionVote
 from app.households.models import Household, Member
 from app.ledger import service as ledger
+from app.org import service as org
 from app.rules.schema import VOTE_LABELS
 
 KIND_LABELS = {"determination": "认定", "award": "好人好事加分", "penalty": "违规扣分"}
@@ -69,8 +70,6 @@ def scope_of_motion(session: Session, motion_id: int) -> Scope | None:
     m = session.get(Motion, motion_id)
     if m is None:
         return None
-    from app.org import service as org
-
     return org.scope_of_village(session, m.village_id)
 
 

@@ -251,7 +251,7 @@ def round_review(request: Request, session: DbSession, round_id: int, p: Princip
 
 # ---- rating: the grid and the sheet ----------------------------------------------------------------------------
 
-def _rater(session: DbSession, p: Principal, rnd: Any) -> int:
+def _rater(p: Principal, rnd: Any) -> int:
     """The clerk enters the committee's agreed grades; in a panel round a member rates for himself or herself."""
     return p.user_id if rnd.mode == "panel" else rounds.CONSENSUS
 
@@ -261,7 +261,7 @@ def _writer(session: DbSession, p: Principal, rnd: Any) -> int:
     rates in panel rounds only."""
     if rnd.mode == "consensus" and not _covers(p, Perm.EVAL_MANAGE, rounds.scope_of_round(session, rnd.id)):
         raise ValidationFailed("本轮由委员会合议评定，合议结果由村文书录入；委员个人不单独评分")
-    return _rater(session, p, rnd)
+    return _rater(p, rnd)
 
 
 def _keys(ruleset: rules.Ruleset) -> dict[str, dict[str, str]]:
@@ -282,7 +282,7 @@ def _keys(ruleset: rules.Ruleset) -> dict[str, dict[str, str]]:
 def _grid_ctx(session: DbSession, p: Principal, round_id: int, group: int | None, **extra: Any) -> dict[str, Any]:
     rnd = rounds.get_round(session, round_id)
     ruleset = rounds.ruleset_of(session, rnd)
-    rater = _rater(session, p, rnd)
+    rater = _rater(p, rnd)
     entries = rounds.roster(session, rnd)
     groups = sorted({(e.group_id, e.group_name) for e in entries if e.group_id}, key=lambda g: g[1])
     shown = [e for e in entries if group is None or e.group_id == group]
@@ -353,7 +353,7 @@ async def grid_save(request: Request, session: DbSession, round_id: int, p: Prin
         raise FormRejected(e, "evaluation/grid.html", lambda s: _grid_ctx(s, p, round_id, None)) from e
     if as_json:
         return JSONResponse({"saved": result.saved, "cleared": result.cleared, "unchanged": result.unchanged,
-                             "missing": rounds.missing_cells(session, rnd, rater_id=_rater(session, p, rnd))})
+                             "missing": rounds.missing_cells(session, rnd, rater_id=_rater(p, rnd))})
     return redirect(f"/rounds/{round_id}/grid", request, f"已保存 {result.saved} 项，清除 {result.cleared} 项")
 
 
@@ -375,13 +375,13 @@ def grid_fill(request: Request, session: DbSession, round_id: int, p: Principal 
 @router.get("/rounds/{round_id}/sheet.xlsx")
 def sheet_download(session: DbSession, round_id: int, p: Principal = Rate) -> Response:
     rnd = rounds.get_round(session, round_id)
-    return download(sheets.download(session, rnd, rater_id=_rater(session, p, rnd)))
+    return download(sheets.download(session, rnd, rater_id=_rater(p, rnd)))
 
 
 def _sheet_ctx(session: DbSession, p: Principal, round_id: int, upload_id: int, **extra: Any) -> dict[str, Any]:
     rnd = rounds.get_round(session, round_id)
     up = sheets.preview(session, upload_id, round_id)
-    return {"rnd": rnd, "up": up, "summary": sheets.changes(session, up, rater_id=_rater(session, p, rnd)),
+    return {"rnd": rnd, "up": up, "summary": sheets.changes(session, up, rater_id=_rater(p, rnd)),
             "village": org.get_village(session, EVERYTHING, rnd.village_id),
             "ruleset": rounds.ruleset_of(session, rnd), "nav_active": "/evaluation", **LABELS, **extra}
 
@@ -617,9 +617,9 @@ def _review_ctx(session: DbSession, p: Principal, round_id: int, **extra: Any) -
     found = signals.review_signals(result, ruleset, panel=rounds.panel_grades(session, rnd) if rnd.mode == "panel"
                                    else None, previous_totals=rounds.previous_totals(session, rnd),
                                    member_names=elig.members, household_labels=labels,
-                                   identical_months=rounds.identical_months(session, rnd))
+                                   identical_months=rounds.identical_months(session, rnd, result))
     return {"rnd": rnd, "ruleset": ruleset, "totals": result.totals, "signals": found, "result": result,
-            "previous": rounds.previous_totals(session, rnd), "labels": labels, "events": rounds.events(session, round_id),
+            "labels": labels, "events": rounds.events(session, round_id),
             "village": org.get_village(session, EVERYTHING, rnd.village_id),
             "can_review": _covers(p, Perm.EVAL_REVIEW, scope), "nav_active": "/evaluation", **LABELS, **extra}
 

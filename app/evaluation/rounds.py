@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import rules
@@ -531,8 +531,8 @@ def progress(session: Session, rnd: EvalRound, result: rules.RoundResult | None 
     n = len(result.households) + len(result.skipped)
     themes = len(ruleset.themes)
     missing_lines = sum(1 for p in result.problems if p.theme)
-    open_motions = len(session.execute(select(Motion.id).where(Motion.round_id == rnd.id,
-                                                              Motion.status == "proposed")).all())
+    open_motions = int(session.execute(select(func.count()).select_from(Motion).where(
+        Motion.round_id == rnd.id, Motion.status == "proposed")).scalar_one())
     return Progress(n, themes, n * themes, n * themes - missing_lines, result.problems, open_motions)
 
 
@@ -743,12 +743,10 @@ def household_rounds(session: Session, household_id: int, *, public_only: bool) 
     q = select(EvalRound).where(EvalRound.village_id == h.village_id)
     if public_only:
         q = q.where(EvalRound.status.in_(["publicised", "finalised"]))
-    out = []
-    for rnd in session.execute(q.order_by(EvalRound.month.desc())).scalars():
-        res = session.execute(select(RoundResult).where(and_(RoundResult.round_id == rnd.id,
-                                                             RoundResult.household_id == household_id))).scalar_one_or_none()
-        out.append((rnd, res))
-    return out
+    found = list(session.execute(q.order_by(EvalRound.month.desc())).scalars())
+    results = {r.round_id: r for r in session.execute(select(RoundResult).where(
+        RoundResult.household_id == household_id, RoundResult.round_id.in_([r.id for r in found]))).scalars()}
+    return [(rnd, results.get(rnd.id)) for rnd in found]  # type: ignore[arg-type]
 
 
 def simulate(session: Session, rnd: EvalRound, draft: rules.Ruleset) -> rules.Simulation:
@@ -824,12 +822,13 @@ def panel_grades(session: Session, rnd: EvalRound) -> dict[tuple[int, str], dict
     return dict(out)
 
 
-def identical_months(session: Session, rnd: EvalRound, depth: int = 12) -> dict[int, int]:
+def identical_months(session: Session, rnd: EvalRound, result: rules.RoundResult | None = None,
+                     depth: int = 12) -> dict[int, int]:
     """Per household: how many months running (this one included, then the finalised rounds before it) it got
-    exactly the same grade on every theme."""
+    exactly the same grade on every theme. `result`: the round's, when the caller has computed it."""
     current = {h.household_id: tuple(sorted((ln["code"], ln["grade"]) for ln in h.lines
                                             if ln.get("kind") == "theme" and ln.get("grade")))
-               for h in views(session, rnd).values()}
+               for h in views(session, rnd, result).values()}
     count = {hid: 1 for hid, g in current.items() if g}
     alive = set(count)
     month = prev_month(rnd.month)
