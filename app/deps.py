@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.db import Database
+from app.errors import AppError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -25,6 +26,9 @@ def db_session(request: Request) -> Iterator[Session]:
         try:
             yield session
             session.commit()
+        except AppError as exc:
+            session.commit() if exc.keep_writes else session.rollback()
+            raise
         except BaseException:
             session.rollback()
             raise

@@ -12,6 +12,9 @@ from typing import Any
 class AppError(Exception):
     status = 400
     code = "bad_request"
+    # True for a refusal that is itself recorded (a lost card presented at the counter): the request's transaction
+    # commits what was written before it was raised, the audit event of the refusal and nothing else.
+    keep_writes = False
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None, details: Any = None) -> None:
         super().__init__(message)
@@ -87,3 +90,4 @@ class FormRejected(AppError):
         super().__init__(error.message, code=error.code, status=error.status, details=error.details)
         self.template = template
         self.context = context
+        self.keep_writes = error.keep_writes

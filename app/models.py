@@ -6,9 +6,11 @@ from app.db import metadata
 from app.evaluation.models import RulesetAssignment, RulesetVersion
 from app.households.models import Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
 from app.ledger.models import LedgerAccount, LedgerEntry, LedgerPolicy, LedgerTransaction
-from app.org.models import County, Group, Store, Township, Village
+from app.org.models import County, Group, Store, StoreVillage, Township, Village
+from app.store.models import Card, CardEvent, Fund, Item, Redemption, RedemptionLine, StockMovement
 
-__all__ = ["ApiToken", "AuditEvent", "County", "Group", "Household", "HouseholdEvent", "HouseholdMembership",
+__all__ = ["ApiToken", "AuditEvent", "Card", "CardEvent", "County", "Fund", "Item", "Redemption", "RedemptionLine",
+           "StockMovement", "StoreVillage", "Group", "Household", "HouseholdEvent", "HouseholdMembership",
            "ImportBatch", "LedgerAccount", "LedgerEntry", "LedgerPolicy",
            "LedgerTransaction", "LoginAttempt", "Member", "RoleGrant", "RulesetAssignment", "RulesetVersion", "Store",
            "Township", "User", "UserSession", "Village", "metadata"]

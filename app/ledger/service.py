@@ -45,7 +45,7 @@ from app.ledger.models import (
     PenaltyPolicy,
     TxKind,
 )
-from app.org.models import County, Store, Village
+from app.org.models import County, Store, StoreVillage, Village
 
 MEMO_MAX = 300
 NOT_SERVED = "该户不在本超市服务的村（请核对户号），不能在这里使用积分"
@@ -126,13 +126,15 @@ class Posting:
     cap_to_balance: bool = False  # a deduction takes at most what the household has (penalty, floor_at_zero)
     reverses_id: int | None = None
     village_id: int | None = None  # where it is counted; by default the first household's (or account's) village
-    same_village: bool = False  # every account must belong to one village (a store serves its own village)
+    # Where the household may spend: every household account must belong to one of these villages (the villages
+    # its store serves). Empty: no such check.
+    served_villages: tuple[int, ...] = ()
 
     def request_hash(self) -> str:
         body = {"kind": str(self.kind), "memo": self.memo, "reference": self.reference,
                 "legs": sorted([leg.account, leg.amount] for leg in self.legs), "allow_debt": self.allow_debt,
                 "cap": self.cap_to_balance, "reverses": self.reverses_id, "village": self.village_id,
-                "same_village": self.same_village}
+                "served": sorted(self.served_villages)}
         raw = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -511,7 +513,8 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
                 raise _key_conflict(key)
             ids[i], replayed[i], plans[i] = ids[j], True, plans[j]
             continue
-        if p.same_village and len({accounts[leg.account].village_id for leg in p.legs}) > 1:
+        if p.served_villages and any(accounts[leg.account].kept
+                                     and accounts[leg.account].village_id not in p.served_villages for leg in p.legs):
             raise ValidationFailed(NOT_SERVED)
         if p.reverses_id is not None:
             if p.reverses_id in reversed_by:
@@ -719,14 +722,17 @@ def penalize(session: Session, actor: Actor, *, household_id: int, points: int, 
 
 
 def spend(session: Session, actor: Actor, *, household_id: int, store_id: int, points: int, memo: str,
-          reference: str | None = None, idempotency_key: str | None = None) -> Posted:
-    """A redemption: points out of the household into the store's sink. Never overdraws, whatever the concurrency."""
+          reference: str | None = None, idempotency_key: str | None = None,
+          served_villages: Sequence[int] | None = None) -> Posted:
+    """A redemption: points out of the household into the store's sink. Never overdraws, whatever the concurrency.
+    `served_villages`: the villages the store serves (by default its own village only)."""
     if type(points) is not int or points <= 0:
         raise ValidationFailed("使用的积分须为正整数")
     try:
         return post(session, actor, Posting(TxKind.REDEMPTION, memo, (Leg(household_account(household_id), -points),
                                                                       Leg(redeemed_account(store_id), points)),
-                                            reference=reference, idempotency_key=idempotency_key, same_village=True))
+                                            reference=reference, idempotency_key=idempotency_key,
+                                            served_villages=tuple(served_villages or _store_villages(session, store_id))))
     except UnknownHousehold:  # the same answer as for another village's household: ids tell nothing
         raise ValidationFailed(NOT_SERVED) from None
 
@@ -773,6 +779,14 @@ def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
         audit.record(session, actor, "ledger.reverse", object_type="ledger_transaction", object_id=original.id,
                      after={"reversal_id": result.tx.id, "reason": reason})
     return result
+
+
+def _store_villages(session: Session, store_id: int) -> tuple[int, ...]:
+    store = session.get(Store, store_id)
+    if store is None:
+        raise NotFound("没有这个超市")
+    extra = session.execute(select(StoreVillage.village_id).where(StoreVillage.store_id == store_id)).scalars()
+    return (store.village_id, *extra)
 
 
 def adjust(session: Session, actor: Actor, *, household_id: int, amount: int, reason: str,
@@ -1272,6 +1286,15 @@ def verify(session: Session) -> list[Violation]:
         out.append(Violation("reversal_mismatch", f"第 {rev_id} 号冲正与被冲正的第 {orig_id} 号交易不是正好相反",
                              rev_id))
     return out
+
+
+def redemption_transactions(session: Session) -> dict[int, tuple[int, int]]:
+    """Every redemption transaction: its store and the points it took (for the store's proof of its books)."""
+    rows = session.execute(select(TXS.c.id, ACCOUNTS.c.store_id, ENTRIES.c.amount)
+                           .join(ENTRIES, ENTRIES.c.transaction_id == TXS.c.id)
+                           .join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
+                           .where(TXS.c.kind == TxKind.REDEMPTION.value, ACCOUNTS.c.kind == "redeemed"))
+    return {r.id: (int(r.store_id), int(r.amount)) for r in rows}
 
 
 def transaction_count(session: Session) -> int:

@@ -66,4 +66,16 @@ class Store(SQLModel, table=True):
     village_id: int = Field(foreign_key="villages.id", index=True)
     name: str = Field(max_length=60)
     active: bool = Field(default=True)
+    daily_limit: int | None = None  # the most points one household may spend here in a day; None: no limit
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StoreVillage(SQLModel, table=True):
+    """Another village of the same township that a store serves, besides its own (a township-level supermarket, or
+    a small village whose households shop next door)."""
+
+    __tablename__ = "store_villages"
+
+    store_id: int = Field(foreign_key="stores.id", primary_key=True)
+    village_id: int = Field(foreign_key="villages.id", primary_key=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
