@@ -1,5 +1,5 @@
 """`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, ledger verify|expire,
-rules import|export|assign, backup.
+store verify, rules import|export|assign, backup.
 
 Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
 """
@@ -137,6 +137,30 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(f"- [{p.kind}] {p.message}")
         return 1
     print(f"积分账本完好：共 {n} 笔交易；每笔借贷平衡，各户余额与明细相符，结余链连续，无透支，无重复冲正")
+    return 0
+
+
+def cmd_store_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """The three books agree: stock = its movements, each fund's spent money = its purchases, each redemption has its
+    ledger transaction and stock movements (and its reversal and returned goods if voided), and the other way
+    round. The ledger's own proof runs first: a store proof on a broken ledger would prove nothing."""
+    from app.ledger import service as ledger
+    from app.store import service as stores
+
+    db = _db(settings)
+    with db.read_txn() as session:
+        ledger_problems = ledger.verify(session)
+        problems, counts = stores.verify(session)
+    if ledger_problems or problems:
+        print(f"超市账目校验失败：积分账本 {len(ledger_problems)} 处问题，超市账目 {len(problems)} 处问题")
+        for lp in ledger_problems:
+            print(f"- [ledger:{lp.kind}] {lp.message}")
+        for sp in problems:
+            print(f"- [{sp.kind}] {sp.message}")
+        return 1
+    print(f"超市账目完好：{counts['items']} 种商品的库存与 {counts['movements']} 条出入库记录相符；"
+          f"{counts['funds']} 笔资金的支出与采购相符；{counts['redemptions']} 笔兑换都有对应的积分交易和出库记录"
+          "（作废的都已冲正、退回库存），积分台账里的每笔兑换都有兑换记录")
     return 0
 
 
@@ -316,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--as-of", help="清零截至日期（不含当天），格式 2028-01-01；默认今天")
     le.add_argument("--village", type=int, action="append", help="只处理这个村（村 id，可重复）")
     le.set_defaults(func=cmd_ledger_expire)
+    st = sub.add_parser("store", help="振风超市")
+    st_sub = st.add_subparsers(dest="store_command", required=True)
+    sv = st_sub.add_parser("verify", help="校验超市账目：库存=出入库，资金=采购，每笔兑换都有积分交易和出库记录")
+    sv.set_defaults(func=cmd_store_verify)
     ru = sub.add_parser("rules", help="积分细则")
     ru_sub = ru.add_subparsers(dest="rules_command", required=True)
     ri = ru_sub.add_parser("import", help="导入一版积分细则（.toml，逐项校验，有错不保存）")

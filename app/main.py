@@ -35,6 +35,9 @@ from app.logs import configure as configure_logs
 from app.middleware import RequestContextMiddleware
 from app.org import api as org_api
 from app.org import pages as org_pages
+from app.store import api as store_api
+from app.store import counter_pages as store_counter
+from app.store import pages as store_pages
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -56,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
 
     for module in (health, auth_pages, auth_api, org_pages, org_api, households_pages, households_api, ledger_pages,
-                   ledger_api, evaluation_pages, evaluation_editor, evaluation_rounds, evaluation_api, audit_pages, audit_api):
+                   ledger_api, evaluation_pages, evaluation_editor, evaluation_rounds, evaluation_api, store_counter, store_pages, store_api, audit_pages, audit_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

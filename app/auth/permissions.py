@@ -32,6 +32,11 @@ class Perm(StrEnum):
     EVAL_MANAGE = "evaluation.manage"  # open rounds, move them on, the committee's records, objections, ad-hoc awards
     EVAL_REVIEW = "evaluation.review"  # the township's review: approve or return a round
     OBJECTION_FILE = "evaluation.object"  # a household objects to its own result during the publicity
+    STORE_VIEW = "store.view"  # catalog, stock, redemptions, the finance page
+    STORE_STOCK = "store.stock"  # the catalog and stock in: purchases, donations, stock-takes, transfers
+    STORE_MANAGE = "store.manage"  # store settings; voiding a redemption after its day
+    FUNDS_MANAGE = "store.funds"  # record money received for the supermarket
+    CARD_MANAGE = "store.cards"  # issue and print cards, report lost, reissue
 
 
 PERM_LABELS: dict[Perm, str] = {
@@ -55,26 +60,32 @@ PERM_LABELS: dict[Perm, str] = {
     Perm.EVAL_MANAGE: "组织月度评比",
     Perm.EVAL_REVIEW: "审核月度评比",
     Perm.OBJECTION_FILE: "对本户评比结果提出异议",
+    Perm.STORE_VIEW: "查看超市商品、库存、兑换和资金",
+    Perm.STORE_STOCK: "维护商品和库存",
+    Perm.STORE_MANAGE: "超市设置、作废往日的兑换",
+    Perm.FUNDS_MANAGE: "登记超市资金",
+    Perm.CARD_MANAGE: "发放、挂失和补办积分卡",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
     Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_REVIEW}),
+                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW}),
     Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW,
                                    Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
-                                   Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.EVAL_MANAGE}),
+                                   Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.EVAL_MANAGE, Perm.STORE_VIEW,
+                                   Perm.STORE_STOCK, Perm.STORE_MANAGE, Perm.FUNDS_MANAGE, Perm.CARD_MANAGE}),
     Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE}),
     Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                                 Perm.LEDGER_SPEND, Perm.RULESET_VIEW}),
+                                 Perm.LEDGER_SPEND, Perm.RULESET_VIEW, Perm.STORE_VIEW, Perm.STORE_STOCK}),
     Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
                                Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.OBJECTION_FILE}),
 }
 
 
 # Held by a store clerk for the store itself only: not for the other stores of its village (which the clerk may see).
-STORE_BOUND: frozenset[Perm] = frozenset({Perm.LEDGER_SPEND})
+STORE_BOUND: frozenset[Perm] = frozenset({Perm.LEDGER_SPEND, Perm.STORE_STOCK})
 
 
 def role_has(role: Role | str, perm: Perm) -> bool:

@@ -20,7 +20,7 @@ from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests, ValidationFailed
 from app.households.models import Household
-from app.org.models import Store, Township, Village
+from app.org.models import Store, StoreVillage, Township, Village
 
 LOGIN_RE = re.compile(r"^[a-z0-9_.\-]{3,40}$")
 PHONE_RE = re.compile(r"^1\d{10}$")
@@ -37,6 +37,7 @@ class GrantView:
     store_id: int | None = None
     household_id: int | None = None
     label: str = ""
+    served_village_ids: tuple[int, ...] = ()  # a store's grant: the other villages the store serves
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Principal:
                 s.add(g.store_id)
                 if g.village_id is not None and perm not in STORE_BOUND:  # a store clerk sees the store's village
                     v.add(g.village_id)
+                    v.update(g.served_village_ids)  # and the other villages the store serves
             if g.household_id is not None:
                 h.add(g.household_id)
         flt = ScopeFilter(everything, frozenset(t), frozenset(v), frozenset(s), frozenset(h))
@@ -108,6 +110,7 @@ def _grant_views(session: Session, grants: list[RoleGrant]) -> list[GrantView]:
         role = Role(g.role)
         label = ROLE_LABELS[role]
         village_id = g.village_id
+        served: tuple[int, ...] = ()
         if g.township_id:
             t = session.get(Township, g.township_id)
             label += f" · {t.name if t else g.township_id}"
@@ -118,13 +121,16 @@ def _grant_views(session: Session, grants: list[RoleGrant]) -> list[GrantView]:
             s = session.get(Store, g.store_id)
             label += f" · {s.name if s else g.store_id}"
             village_id = s.village_id if s else None
+            served = tuple(session.execute(select(StoreVillage.village_id)
+                                           .where(StoreVillage.store_id == g.store_id)).scalars())
         if g.household_id:
             hh = session.get(Household, g.household_id)
             hv = session.get(Village, hh.village_id) if hh else None
             label += f" · {hv.name if hv else ''} 户号 {hh.number if hh else g.household_id}"
             village_id = hh.village_id if hh else None
         views.append(GrantView(id=g.id, role=role, township_id=g.township_id, village_id=village_id,  # type: ignore[arg-type]
-                               store_id=g.store_id, household_id=g.household_id, label=label))
+                               store_id=g.store_id, household_id=g.household_id, label=label,
+                               served_village_ids=served))
     return views
 
 

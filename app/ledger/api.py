@@ -24,7 +24,6 @@ from app.ledger.schemas import (
     PolicyOut,
     PostedOut,
     ReverseIn,
-    SpendIn,
     StatementOut,
     TransactionOut,
     VillageSummaryOut,
@@ -35,7 +34,6 @@ register_scope_resolver("transaction_id", ledger.scope_of_transaction)
 
 router = APIRouter(prefix="/api/v1", tags=["积分账本"])
 View = Depends(authorize(Perm.LEDGER_VIEW))
-Spend = Depends(authorize(Perm.LEDGER_SPEND))
 Manage = Depends(authorize(Perm.LEDGER_MANAGE))
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=120,
                                              description="幂等键：同一个键重发同一个请求只记一次账")]
@@ -75,15 +73,6 @@ def statement(household_id: int, session: DbSession, p: Principal = View,
 @router.get("/households/{household_id}/points/statement.xlsx", summary="导出农户积分明细（xlsx）")
 def statement_xlsx(household_id: int, session: DbSession, p: Principal = View) -> Response:
     return download(exports.statement_file(session, household_id))
-
-
-@router.post("/stores/{store_id}/spends", response_model=PostedOut, status_code=201,
-             summary="在超市柜台使用积分（不会透支；请带 Idempotency-Key）")
-def spend(store_id: int, body: SpendIn, session: DbSession, response: Response, p: Principal = Spend,
-          idempotency_key: IdempotencyKey = None) -> PostedOut:
-    result = ledger.spend(session, p.actor(), household_id=body.household_id, store_id=store_id, points=body.points,
-                          memo=body.memo, reference=body.reference, idempotency_key=idempotency_key)
-    return _posted(session, response, result, body.household_id)
 
 
 @router.post("/households/{household_id}/points/adjustments", response_model=PostedOut, status_code=201,

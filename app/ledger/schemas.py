@@ -92,14 +92,6 @@ class StatementOut(BaseModel):
                    items=[StatementLineOut.model_validate(ln) for ln in st.lines])
 
 
-class SpendIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    household_id: int = Field(ge=1, le=2**31 - 1)
-    points: int = Field(ge=1, le=1_000_000, description="要使用的积分（正整数）")
-    memo: str = Field(min_length=1, max_length=300, description="摘要，农户在明细里看到的文字，例如：兑换 洗衣粉 2 袋")
-    reference: str | None = Field(default=None, max_length=80, description="来源，例如收银系统的小票号")
-
-
 class AdjustIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: int = Field(ge=-1_000_000, le=1_000_000, description="正数加分，负数减分，不能为 0")

@@ -19,6 +19,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import qrcode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,30 @@ def card_key(secret: str) -> bytes:
 def _mac(key: bytes, card_id: int, version: int) -> str:
     digest = hmac.new(key, f"{PREFIX}-{card_id}-{version}".encode(), hashlib.sha256).digest()
     return base64.b32encode(digest).decode()[:10]
+
+
+def qr_svg(text: str, *, size_mm: int = 24) -> str:
+    """The QR code of `text` as a small inline SVG: one path, each row's dark runs as rectangles (a card sheet holds
+    ten of these, so it stays a few kilobytes). Error correction M: a card survives a crease or a smudge."""
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=2)
+    qr.add_data(text)
+    qr.make(fit=True)
+    matrix = qr.get_matrix()
+    n = len(matrix)
+    parts: list[str] = []
+    for y, row in enumerate(matrix):
+        x = 0
+        while x < n:
+            if row[x]:
+                start = x
+                while x < n and row[x]:
+                    x += 1
+                parts.append(f"M{start} {y}h{x - start}v1h-{x - start}z")
+            else:
+                x += 1
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {n} {n}" width="{size_mm}mm" height="{size_mm}mm" '
+            f'shape-rendering="crispEdges" role="img" aria-label="{text}"><rect width="{n}" height="{n}" fill="#fff"/>'
+            f'<path d="{"".join(parts)}" fill="#000"/></svg>')
 
 
 def payload(key: bytes, card: Card) -> str:
