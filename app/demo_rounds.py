@@ -1,6 +1,7 @@
 """The demo's monthly evaluation history, through the real services: a committee of five in every village (members
 linked to their households, one declared recusal each), consensus rounds with seeded grades, determinations with
-evidence and votes, objections, finalisation through the ledger, and redemptions at the village store.
+evidence and votes, objections, finalisation through the ledger, and redemptions at the village store (catalog,
+funding, stock and cards: app/demo_store.py).
 
 - every village: six finalised months (two to seven months ago);
 - the first village (whose clerk, member and household have demo accounts): twelve months in all: eleven
@@ -26,14 +27,13 @@ from app.core.clock import DISPLAY_ZONE, to_local, utcnow
 from app.core.context import Actor
 from app.core.scope import ScopeFilter
 from app.errors import AppError
+from app import demo_store
 from app.evaluation import committee, motions, objections, rounds
 from app.households import service as households
 from app.ledger import service as ledger
-from app.org import service as org
 from app.org.models import Village
 
 GRADES = ("优", "良", "中", "差")
-GOODS = [("洗衣粉", 15), ("食用油", 40), ("大米 5 斤", 30), ("毛巾", 10), ("酱油", 12), ("牙膏", 8)]
 MEMBER_NAMES = ["赵永福", "孙桂芳", "周建华", "吴秀兰", "郑国强"]
 
 
@@ -134,10 +134,15 @@ def load_history(session: Session, actor: Actor, villages: list[Village], *, see
     now = to_local(utcnow()) or utcnow()
     clerk = Actor(user_id=None, name="村文书（演示）", role="village_clerk")
     reviewer = Actor(user_id=None, name="乡镇审核员（演示）", role="township_reviewer")
+    storekeeper = Actor(user_id=None, name="超市管理员（演示）", role="store_clerk")
+    households_of = {v.id: [h.id for h in households.search(session, ScopeFilter(village_ids=frozenset({v.id})),  # type: ignore[arg-type]
+                                                            village_id=v.id, limit=100_000).rows]
+                     for v in villages}
+    shops = demo_store.setup(session, actor, households_of, start=_day(_months_back(now, months), 1),  # type: ignore[arg-type]
+                             seed=seed)
     for index, v in enumerate(villages):
-        flt = ScopeFilter(village_ids=frozenset({v.id}))  # type: ignore[arg-type]
-        ids = [h.id for h in households.search(session, flt, village_id=v.id, limit=100_000).rows]
-        store = org.list_stores(session, flt)[0]
+        ids = households_of[v.id]  # type: ignore[index]
+        shop = shops[v.id]  # type: ignore[index]
         members = make_committee(session, actor, v, ids, first_member if index == 0 else None)  # type: ignore[arg-type]
         character = {hid: rng.random() * 0.9 for hid in ids}
         dirty = set(rng.sample(ids, min(3, len(ids))))
@@ -169,7 +174,9 @@ def load_history(session: Session, actor: Actor, villages: list[Village], *, see
                                     text="当月参加了修路义务劳动，漏评", on_paper=True)
                 objections.resolve(session, clerk, o.id, uphold=True, reason="核实参加义务劳动三天，更正为优",  # type: ignore[arg-type]
                                    corrected_grade="优")
-            _redemptions(session, actor, rng, ids, store.id, _at(_day(nxt, 18), 15))  # type: ignore[arg-type]
+            demo_store.redemptions(session, storekeeper, rng, shop, ids, _day(nxt, 18))  # type: ignore[arg-type]
+        if index == 0:
+            demo_store.extras(session, storekeeper, clerk, shop, ids)  # type: ignore[arg-type]
         _recent(session, clerk, reviewer, rng, index, v, ids, members, character, dirty, now)  # type: ignore[arg-type]
 
 
@@ -202,18 +209,3 @@ def _recent(session: Session, clerk: Actor, reviewer: Actor, rng: random.Random,
                                  present=[u.id for u in members]).id  # type: ignore[misc]
         cells = _grades(rng, character, ids, themes, dirty)
         rounds.save_ratings(session, clerk, rid2, cells[: len(cells) // 2])  # type: ignore[arg-type]
-
-
-def _redemptions(session: Session, actor: Actor, rng: random.Random, ids: list[int], store_id: int,
-                 when: datetime) -> None:
-    balance = ledger.balances(session, ids)
-    spends = []
-    for hid in ids:
-        item, price = rng.choice(GOODS)
-        if balance.get(hid, 0) >= price and rng.random() < 0.4:
-            spends.append(ledger.Posting(ledger.TxKind.REDEMPTION, f"兑换 {item} 1 件（{price} 分）",
-                                         (ledger.Leg(ledger.household_account(hid), -price),
-                                          ledger.Leg(ledger.redeemed_account(store_id), price)),
-                                         reference="demo-counter"))
-    if spends:
-        ledger.post_many(session, actor, spends, occurred_at=when, note="演示数据：超市兑换")

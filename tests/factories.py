@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import date
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,9 @@ from app.households import service as hh
 from app.households.models import Household
 from app.org import service as org
 from app.org.models import Group, Store, Township, Village
+from app.store import service as store_service
+from app.store import stock as stock_service
+from app.store.models import Item
 
 SYSTEM = Actor.system("测试")
 _seq = itertools.count(1)
@@ -56,3 +60,17 @@ def make_household(session: Session, village: Village, number: str | None = None
     n = next(_seq)
     return hh.create_household(session, SYSTEM, village_id=village.id, number=number or f"{n:04d}",  # type: ignore[arg-type]
                                head=hh.MemberInput(name=head or "张三", relation="户主"))
+
+
+def make_stocked_item(session: Session, store: Store, *, name: str = "洗衣粉", points: int = 10, stock: int = 20,
+                      cost_fen: int = 500, barcode: str | None = None, unit: str = "袋") -> Item:
+    """An item of the store, with `stock` units bought from a fund of the store's village."""
+    item = stock_service.create_item(session, SYSTEM, store.id, stock_service.ItemInput(  # type: ignore[arg-type]
+        name=name, unit=unit, points=points, cost_fen=cost_fen, barcode=barcode))
+    if stock:
+        fund = store_service.record_fund(session, SYSTEM, village_id=store.village_id, source="county",
+                                         amount_fen=cost_fen * stock + 100, received_on=date(2026, 1, 5),
+                                         document_no="测试〔2026〕1号")
+        stock_service.purchase(session, SYSTEM, item.id, quantity=stock, cost_fen=cost_fen * stock,  # type: ignore[arg-type]
+                               fund_id=fund.id, served_villages=(store.village_id,))  # type: ignore[arg-type]
+    return item

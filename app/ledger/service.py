@@ -723,7 +723,7 @@ def penalize(session: Session, actor: Actor, *, household_id: int, points: int, 
 
 def spend(session: Session, actor: Actor, *, household_id: int, store_id: int, points: int, memo: str,
           reference: str | None = None, idempotency_key: str | None = None,
-          served_villages: Sequence[int] | None = None) -> Posted:
+          served_villages: Sequence[int] | None = None, occurred_at: datetime | None = None) -> Posted:
     """A redemption: points out of the household into the store's sink. Never overdraws, whatever the concurrency.
     `served_villages`: the villages the store serves (by default its own village only)."""
     if type(points) is not int or points <= 0:
@@ -732,7 +732,8 @@ def spend(session: Session, actor: Actor, *, household_id: int, store_id: int, p
         return post(session, actor, Posting(TxKind.REDEMPTION, memo, (Leg(household_account(household_id), -points),
                                                                       Leg(redeemed_account(store_id), points)),
                                             reference=reference, idempotency_key=idempotency_key,
-                                            served_villages=tuple(served_villages or _store_villages(session, store_id))))
+                                            served_villages=tuple(served_villages or _store_villages(session, store_id))),
+                    occurred_at=occurred_at)
     except UnknownHousehold:  # the same answer as for another village's household: ids tell nothing
         raise ValidationFailed(NOT_SERVED) from None
 
@@ -758,7 +759,8 @@ def _check_reversible(session: Session, original: TxView) -> None:
 
 
 def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
-            idempotency_key: str | None = None, allow_debt: bool = False) -> Posted:
+            idempotency_key: str | None = None, allow_debt: bool = False,
+            occurred_at: datetime | None = None) -> Posted:
     """Undo a transaction with a new one that negates every entry and says why. At most once per transaction; a
     reversal that would leave a household below zero is refused unless the policy allows debt."""
     reason = _reason(reason)
@@ -771,7 +773,7 @@ def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
                       idempotency_key=idempotency_key, allow_debt=allow_debt, reverses_id=original.id,
                       village_id=original.village_id)
     try:
-        result = post(session, actor, posting)
+        result = post(session, actor, posting, occurred_at=occurred_at)
     except InsufficientPoints as exc:
         raise InsufficientPoints(f"不能冲正：{exc.message}。冲正后余额会小于零，按现行政策不允许欠分",
                                  details=exc.details) from None

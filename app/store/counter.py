@@ -174,7 +174,8 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
                                details={"needed": total, "balance": balance})
     words = "、".join(f"{items[ln.item_id].name} {ln.quantity} {items[ln.item_id].unit}" for ln in cart)
     posted = ledger.spend(session, actor, household_id=household_id, store_id=store_id, points=total,
-                          memo=f"兑换：{words}"[:200], reference=f"store:{store_id}", served_villages=served)
+                          memo=f"兑换：{words}"[:200], reference=f"store:{store_id}", served_villages=served,
+                          occurred_at=at)
     assert posted.tx is not None
     red = Redemption(store_id=store_id, household_id=household_id, card_id=scanned.card.id if scanned else None,
                      card_version=scanned.card.version if scanned else None,
@@ -224,7 +225,7 @@ def void(session: Session, actor: Actor, redemption_id: int, *, reason: str, any
     lines = lines_of(session, redemption_id)
     items = stock.lock_items(session, [ln.item_id for ln in lines])
     back = ledger.reverse(session, actor, red.ledger_tx_id, reason=f"兑换作废：{reason}",
-                          idempotency_key=f"void:redemption:{red.id}")
+                          idempotency_key=f"void:redemption:{red.id}", occurred_at=at)
     assert back.tx is not None
     for ln in lines:
         stock.apply(session, items[ln.item_id], kind="void", quantity=ln.quantity, value_fen=ln.value_fen, actor=actor,

@@ -153,11 +153,13 @@ def counter_redeem(request: Request, session: DbSession, store_id: int, p: Princ
         done = counter.redeem(session, p.actor(), store_id=store_id, household_id=household_id, lines=lines,
                               scanned=scanned, identity_note=identity_note, idempotency_key=form_key or None)
     except AppError as e:
+        card_ok = bool(card.strip()) and e.code not in ("card_revoked", "card_forged", "card_unreadable")
+
         def again(s: Any) -> dict[str, Any]:
             try:
                 panel = _household_panel(s, store_id, household_id, scanned=None, payload="")
                 panel["form_key"] = form_key or panel["form_key"]
-                if card.strip() and e.code not in ("card_revoked", "card_forged", "card_unreadable"):
+                if card_ok:
                     panel["payload"] = card.strip()
                     panel["scanned"] = True
             except AppError:

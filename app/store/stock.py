@@ -60,10 +60,8 @@ def apply(session: Session, item: Item, *, kind: str, quantity: int, value_fen: 
     if stock == 0 or value < 0:  # an empty shelf is worth nothing; value never goes below zero
         value = 0
     now = at or utcnow()
-    session.execute(update(Item).where(Item.id == item.id)
-                    .values(stock=stock, stock_value_fen=value, updated_at=now))
     moved = value - item.stock_value_fen
-    item.stock, item.stock_value_fen = stock, value
+    item.stock, item.stock_value_fen, item.updated_at = stock, value, now
     m = StockMovement(store_id=item.store_id, item_id=item.id, kind=kind, quantity=quantity,  # type: ignore[arg-type]
                       value_fen=moved, stock_after=stock, actor=actor.name[:80], occurred_at=now, **extra)
     session.add(m)
@@ -221,7 +219,7 @@ def _reason(reason: str | None, example: str) -> str:
 
 
 def purchase(session: Session, actor: Actor, item_id: int, *, quantity: int, cost_fen: int, fund_id: int,
-             served_villages: tuple[int, ...], note: str | None = None) -> StockMovement:
+             served_villages: tuple[int, ...], note: str | None = None, at: datetime | None = None) -> StockMovement:
     """Goods bought with money from a fund of one of the villages the store serves; the fund's money left must cover
     the cost (a conditional update, so two purchases never overdraw it together)."""
     quantity, cost_fen = _qty(quantity), _fen(cost_fen, "采购金额")
@@ -241,7 +239,7 @@ def purchase(session: Session, actor: Actor, item_id: int, *, quantity: int, cos
             raise ValidationFailed(f"这笔资金只剩 {yuan(left)} 元，不够支付 {yuan(cost_fen)} 元：请分开入库或选择另一笔资金",
                                    code="fund_short", details={"field": "fund_id", "left_fen": left})
     m = apply(session, item, kind="purchase", quantity=quantity, value_fen=cost_fen, actor=actor, fund_id=fund_id,
-              reason=(note or "").strip()[:200] or None)
+              reason=(note or "").strip()[:200] or None, at=at)
     session.flush()
     audit.record(session, actor, "store.stock.purchase", object_type="store_item", object_id=item.id,
                  after={"quantity": quantity, "cost_fen": cost_fen, "fund_id": fund_id, "movement_id": m.id})
@@ -249,7 +247,8 @@ def purchase(session: Session, actor: Actor, item_id: int, *, quantity: int, cos
 
 
 def donation_in(session: Session, actor: Actor, item_id: int, *, quantity: int, value_fen: int, donor: str,
-                village_id: int, received_on: date, document_no: str | None = None) -> StockMovement:
+                village_id: int, received_on: date, document_no: str | None = None,
+                at: datetime | None = None) -> StockMovement:
     """Goods given: a funding record (a donation of goods, spent as it arrives) and the stock, together."""
     quantity, value_fen = _qty(quantity), _fen(value_fen, "估价", positive=True)
     donor = (donor or "").strip()
@@ -262,7 +261,7 @@ def donation_in(session: Session, actor: Actor, item_id: int, *, quantity: int, 
     session.add(fund)
     session.flush()
     m = apply(session, item, kind="donation", quantity=quantity, value_fen=value_fen, actor=actor, fund_id=fund.id,
-              donor=donor)
+              donor=donor, at=at)
     session.flush()
     audit.record(session, actor, "store.stock.donation", object_type="store_item", object_id=item.id,
                  after={"quantity": quantity, "value_fen": value_fen, "donor": donor, "fund_id": fund.id})
