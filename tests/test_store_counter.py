@@ -100,6 +100,8 @@ def test_a_redemption_moves_points_and_stock_together(db: Database) -> None:
     with pytest.raises(Conflict, match="另一份购物车"):
         _redeem(db, shop, [(shop.soap, 1)], idempotency_key="cart-1")
     assert _books(db, shop)[2] == 1
+    _redeem(db, shop, [(shop.soap, 1)])  # later the household spends more: the first receipt still says 30
+    assert _redeem(db, shop, [(shop.soap, 3), (shop.oil, 1)], idempotency_key="cart-1").balance_after == 30
     _clean(db)
 
 

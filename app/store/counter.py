@@ -89,7 +89,7 @@ def _replay(session: Session, key: str, digest: str) -> Redeemed | None:
         return None
     if r.request_hash != digest:
         raise Conflict("这个兑换单号已用于另一份购物车：请刷新柜台页面后重新扫码", code="idempotency_key_reused")
-    return Redeemed(r, lines_of(session, r.id), ledger.balance(session, r.household_id), True)  # type: ignore[arg-type]
+    return Redeemed(r, lines_of(session, r.id), r.balance_after, True)  # type: ignore[arg-type]
 
 
 def _lock_household(session: Session, household_id: int) -> Household | None:
@@ -198,10 +198,10 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
         out.append(RedemptionLine(redemption_id=red.id, item_id=item.id, name=item.name, unit=item.unit,  # type: ignore[arg-type]
                                   quantity=ln.quantity, points_each=item.points, points=item.points * ln.quantity,
                                   value_fen=value))
-    red.value_fen = value_total
+    after = next((e.balance_after for e in posted.tx.entries if e.balance_after is not None), balance - total)
+    red.value_fen, red.balance_after = value_total, after
     session.add_all(out)
     session.flush()
-    after = next((e.balance_after for e in posted.tx.entries if e.balance_after is not None), balance - total)
     return Redeemed(red, out, after, False)
 
 

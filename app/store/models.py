@@ -139,6 +139,7 @@ class Redemption(SQLModel, table=True):
     identity_note: str | None = Field(default=None, max_length=100)
     points: int
     value_fen: int  # the goods at cost
+    balance_after: int = Field(default=0)  # the household's balance right after (printed on the receipt)
     ledger_tx_id: int = Field(foreign_key="ledger_transactions.id", unique=True)
     status: str = Field(default="done", max_length=8)  # done | voided
     day: date  # the local day, for the daily limit and the same-day void

@@ -117,6 +117,7 @@ def upgrade() -> None:
     sa.Column('identity_note', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('points', sa.Integer(), nullable=False),
     sa.Column('value_fen', sa.Integer(), nullable=False),
+    sa.Column('balance_after', sa.Integer(), nullable=False),
     sa.Column('ledger_tx_id', sa.Integer(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
