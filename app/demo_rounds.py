@@ -20,6 +20,7 @@ from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
+from app import demo_store
 from app.auth import service as auth
 from app.auth.models import Role, User
 from app.auth.security import generate_password
@@ -27,10 +28,8 @@ from app.core.clock import DISPLAY_ZONE, to_local, utcnow
 from app.core.context import Actor
 from app.core.scope import ScopeFilter
 from app.errors import AppError
-from app import demo_store
 from app.evaluation import committee, motions, objections, rounds
 from app.households import service as households
-from app.ledger import service as ledger
 from app.org.models import Village
 
 GRADES = ("优", "良", "中", "差")

@@ -62,14 +62,14 @@ def _fund_year(session: Session, actor: Actor, s: DemoStore, received: date, rng
     """The year's allocations from the three levels and a donation of money, newest first in the spending order."""
     year, i = received.year, s.index
     s.funded_years.add(year)
-    new = [stores.record_fund(session, actor, village_id=s.village_id, source=source, amount_fen=amount,
-                              received_on=received, document_no=doc, donor=donor).id
-           for source, amount, doc, donor in (
-               ("county", COUNTY_FUND_FEN, f"振财农〔{year}〕{10 + i}号", None),
-               ("township", TOWNSHIP_FUND_FEN, f"乡财〔{year}〕{3 + i}号", None),
-               ("village", VILLAGE_FUND_FEN, f"村务公开第{received.month}期", None),
-               ("donation", 200_000 + rng.randrange(0, 5) * 50_000, f"收据 {year}-{i + 1:03d}", "县商会爱心基金"))]
-    s.funds = s.funds + new
+    for source, amount, doc, donor in (
+            ("county", COUNTY_FUND_FEN, f"振财农〔{year}〕{10 + i}号", None),
+            ("township", TOWNSHIP_FUND_FEN, f"乡财〔{year}〕{3 + i}号", None),
+            ("village", VILLAGE_FUND_FEN, f"村务公开第{received.month}期", None),
+            ("donation", 200_000 + rng.randrange(0, 5) * 50_000, f"收据 {year}-{i + 1:03d}", "县商会爱心基金")):
+        fund = stores.record_fund(session, actor, village_id=s.village_id, source=source, amount_fen=amount,
+                                  received_on=received, document_no=doc, donor=donor)
+        s.funds.append(int(fund.id or 0))
 
 
 def setup(session: Session, actor: Actor, households_of: dict[int, list[int]], *, start: date,
@@ -82,12 +82,12 @@ def setup(session: Session, actor: Actor, households_of: dict[int, list[int]], *
         store = stores.stores_serving(session, vid)[0]
         if index == 0:
             stores.update_settings(session, actor, store.id, daily_limit=DAILY_LIMIT, other_villages=[])  # type: ignore[arg-type]
-        items = []
+        items: list[int] = []
         for k, (name, unit, category, points, cost, _batch) in enumerate(CATALOG):
             item = stock.create_item(session, actor, store.id, stock.ItemInput(  # type: ignore[arg-type]
                 name=name, unit=unit, category=category, points=points, cost_fen=cost,
                 barcode=_ean13(vid * 1000 + k), low_stock=max(3, _batch // 5)))  # type: ignore[operator]
-            items.append(item.id)
+            items.append(item.id)  # type: ignore[arg-type]
         out[vid] = s = DemoStore(store.id, vid, (vid,), items, [], index)  # type: ignore[arg-type]
         _fund_year(session, actor, s, start, rng)
         funds = s.funds
@@ -134,7 +134,7 @@ def redemptions(session: Session, actor: Actor, rng: random.Random, s: DemoStore
     restock(session, actor, s, day.replace(day=1), rng)
     balance = ledger.balances(session, household_ids)
     have = cards.cards_of(session, household_ids)
-    items = {i.id: i for i in stock.items(session, s.store_id, active_only=True)}
+    items = {int(i.id or 0): i for i in stock.items(session, s.store_id, active_only=True)}
     minute = 0
     for hid in household_ids:
         if rng.random() >= 0.4:

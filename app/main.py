@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
 
     for module in (health, auth_pages, auth_api, org_pages, org_api, households_pages, households_api, ledger_pages,
-                   ledger_api, evaluation_pages, evaluation_editor, evaluation_rounds, evaluation_api, store_counter, store_pages, store_api, audit_pages, audit_api):
+                   ledger_api, evaluation_pages, evaluation_editor, evaluation_rounds, evaluation_api, store_counter,
+                   store_pages, store_api, audit_pages, audit_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -181,6 +181,8 @@ def report_lost(session: Session, actor: Actor, household_id: int, reason: str) 
 def reissue(session: Session, actor: Actor, household_id: int, reason: str) -> Card:
     """A new card: the version goes up, so every earlier print of this card is refused from now on."""
     reason = _reason(reason)
+    if card_of(session, household_id) is None:  # never had one: this is its first card
+        return ensure_cards(session, actor, [household_id])[household_id]
     card = ensure_cards(session, actor, [household_id])[household_id]
     card.version += 1
     card.status, card.updated_at = "active", utcnow()

@@ -141,7 +141,7 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
         raise NotFound("没有这个超市")
     digest = _request_hash(store_id, household_id, cart)
     served = served_villages(session, store_id)
-    household = check_served(session, store, _lock_household(session, household_id), served)
+    check_served(session, store, _lock_household(session, household_id), served)
     if key is not None:
         again = _replay(session, key, digest)
         if again is not None:

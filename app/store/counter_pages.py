@@ -59,9 +59,10 @@ def _household_panel(session: DbSession, store_id: int, household_id: int, *, sc
     h = counter.check_served(session, store, hh.get_household(session, household_id), served)
     today = counter.today()
     return {"h": h, "village_name": stores.village_names(session, [h.village_id]).get(h.village_id, ""),
-            "balance": ledger.balance(session, h.id), "expiring": ledger.expiring(session, h.id)[:3],
-            "scanned": scanned, "payload": payload, "spent_today": counter.spent_today(session, store_id, h.id, today),
-            "card": scanned.card if scanned else cards.card_of(session, h.id),
+            "balance": ledger.balance(session, household_id), "expiring": ledger.expiring(session, household_id)[:3],
+            "scanned": scanned, "payload": payload,
+            "spent_today": counter.spent_today(session, store_id, household_id, today),
+            "card": scanned.card if scanned else cards.card_of(session, household_id),
             "form_key": "cart-" + secrets.token_urlsafe(18)}
 
 
@@ -72,7 +73,7 @@ def _ctx(session: DbSession, p: Principal, store_id: int, *, panel: dict[str, An
     served = stores.served_villages(session, store_id)
     items = counter.items_for(session, store_id)
     return {"store": store, "villages": stores.village_names(session, list(served)), "items": items,
-            "categories": sorted({i.category for i in items}, key=lambda c: (stock.CATEGORIES + [c]).index(c)),
+            "categories": sorted({i.category for i in items}, key=lambda c: [*stock.CATEGORIES, c].index(c)),
             "panel": panel, "candidates": candidates, "code": code, "quantities": quantities or {},
             "identity_note": identity_note, "today": counter.recent(session, store_id, day=counter.today(), limit=12),
             "format_local": format_local, "yuan": stock.yuan, "nav_active": "/stores",
@@ -176,11 +177,12 @@ def _redemption_ctx(session: DbSession, p: Principal, redemption_id: int) -> dic
     r = counter.get(session, redemption_id)
     store = stores.get_store(session, r.store_id)
     h = hh.get_household(session, r.household_id)
+    rid = redemption_id
     scope = stores.scope_of_store(session, r.store_id) or Scope()
     same_day = r.day == counter.today()
-    return {"r": r, "store": store, "h": h, "lines": counter.lines_of(session, r.id),
+    return {"r": r, "store": store, "h": h, "lines": counter.lines_of(session, rid),
             "village_name": stores.village_names(session, [h.village_id]).get(h.village_id, ""),
-            "movements": counter.movements_of(session, r.id), "balance": ledger.balance(session, h.id),
+            "movements": counter.movements_of(session, rid), "balance": ledger.balance(session, r.household_id),
             "kind_labels": stock.KIND_LABELS, "format_local": format_local, "yuan": stock.yuan,
             "can_void_today": same_day and p.covers(Perm.LEDGER_SPEND, scope),
             "can_void_late": p.covers(Perm.STORE_MANAGE, scope), "same_day": same_day,

@@ -84,7 +84,7 @@ def update_settings(session: Session, actor: Actor, store_id: int, *, daily_limi
     home = session.get(Village, store.village_id)
     wanted = sorted({v for v in other_villages if v != store.village_id})
     if wanted:
-        found = dict(session.execute(select(Village.id, Village.township_id).where(Village.id.in_(wanted))).all())
+        found: dict[int, int] = dict(session.execute(select(Village.id, Village.township_id).where(Village.id.in_(wanted))).all())
         wrong = [v for v in wanted if found.get(v) != (home.township_id if home else None)]
         if wrong:
             raise ValidationFailed("超市只能服务本乡镇的村，请重新选择", details={"field": "villages"})
@@ -239,7 +239,7 @@ def verify(session: Session) -> tuple[list[Problem], dict[str, int]]:
             out.append(Problem("stock_mismatch", f"商品 {it.id}（{it.name}）记载库存 {it.stock}、价值 {it.stock_value_fen} 分，"
                                                  f"而出入库合计为 {q}、{v} 分"))
     for m in session.execute(select(StockMovement.id, StockMovement.item_id).where(
-            (StockMovement.stock_after < 0))):
+            StockMovement.stock_after < 0)):
         out.append(Problem("negative_stock", f"出入库记录 {m.id} 之后商品 {m.item_id} 的库存小于零"))
     running = (select(StockMovement.id, StockMovement.item_id, StockMovement.stock_after,
                       func.sum(StockMovement.quantity).over(partition_by=StockMovement.item_id,
@@ -259,7 +259,7 @@ def verify(session: Session) -> tuple[list[Problem], dict[str, int]]:
                                   Redemption.ledger_tx_id, Redemption.status, Redemption.void_tx_id)).all()
     txs = ledger.redemption_transactions(session)
     reversals = ledger.reversed_among(session, [r.ledger_tx_id for r in reds])
-    lines = {}
+    lines: dict[int, dict[int, tuple[int, int]]] = {}
     for r in session.execute(select(RedemptionLine.redemption_id, RedemptionLine.item_id,
                                     func.sum(RedemptionLine.quantity), func.sum(RedemptionLine.points))
                              .group_by(RedemptionLine.redemption_id, RedemptionLine.item_id)):

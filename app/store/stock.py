@@ -7,6 +7,8 @@ average cost: the last unit out takes whatever value is left, so an empty shelf 
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -181,10 +183,13 @@ def low_stock(session: Session, store_ids: list[int]) -> list[Item]:
                            Item.stock <= Item.low_stock).order_by(Item.store_id, Item.stock, Item.name)).scalars())
 
 
-def movements(session: Session, *, store_id: int, item_id: int | None = None, limit: int = 200) -> list[StockMovement]:
+def movements(session: Session, *, store_id: int, item_id: int | None = None, kind: str | None = None,
+              limit: int = 200) -> list[StockMovement]:
     stmt = select(StockMovement).where(StockMovement.store_id == store_id)
     if item_id is not None:
         stmt = stmt.where(StockMovement.item_id == item_id)
+    if kind:
+        stmt = stmt.where(StockMovement.kind == kind)
     return list(session.execute(stmt.order_by(StockMovement.id.desc()).limit(limit)).scalars())  # type: ignore[union-attr]
 
 
@@ -323,11 +328,11 @@ def yuan(fen: int) -> str:
 
 def parse_yuan(text: str, label: str) -> int:
     """'12.5' -> 1250 fen. Exact (no float): at most two decimals."""
-    raw = (text or "").strip().replace(",", "").replace("，", "").replace("元", "").replace("¥", "")
-    whole, _, frac = raw.partition(".")
-    if not whole.isdigit() or (frac and (not frac.isdigit() or len(frac) > 2)):
+    raw = unicodedata.normalize("NFKC", text or "").strip().replace(",", "").replace("元", "").replace("¥", "")
+    m = re.fullmatch(r"([0-9]{1,10})(?:\.([0-9]{0,2}))?", raw)
+    if m is None:
         raise ValidationFailed(f"{label}须为金额，单位元，最多两位小数，例如 125.50", details={"field": label})
-    return int(whole) * 100 + int((frac + "00")[:2] or 0)
+    return int(m.group(1)) * 100 + int(((m.group(2) or "") + "00")[:2])
 
 
 def stock_totals(session: Session, store_ids: list[int]) -> dict[int, tuple[int, int]]:
