@@ -41,6 +41,15 @@ def test_migrate_demo_verify_backup(cli_env: dict[str, str], tmp_path: Path) -> 
     assert run(["demo", "--if-empty"], cli_env).returncode == 0
     r = run(["audit", "verify"], cli_env)
     assert r.returncode == 0 and "审计链完好" in r.stdout, r.stdout + r.stderr
+    r = run(["store", "verify"], cli_env)
+    assert r.returncode == 0 and "超市账目完好" in r.stdout, r.stdout + r.stderr
+    with sqlite3.connect(Path(cli_env["ZF_DATABASE_URL"].removeprefix("sqlite:///"))) as conn:
+        assert conn.execute("SELECT count(*) FROM redemptions").fetchone()[0] > 0  # the demo's year at the counter
+        conn.execute("UPDATE store_items SET stock = stock + 1 WHERE id = 1")  # a shelf counted behind the books
+    r = run(["store", "verify"], cli_env)
+    assert r.returncode == 1 and "[stock_mismatch] 商品 1" in r.stdout, r.stdout + r.stderr
+    with sqlite3.connect(Path(cli_env["ZF_DATABASE_URL"].removeprefix("sqlite:///"))) as conn:
+        conn.execute("UPDATE store_items SET stock = stock - 1 WHERE id = 1")
     r = run(["backup", "--out", str(tmp_path / "bk")], cli_env)
     assert r.returncode == 0, r.stderr
     backups = list((tmp_path / "bk").glob("zhenfeng-*.db"))

@@ -324,6 +324,17 @@ def test_api_redemption_with_idempotency_key_and_scope(client: TestClient, db: D
                         json={**body, "lines": [{"item_id": shop.soap, "quantity": 1}]},
                         headers={**headers, "Idempotency-Key": "till-1"})
     assert clash.status_code == 409
+    with db.write_txn() as s:  # a card from another village's household: refused, named, nothing moved
+        far = cards.payload(cards.card_key(settings.secret_key),  # type: ignore[attr-defined]
+                            cards.ensure_cards(s, CLERK, [shop.other_hid])[shop.other_hid])
+    before = _books(db, shop)
+    far_scan = client.post(f"/api/v1/stores/{shop.store_id}/scan", json={"code": far}, headers=headers)
+    assert far_scan.status_code == 422 and "本超市不为该村服务" in far_scan.json()["error"]["message"]
+    far_buy = client.post(f"/api/v1/stores/{shop.store_id}/redemptions", headers=headers,
+                          json={"household_id": shop.other_hid, "card": far,
+                                "lines": [{"item_id": shop.soap, "quantity": 1}]})
+    assert far_buy.status_code == 422 and far_buy.json()["error"]["code"] == "not_served"
+    assert _books(db, shop) == before
     bad = client.post(f"/api/v1/stores/{shop.store_id}/redemptions",
                       json={**body, "lines": [{"item_id": shop.soap, "quantity": 0}]}, headers=headers)
     assert bad.status_code == 422
