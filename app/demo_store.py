@@ -81,7 +81,7 @@ def setup(session: Session, actor: Actor, households_of: dict[int, list[int]], *
     for index, vid in enumerate(village_ids):
         store = stores.stores_serving(session, vid)[0]
         if index == 0:
-            stores.update_settings(session, actor, store.id, daily_limit=DAILY_LIMIT, other_villages=[])  # type: ignore[arg-type]
+            stores.update_settings(session, actor, store.id, daily_limit=DAILY_LIMIT)  # type: ignore[arg-type]
         items: list[int] = []
         for k, (name, unit, category, points, cost, _batch) in enumerate(CATALOG):
             item = stock.create_item(session, actor, store.id, stock.ItemInput(  # type: ignore[arg-type]
@@ -94,7 +94,7 @@ def setup(session: Session, actor: Actor, households_of: dict[int, list[int]], *
         day = _at(start, 9)
         for item_id, (_n, _u, _c, _p, cost, batch) in zip(items, CATALOG, strict=True):
             stock.purchase(session, actor, item_id, quantity=batch * 3, cost_fen=cost * batch * 3, fund_id=funds[0],
-                           served_villages=(vid,), note="开业首批进货", at=day)
+                           note="开业首批进货", at=day)
         stock.donation_in(session, actor, items[10], quantity=50, value_fen=50 * 580, donor="县纺织厂",
                           village_id=vid, received_on=start, document_no=f"捐赠登记 {index + 1}",
                           at=day + timedelta(hours=1))
@@ -102,7 +102,7 @@ def setup(session: Session, actor: Actor, households_of: dict[int, list[int]], *
     if len(village_ids) > 2:  # the second village's store also serves the third (same township in the demo)
         try:
             second, third = out[village_ids[1]], village_ids[2]
-            stores.update_settings(session, actor, second.store_id, daily_limit=None, other_villages=[third])
+            stores.set_served_villages(session, actor, second.store_id, [third])
             second.served = (second.village_id, third)
         except AppError:  # different townships: leave it
             pass
@@ -121,7 +121,7 @@ def restock(session: Session, actor: Actor, s: DemoStore, day: date, rng: random
             for fund_id in s.funds:
                 try:
                     stock.purchase(session, actor, item_id, quantity=qty, cost_fen=qty * cost, fund_id=fund_id,
-                                   served_villages=s.served, note="月初补货", at=_at(day, 9))
+                                   note="月初补货", at=_at(day, 9))
                     break
                 except AppError:  # this fund has run out: the next one
                     continue

@@ -24,6 +24,8 @@ FIELD_NAMES = {
     "days": "有效期", "grant_id": "授权", "active": "状态", "body": "请求内容",
     "amount": "积分", "points": "积分", "reason": "原因", "memo": "摘要", "reference": "来源",
     "expiry_rule": "有效期规则", "expiry_months": "月数", "Idempotency-Key": "幂等键（Idempotency-Key）",
+    "lines": "商品明细", "item_id": "商品", "quantity": "数量", "card": "积分卡", "identity_note": "身份核对说明",
+    "expected_points": "合计积分", "daily_limit": "每日上限", "day": "日期", "year": "年份",
 }
 
 PYDANTIC_MESSAGES = {

@@ -72,5 +72,5 @@ def make_stocked_item(session: Session, store: Store, *, name: str = "洗衣粉"
                                          amount_fen=cost_fen * stock + 100, received_on=date(2026, 1, 5),
                                          document_no="测试〔2026〕1号")
         stock_service.purchase(session, SYSTEM, item.id, quantity=stock, cost_fen=cost_fen * stock,  # type: ignore[arg-type]
-                               fund_id=fund.id, served_villages=(store.village_id,))  # type: ignore[arg-type]
+                               fund_id=fund.id)  # type: ignore[arg-type]
     return item

@@ -201,17 +201,20 @@ def test_reversal_negates_once_with_a_reason(db: Database) -> None:
     with db.write_txn() as s:
         spent = ledger.spend(s, ADMIN, household_id=hid, store_id=sid, points=15, memo="兑换 毛巾")
     assert spent.tx is not None
-    with db.write_txn() as s:
-        rev = ledger.reverse(s, ADMIN, spent.tx.id, reason="收银员扫错了商品")
+    with pytest.raises(Conflict, match="到这笔兑换的详情页“作废”") as refused, db.write_txn() as s:
+        ledger.reverse(s, ADMIN, spent.tx.id, reason="收银员扫错了商品")  # goods must come back too: a store void
+    assert refused.value.code == "redemption_needs_void" and _balance(db, hid) == 25
+    with db.write_txn() as s:  # what the store's void does
+        rev = ledger.reverse(s, ADMIN, spent.tx.id, reason="收银员扫错了商品", voiding_redemption=True)
     assert rev.tx is not None and rev.tx.reverses_id == spent.tx.id and rev.tx.kind == "reversal"
     assert rev.tx.memo == "冲正：兑换 毛巾（原因：收银员扫错了商品）" and _balance(db, hid) == 40
     with pytest.raises(Conflict, match="只能冲正一次") as exc, db.write_txn() as s:
-        ledger.reverse(s, ADMIN, spent.tx.id, reason="再来一次")
+        ledger.reverse(s, ADMIN, spent.tx.id, reason="再来一次", voiding_redemption=True)
     assert exc.value.code == "already_reversed"
     with pytest.raises(Conflict, match="冲正交易不能再冲正"), db.write_txn() as s:
         ledger.reverse(s, ADMIN, rev.tx.id, reason="撤销冲正")
     with pytest.raises(ValidationFailed, match="原因"), db.write_txn() as s:
-        ledger.reverse(s, ADMIN, spent.tx.id, reason="")
+        ledger.reverse(s, ADMIN, spent.tx.id, reason="", voiding_redemption=True)
     with db.read_txn() as s:
         assert ledger.reversed_among(s, [spent.tx.id, rev.tx.id]) == {spent.tx.id: rev.tx.id}
         assert s.execute(select(AuditEvent).where(AuditEvent.action == "ledger.reverse")).scalar_one()

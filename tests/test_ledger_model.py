@@ -340,7 +340,8 @@ class LedgerMachine(RuleBasedStateMachine):
         key = self.new_key(keyed)
 
         def call(s: Session) -> Posted:
-            return service.reverse(s, SYSTEM, original.id, reason=REASON, idempotency_key=key, allow_debt=debt)
+            return service.reverse(s, SYSTEM, original.id, reason=REASON, idempotency_key=key, allow_debt=debt,
+                                   voiding_redemption=True)  # the model covers the book; the store voids its spends
 
         if original.reverses is not None:
             self.refused(Conflict, call)  # a reversal is never reversed

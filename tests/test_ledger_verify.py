@@ -63,7 +63,7 @@ def build_book(db: Database) -> Book:
         service.spend(s, SYSTEM, household_id=hid1, store_id=store_id, points=20, memo="兑换食用油")
     assert spend is not None and award_h2 is not None
     with db.write_txn() as s:
-        reversal = service.reverse(s, SYSTEM, spend.id, reason="收银员按错了").tx
+        reversal = service.reverse(s, SYSTEM, spend.id, reason="收银员按错了", voiding_redemption=True).tx
         service.adjust(s, SYSTEM, household_id=hid2, amount=-10, reason="上月多记了 10 分")
         service.penalize(s, SYSTEM, household_id=hid2, points=5, memo="乱倒垃圾")
     assert reversal is not None

@@ -7,7 +7,7 @@ stock, the household's balance) before and after: a refused redemption moves not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,7 +22,7 @@ from app.ledger import service as ledger
 from app.org.models import Township, Village
 from app.store import cards, counter, stock
 from app.store import service as stores
-from app.store.models import Item, Redemption, StockMovement
+from app.store.models import Fund, Item, Redemption, StockMovement
 from tests.conftest import csrf_from, login
 from tests.factories import (
     make_grant,
@@ -144,7 +144,7 @@ def test_bad_carts_are_refused_and_move_nothing(db: Database, case: str, message
         kw["identity_note"] = "  "
     elif case == "daily_limit":
         with db.write_txn() as s:
-            stores.update_settings(s, CLERK, shop.store_id, daily_limit=50, other_villages=[])
+            stores.update_settings(s, CLERK, shop.store_id, daily_limit=50)
         _redeem(db, shop, [(shop.soap, 3)])
         lines = [(shop.soap, 3)]  # 30 + 30 > 50
     before = _books(db, shop)
@@ -165,9 +165,9 @@ def test_a_store_serving_two_villages_serves_both_and_no_other(db: Database) -> 
     with pytest.raises(ValidationFailed, match="不为该村服务"):
         _redeem(db, shop, [(shop.soap, 1)], household_id=nh.id)
     with db.write_txn() as s, pytest.raises(ValidationFailed, match="本乡镇的村"):
-        stores.update_settings(s, CLERK, shop.store_id, daily_limit=None, other_villages=[far.id])  # type: ignore[list-item]
+        stores.set_served_villages(s, CLERK, shop.store_id, [far.id])  # type: ignore[list-item]
     with db.write_txn() as s:
-        stores.update_settings(s, CLERK, shop.store_id, daily_limit=None, other_villages=[neighbour.id])  # type: ignore[list-item]
+        stores.set_served_villages(s, CLERK, shop.store_id, [neighbour.id])  # type: ignore[list-item]
     done = _redeem(db, shop, [(shop.soap, 2)], household_id=nh.id)
     assert done.balance_after == 30
     with db.read_txn() as s:  # counted in the household's own village
@@ -286,16 +286,94 @@ def test_only_the_village_clerk_voids_an_earlier_day(db: Database) -> None:
     _clean(db)
 
 
-def test_store_verify_finds_a_broken_book(db: Database) -> None:
-    """The proof must be able to fail: a stock figure changed behind the movements' back is found."""
+@pytest.mark.parametrize(("tamper", "kind"), [
+    ("stock", "stock_mismatch"), ("household", "ledger_mismatch"), ("value", "lines_mismatch"),
+    ("status", "void_mismatch"), ("fund", "fund_mismatch"),
+])
+def test_store_verify_finds_a_broken_book(db: Database, tamper: str, kind: str) -> None:
+    """The proof must be able to fail: a row changed behind the books' back is named."""
     shop = _shop(db)
-    _redeem(db, shop, [(shop.soap, 1)])
+    done = _redeem(db, shop, [(shop.soap, 1)])
     _clean(db)
     with db.write_txn() as s:
-        s.execute(update(Item).where(Item.id == shop.soap).values(stock=5))
+        if tamper == "stock":
+            s.execute(update(Item).where(Item.id == shop.soap).values(stock=5))
+        elif tamper == "household":  # the redemption says another household than the ledger took the points from
+            s.execute(update(Redemption).where(Redemption.id == done.redemption.id).values(household_id=shop.other_hid))
+        elif tamper == "value":
+            s.execute(update(Redemption).where(Redemption.id == done.redemption.id).values(value_fen=1))
+        elif tamper == "status":  # marked void without the reversal and the goods back
+            s.execute(update(Redemption).where(Redemption.id == done.redemption.id).values(status="voided"))
+        else:  # a fund's spent money no longer what its purchases drew
+            s.execute(update(Fund).values(spent_fen=0))
     with db.read_txn() as s:
         problems, _ = stores.verify(s)
-    assert [p.kind for p in problems] == ["stock_mismatch"]
+    assert kind in {p.kind for p in problems}, problems
+
+
+def test_a_sold_out_item_on_the_page_does_not_break_the_cart(client: TestClient, db: Database) -> None:
+    shop = _shop(db)
+    with db.write_txn() as s:
+        make_grant(s, make_user(s, "till3"), "store_clerk", store_id=shop.store_id)
+        stock.stocktake(s, CLERK, shop.oil, counted=0, reason="盘点：全部卖完")
+    token = login(client, "till3", "Passw0rd-test")
+    page = client.get(f"/stores/{shop.store_id}/counter?household_id={shop.hid}")
+    assert page.status_code == 200 and "readonly" in page.text and " disabled " not in page.text
+    # what a browser posts: every row's item and price, and every quantity box (the sold-out one empty)
+    form = {"csrf_token": token, "household_id": shop.hid, "identity_note": "户主本人", "form_key": "k-sold",
+            "item": [shop.soap, shop.oil], "price": ["10", "40"], "qty": ["2", ""]}
+    r = client.post(f"/stores/{shop.store_id}/counter/redeem", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert _books(db, shop)[3] == 18
+
+
+def test_a_price_changed_since_the_page_was_shown_redeems_nothing(client: TestClient, db: Database) -> None:
+    shop = _shop(db)
+    with db.write_txn() as s:
+        make_grant(s, make_user(s, "till4"), "store_clerk", store_id=shop.store_id)
+        stock.update_item(s, CLERK, shop.soap, stock.ItemInput("香皂", "袋", points=12))  # was 10 on the page
+    token = login(client, "till4", "Passw0rd-test")
+    before = _books(db, shop)
+    form = {"csrf_token": token, "household_id": shop.hid, "identity_note": "户主本人", "form_key": "k-price",
+            "item": [shop.soap, shop.oil], "price": ["10", "40"], "qty": ["2", ""]}
+    r = client.post(f"/stores/{shop.store_id}/counter/redeem", data=form)
+    assert r.status_code == 422 and "现在共需 24 分（页面上是 20 分）" in r.text
+    assert _books(db, shop) == before
+
+
+def test_keys_are_per_store_and_a_voided_cart_replays_as_voided(db: Database) -> None:
+    shop = _shop(db)
+    with db.write_txn() as s:
+        store2 = make_store(s, s.get(Village, shop.village_id))  # type: ignore[arg-type]
+        soap2 = make_stocked_item(s, store2, name="香皂", points=10, stock=5)
+    first = _redeem(db, shop, [(shop.soap, 1)], idempotency_key="till-1")
+    other = _redeem(db, shop, [(soap2.id, 1)], idempotency_key="till-1", store_id=store2.id)  # another store's till
+    assert not other.replayed and other.redemption.id != first.redemption.id
+    with db.write_txn() as s:
+        counter.void(s, CLERK, first.redemption.id, reason="退货", any_day=False)  # type: ignore[arg-type]
+    again = _redeem(db, shop, [(shop.soap, 1)], idempotency_key="till-1")
+    assert again.replayed and again.redemption.status == "voided"
+    _clean(db)
+
+
+def test_purchases_use_the_store_villages_money_and_transfers_stay_in_the_township(db: Database) -> None:
+    shop = _shop(db)
+    with db.write_txn() as s:
+        v = s.get(Village, shop.village_id)
+        neighbour = make_village(s, s.get(Township, v.township_id))  # type: ignore[union-attr]
+        stores.set_served_villages(s, CLERK, shop.store_id, [neighbour.id])  # type: ignore[list-item]
+        theirs = stores.record_fund(s, CLERK, village_id=neighbour.id, source="county", amount_fen=100_000,  # type: ignore[arg-type]
+                                    received_on=date(2026, 3, 1), document_no="邻村〔2026〕1号")
+        far_store = make_store(s, make_village(s, make_township(s)))
+        near_store = make_store(s, neighbour)
+    with db.write_txn() as s, pytest.raises(ValidationFailed, match="本超市所在村的一笔资金"):
+        stock.purchase(s, CLERK, shop.soap, quantity=1, cost_fen=500, fund_id=theirs.id)  # type: ignore[arg-type]
+    with db.write_txn() as s, pytest.raises(ValidationFailed, match="只能调拨给本乡镇的超市"):
+        stock.transfer(s, CLERK, shop.soap, to_store_id=far_store.id, quantity=1, reason="调拨")  # type: ignore[arg-type]
+    with db.write_txn() as s:
+        stock.transfer(s, CLERK, shop.soap, to_store_id=near_store.id, quantity=2, reason="邻村缺货")  # type: ignore[arg-type]
+    assert _books(db, shop)[3] == 18
+    _clean(db)
 
 
 # ---- the API ---------------------------------------------------------------------------------------------------------

@@ -198,9 +198,16 @@ def test_item_edit_photo_and_settings(client: TestClient, db: Database) -> None:
         neighbour = s.get(Store, shop.other_store_id).village_id  # type: ignore[union-attr]
     r = client.post(f"/stores/{shop.store_id}/settings", data={"csrf_token": csrf, "daily_limit": "x"})
     assert r.status_code == 422 and "每户每日兑换上限须为整数" in r.text
-    r = client.post(f"/stores/{shop.store_id}/settings", data={"csrf_token": csrf, "daily_limit": "200",
-                                                               "villages": [str(neighbour)]})
-    assert r.status_code == 200 and "每户每日最多兑换 200 分" in r.text and "东邻村" in r.text
+    r = client.post(f"/stores/{shop.store_id}/settings", data={"csrf_token": csrf, "daily_limit": "200"})
+    assert r.status_code == 200 and "每户每日最多兑换 200 分" in r.text
+    # which villages a store serves is the county's decision: the village clerk may not widen it
+    r = client.post(f"/stores/{shop.store_id}/villages", data={"csrf_token": csrf, "villages": [str(neighbour)]})
+    assert r.status_code == 404
+    with db.write_txn() as s:
+        make_grant(s, make_user(s, "county1", name="县管理员"), "county_admin")
+    csrf = login(client, "county1", PW)
+    r = client.post(f"/stores/{shop.store_id}/villages", data={"csrf_token": csrf, "villages": [str(neighbour)]})
+    assert r.status_code == 200 and "同时服务本乡镇其他 1 个村" in r.text and "东邻村" in r.text
     with db.read_txn() as s:
         assert store_service.served_villages(s, shop.store_id) == (shop.village_id, neighbour)
 

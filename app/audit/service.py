@@ -63,6 +63,14 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value else value
 
 
+def lock(session: Session) -> None:
+    """Take the audit chain's lock now (PostgreSQL; SQLite has one writer anyway). A write that will be audited and
+    also locks rows others lock after the chain (the monthly close takes the chain first, then the points accounts)
+    takes it before those rows, so the two always lock in the same order and never deadlock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+
+
 def record(
     session: Session,
     actor: Actor,

@@ -760,13 +760,18 @@ def _check_reversible(session: Session, original: TxView) -> None:
 
 def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
             idempotency_key: str | None = None, allow_debt: bool = False,
-            occurred_at: datetime | None = None) -> Posted:
+            occurred_at: datetime | None = None, voiding_redemption: bool = False) -> Posted:
     """Undo a transaction with a new one that negates every entry and says why. At most once per transaction; a
-    reversal that would leave a household below zero is refused unless the policy allows debt."""
+    reversal that would leave a household below zero is refused unless the policy allows debt. A redemption is
+    undone only by voiding it at the store (`voiding_redemption`), which returns its goods in the same transaction."""
     reason = _reason(reason)
+    audit.lock(session)  # before the accounts: the order of the monthly close
     original = get_transaction(session, transaction_id)
     retry = bool(idempotency_key) and bool(_existing_keys(session, [idempotency_key or ""]))
     if not retry:  # a retry is answered by post(): the first result again, or a key conflict
+        if original.kind == TxKind.REDEMPTION and not voiding_redemption:
+            raise Conflict("兑换不能在积分台账里冲正：请到这笔兑换的详情页“作废”，积分和商品会一起退回",
+                           code="redemption_needs_void")
         _check_reversible(session, original)
     posting = Posting(TxKind.REVERSAL, _clip_memo(f"冲正：{original.memo}（原因：{reason}）"),
                       tuple(Leg(e.account, -e.amount) for e in original.entries), reference=f"tx:{original.id}",
@@ -795,6 +800,7 @@ def adjust(session: Session, actor: Actor, *, household_id: int, amount: int, re
            idempotency_key: str | None = None, allow_debt: bool = False) -> Posted:
     """A correction by the county administrator: into or out of a household against the village's adjust account."""
     reason = _reason(reason)
+    audit.lock(session)  # before the accounts: the order of the monthly close
     if type(amount) is not int or amount == 0:
         raise ValidationFailed("调整积分须为非零整数（正数加分，负数减分）", details={"field": "amount"})
     if abs(amount) > 1_000_000:
@@ -1290,13 +1296,22 @@ def verify(session: Session) -> list[Violation]:
     return out
 
 
-def redemption_transactions(session: Session) -> dict[int, tuple[int, int]]:
-    """Every redemption transaction: its store and the points it took (for the store's proof of its books)."""
-    rows = session.execute(select(TXS.c.id, ACCOUNTS.c.store_id, ENTRIES.c.amount)
+def redemption_transactions(session: Session) -> dict[int, tuple[int, int, int | None]]:
+    """Every redemption transaction: its store, the points it took and the household it took them from (for the
+    store's proof of its books)."""
+    rows = session.execute(select(TXS.c.id, ACCOUNTS.c.kind, ACCOUNTS.c.store_id, ACCOUNTS.c.household_id,
+                                  ENTRIES.c.amount)
                            .join(ENTRIES, ENTRIES.c.transaction_id == TXS.c.id)
                            .join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
-                           .where(TXS.c.kind == TxKind.REDEMPTION.value, ACCOUNTS.c.kind == "redeemed"))
-    return {r.id: (int(r.store_id), int(r.amount)) for r in rows}
+                           .where(TXS.c.kind == TxKind.REDEMPTION.value))
+    store: dict[int, tuple[int, int]] = {}
+    household: dict[int, int] = {}
+    for r in rows:
+        if r.kind == "redeemed":
+            store[r.id] = (int(r.store_id), int(r.amount))
+        elif r.household_id is not None:
+            household[r.id] = int(r.household_id)
+    return {tx: (sid, points, household.get(tx)) for tx, (sid, points) in store.items()}
 
 
 def transaction_count(session: Session) -> int:

@@ -74,7 +74,8 @@ def redeem(store_id: int, body: RedemptionIn, request: Request, response: Respon
     scanned = cards.read(session, p.actor(), _key(request), body.card, store_id=store_id) if body.card else None
     done = counter.redeem(session, p.actor(), store_id=store_id, household_id=body.household_id,
                           lines=[counter.Line(ln.item_id, ln.quantity) for ln in body.lines], scanned=scanned,
-                          identity_note=body.identity_note, idempotency_key=idempotency_key)
+                          identity_note=body.identity_note, idempotency_key=idempotency_key,
+                          expected_points=body.expected_points)
     if done.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"

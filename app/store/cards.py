@@ -118,8 +118,7 @@ def read(session: Session, actor: Actor, key: bytes, raw: str, *, store_id: int 
             msg = f"此卡已挂失，请使用新卡（新卡为第 {card.version} 版）"
         else:
             msg = "此卡已挂失，尚未补办新卡：请核对身份后按户号查找，并提醒农户到村委会补卡"
-        raise CardRefused(msg, code="card_revoked",
-                          details={"household_number": household.number if household else None})
+        raise CardRefused(msg, code="card_revoked")
     assert household is not None
     return Scanned(card, household)
 

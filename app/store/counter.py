@@ -83,8 +83,9 @@ def _request_hash(store_id: int, household_id: int, lines: list[Line]) -> str:
     return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
 
 
-def _replay(session: Session, key: str, digest: str) -> Redeemed | None:
-    r = session.execute(select(Redemption).where(Redemption.idempotency_key == key)).scalar_one_or_none()
+def _replay(session: Session, store_id: int, key: str, digest: str) -> Redeemed | None:
+    r = session.execute(select(Redemption).where(Redemption.store_id == store_id,
+                                                 Redemption.idempotency_key == key)).scalar_one_or_none()
     if r is None:
         return None
     if r.request_hash != digest:
@@ -122,8 +123,10 @@ def spent_today(session: Session, store_id: int, household_id: int, day: date) -
 
 def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, lines: Sequence[Line],
            scanned: Scanned | None = None, identity_note: str | None = None,
-           idempotency_key: str | None = None, at: datetime | None = None) -> Redeemed:
-    """Points out of the household, goods out of the stock, both or neither."""
+           idempotency_key: str | None = None, expected_points: int | None = None,
+           at: datetime | None = None) -> Redeemed:
+    """Points out of the household, goods out of the stock, both or neither. `expected_points`: the total the clerk
+    and the household saw; if a price changed since, nothing is redeemed and they are told."""
     cart = clean_cart(lines)
     key = (idempotency_key or "").strip() or None
     if key is not None and len(key) > 80:
@@ -143,7 +146,7 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
     served = served_villages(session, store_id)
     check_served(session, store, _lock_household(session, household_id), served)
     if key is not None:
-        again = _replay(session, key, digest)
+        again = _replay(session, store_id, key, digest)
         if again is not None:
             return again
     items = stock.lock_items(session, [ln.item_id for ln in cart])
@@ -159,6 +162,10 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
             raise ValidationFailed(f"库存不足：{item.name} 只剩 {item.stock} {item.unit}，请减少数量",
                                    code="stock_short", details={"item_id": item.id, "stock": item.stock})
         total += item.points * ln.quantity
+    if expected_points is not None and expected_points != total:
+        raise ValidationFailed(f"商品积分价格刚刚有变动：这些商品现在共需 {total} 分（页面上是 {expected_points} 分）。"
+                               "请和农户核对后重新确认", code="price_changed",
+                               details={"needed": total, "shown": expected_points})
     when = at or utcnow()
     day = today(when)
     if store.daily_limit is not None:
@@ -185,7 +192,7 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
     session.add(red)
     try:
         session.flush()
-    except IntegrityError:  # the same key from another household's cart, in the same instant
+    except IntegrityError:  # the same key at this store from another household's cart, in the same instant
         raise Conflict("这个兑换单号已被使用：请刷新柜台页面后重新扫码", code="idempotency_key_reused") from None
     out: list[RedemptionLine] = []
     value_total = 0
@@ -225,7 +232,7 @@ def void(session: Session, actor: Actor, redemption_id: int, *, reason: str, any
     lines = lines_of(session, redemption_id)
     items = stock.lock_items(session, [ln.item_id for ln in lines])
     back = ledger.reverse(session, actor, red.ledger_tx_id, reason=f"兑换作废：{reason}",
-                          idempotency_key=f"void:redemption:{red.id}", occurred_at=at)
+                          idempotency_key=f"void:redemption:{red.id}", occurred_at=at, voiding_redemption=True)
     assert back.tx is not None
     for ln in lines:
         stock.apply(session, items[ln.item_id], kind="void", quantity=ln.quantity, value_fen=ln.value_fen, actor=actor,

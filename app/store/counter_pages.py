@@ -9,7 +9,9 @@ running total); confirming redeems once (the form's one-time key) and shows the 
 
 from __future__ import annotations
 
+import re
 import secrets
+import unicodedata
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -123,36 +125,47 @@ def counter_scan(request: Request, session: DbSession, store_id: int, p: Princip
                   _ctx(session, p, store_id, candidates=[(h, names.get(h.village_id, "")) for h in found], code=raw))
 
 
-def _cart(item: list[str], qty: list[str]) -> tuple[list[counter.Line], dict[int, int]]:
-    if len(item) != len(qty):
+def _cart(item: list[str], qty: list[str], price: list[str]) -> tuple[list[counter.Line], dict[int, int], int | None]:
+    """The cart the form posted: one (item, quantity, price shown) per catalog row; empty or 0 quantities skipped.
+    Returns the lines, the quantities as typed (to show them again) and the total the page showed (None when the
+    page sent no prices)."""
+    if len(item) != len(qty) or (price and len(price) != len(item)):
         raise ValidationFailed("购物车内容不完整，请刷新页面后重新选择")
     lines: list[counter.Line] = []
     shown: dict[int, int] = {}
-    for i, q in zip(item, qty, strict=True):
-        q = q.strip()
+    expected = 0
+    for n, (i, q) in enumerate(zip(item, qty, strict=True)):
+        q = unicodedata.normalize("NFKC", q).strip()
         if not q or q == "0":
             continue
-        try:
-            item_id, n = int(i), int(q)
-        except ValueError:
-            raise ValidationFailed(f"数量“{q[:10]}”不是整数，请重新输入") from None
-        shown[item_id] = n
-        lines.append(counter.Line(item_id, n))
-    return lines, shown
+        if not re.fullmatch(r"[0-9]{1,10}", i.strip()):
+            raise ValidationFailed("购物车里有无法识别的商品，请刷新页面后重新选择", code="unknown_item")
+        if not re.fullmatch(r"-?[0-9]{1,6}", q):
+            raise ValidationFailed(f"数量“{q[:10]}”不是整数，请重新输入")
+        item_id, count = int(i), int(q)
+        shown[item_id] = count
+        lines.append(counter.Line(item_id, count))
+        if price:
+            if not re.fullmatch(r"[0-9]{1,9}", price[n].strip()):
+                raise ValidationFailed("购物车内容不完整，请刷新页面后重新选择")
+            expected += int(price[n]) * count
+    return lines, shown, (expected if price else None)
 
 
 @router.post("/stores/{store_id}/counter/redeem")
 def counter_redeem(request: Request, session: DbSession, store_id: int, p: Principal = Counter,
                    household_id: Annotated[int, Form(ge=1, le=2**31)] = 0, card: Text = "", identity_note: Text = "",
                    form_key: Text = "", item: Annotated[list[str] | None, Form(max_length=200)] = None,
-                   qty: Annotated[list[str] | None, Form(max_length=200)] = None) -> Response:
+                   qty: Annotated[list[str] | None, Form(max_length=200)] = None,
+                   price: Annotated[list[str] | None, Form(max_length=200)] = None) -> Response:
     shown: dict[int, int] = {}
     scanned: cards.Scanned | None = None
     try:
-        lines, shown = _cart(item or [], qty or [])
+        lines, shown, expected = _cart(item or [], qty or [], price or [])
         scanned = cards.read(session, p.actor(), _key(request), card, store_id=store_id) if card.strip() else None
         done = counter.redeem(session, p.actor(), store_id=store_id, household_id=household_id, lines=lines,
-                              scanned=scanned, identity_note=identity_note, idempotency_key=form_key or None)
+                              scanned=scanned, identity_note=identity_note, idempotency_key=form_key or None,
+                              expected_points=expected)
     except AppError as e:
         card_ok = bool(card.strip()) and e.code not in ("card_revoked", "card_forged", "card_unreadable")
 
@@ -168,8 +181,12 @@ def counter_redeem(request: Request, session: DbSession, store_id: int, p: Princ
             return _ctx(s, p, store_id, panel=panel, quantities=shown, identity_note=identity_note)
         raise FormRejected(e, "store/counter.html", again) from e
     r = done.redemption
-    message = (f"已兑换 {r.points} 分，余额 {done.balance_after} 分" if not done.replayed
-               else "这份购物车已经兑换过了（没有重复扣分），这是当时的小票")
+    if not done.replayed:
+        message = f"已兑换 {r.points} 分，余额 {done.balance_after} 分"
+    elif r.status == "voided":
+        message = "这份购物车已经兑换过，并且后来已作废（没有重复扣分）：请不要再交付商品，如需兑换请重新扫码"
+    else:
+        message = "这份购物车已经兑换过了（没有重复扣分），这是当时的小票"
     return redirect(f"/redemptions/{r.id}/receipt?from=counter", request, message)
 
 

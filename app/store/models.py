@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
@@ -60,11 +60,11 @@ class Item(SQLModel, table=True):
     category: str = Field(default="日用品", max_length=12)
     barcode: str | None = Field(default=None, max_length=32)
     points: int  # the point price of one unit
-    cost_fen: int = Field(default=0)  # the usual purchase cost of one unit, for the catalog and low-stock orders
+    cost_fen: int = Field(default=0, sa_type=BigInteger)  # the usual purchase cost of one unit
     low_stock: int = Field(default=5)  # at or below this, the item is on the low-stock list
     active: bool = Field(default=True)
     stock: int = Field(default=0)
-    stock_value_fen: int = Field(default=0)  # the stock on hand at cost (moving average)
+    stock_value_fen: int = Field(default=0, sa_type=BigInteger)  # the stock on hand at cost (moving average)
     photo: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     photo_type: str | None = Field(default=None, max_length=20)
     created_at: datetime = Field(default_factory=utcnow)
@@ -84,7 +84,7 @@ class StockMovement(SQLModel, table=True):
     # purchase | donation | redemption | void | stocktake | transfer_out | transfer_in
     kind: str = Field(max_length=12)
     quantity: int
-    value_fen: int
+    value_fen: int = Field(sa_type=BigInteger)
     stock_after: int
     fund_id: int | None = Field(default=None, foreign_key="funds.id", index=True)
     donor: str | None = Field(default=None, max_length=60)
@@ -112,8 +112,8 @@ class Fund(SQLModel, table=True):
     year: int
     source: str = Field(max_length=10)  # county | township | village | donation
     form: str = Field(default="money", max_length=6)  # money | goods
-    amount_fen: int
-    spent_fen: int = Field(default=0)
+    amount_fen: int = Field(sa_type=BigInteger)
+    spent_fen: int = Field(default=0, sa_type=BigInteger)
     document_no: str | None = Field(default=None, max_length=60)  # 文号 / 收据号
     donor: str | None = Field(default=None, max_length=60)
     received_on: date
@@ -128,7 +128,8 @@ class Redemption(SQLModel, table=True):
 
     __tablename__ = "redemptions"
     __table_args__ = (Index("ix_redemptions_household_day", "household_id", "day"),
-                      Index("ix_redemptions_store_day", "store_id", "day"))
+                      Index("ix_redemptions_store_day", "store_id", "day"),
+                      UniqueConstraint("store_id", "idempotency_key"))
 
     id: int | None = Field(default=None, primary_key=True)
     store_id: int = Field(foreign_key="stores.id")
@@ -138,12 +139,12 @@ class Redemption(SQLModel, table=True):
     identified_by: str = Field(max_length=8)  # card | manual (the clerk checked who it is)
     identity_note: str | None = Field(default=None, max_length=100)
     points: int
-    value_fen: int  # the goods at cost
+    value_fen: int = Field(sa_type=BigInteger)  # the goods at cost
     balance_after: int = Field(default=0)  # the household's balance right after (printed on the receipt)
     ledger_tx_id: int = Field(foreign_key="ledger_transactions.id", unique=True)
     status: str = Field(default="done", max_length=8)  # done | voided
     day: date  # the local day, for the daily limit and the same-day void
-    idempotency_key: str | None = Field(default=None, max_length=80, unique=True)
+    idempotency_key: str | None = Field(default=None, max_length=80)  # unique per store
     request_hash: str | None = Field(default=None, max_length=64)
     actor: str = Field(max_length=80)
     created_at: datetime = Field(default_factory=utcnow)
@@ -164,4 +165,4 @@ class RedemptionLine(SQLModel, table=True):
     quantity: int
     points_each: int
     points: int
-    value_fen: int
+    value_fen: int = Field(sa_type=BigInteger)

@@ -50,6 +50,7 @@ register_scope_resolver("fund_id", service.scope_of_fund)
 View = Depends(authorize(Perm.STORE_VIEW))
 Stock = Depends(authorize(Perm.STORE_STOCK))
 Manage = Depends(authorize(Perm.STORE_MANAGE))
+OrgManage = Depends(authorize(Perm.ORG_MANAGE))
 Funds = Depends(authorize(Perm.FUNDS_MANAGE))
 Cards = Depends(authorize(Perm.CARD_MANAGE))
 Points = Depends(authorize(Perm.LEDGER_VIEW))
@@ -106,9 +107,12 @@ def _date(text: str, label: str) -> date:
     if not raw:
         return counter.today()
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise ValidationFailed(f"{label}格式不对，应为 2026-05-01", details={"field": label}) from None
+    if not 2000 <= day.year <= 2100:
+        raise ValidationFailed(f"{label}不对：请填写 2000 年到 2100 年之间的日期", details={"field": label})
+    return day
 
 
 def _covers(p: Principal, perm: Perm, scope: Scope | None) -> bool:
@@ -159,7 +163,8 @@ def _store_ctx(session: DbSession, p: Principal, store_id: int, **extra: Any) ->
             "items": stock.items(session, store_id), "low_items": stock.low_stock(session, [store_id]),
             "units": units, "value": value, "neighbours": neighbours,
             "can_stock": _covers(p, Perm.STORE_STOCK, scope), "can_manage": _covers(p, Perm.STORE_MANAGE, scope),
-            "can_counter": _covers(p, Perm.LEDGER_SPEND, scope), "nav_active": "/stores", **LABELS, **extra}
+            "can_counter": _covers(p, Perm.LEDGER_SPEND, scope), "can_org": _covers(p, Perm.ORG_MANAGE, scope),
+            "nav_active": "/stores", **LABELS, **extra}
 
 
 @router.get("/stores/{store_id}")
@@ -189,19 +194,30 @@ def item_create(request: Request, session: DbSession, store_id: int, p: Principa
 
 
 @router.post("/stores/{store_id}/settings")
-async def store_settings(request: Request, session: DbSession, store_id: int, p: Principal = Manage) -> Response:
-    form = await request.form()
-    limit_text = str(form.get("daily_limit") or "")[:20]
-    chosen = [str(v)[:12] for v in form.getlist("villages")][:200]
+def store_settings(request: Request, session: DbSession, store_id: int, p: Principal = Manage,
+                   daily_limit: Text = "") -> Response:
+    limit_text = daily_limit[:20]
     try:
         limit = _int(limit_text, "每户每日兑换上限") if _plain(limit_text) else None
-        store = service.update_settings(session, p.actor(), store_id, daily_limit=limit,
-                                        other_villages=[_id(v, "村") for v in chosen])
+        store = service.update_settings(session, p.actor(), store_id, daily_limit=limit)
     except AppError as e:
-        typed = {"daily_limit": limit_text, "villages": chosen}
+        typed = {"daily_limit": limit_text}
         raise FormRejected(e, "store/store.html", lambda s: _store_ctx(s, p, store_id, settings=typed)) from e
     words = f"每户每日最多兑换 {store.daily_limit} 分" if store.daily_limit else "每日兑换不限"
     return redirect(f"/stores/{store_id}", request, f"已保存超市设置：{words}")
+
+
+@router.post("/stores/{store_id}/villages")
+async def store_villages(request: Request, session: DbSession, store_id: int, p: Principal = OrgManage) -> Response:
+    """Which other villages of the township the store serves: the county administrator's decision."""
+    form = await request.form()
+    chosen = [str(v)[:12] for v in form.getlist("villages")][:200]
+    try:
+        service.set_served_villages(session, p.actor(), store_id, [_id(v, "村") for v in chosen])
+    except AppError as e:
+        raise FormRejected(e, "store/store.html",
+                           lambda s: _store_ctx(s, p, store_id, villages_typed=chosen)) from e
+    return redirect(f"/stores/{store_id}", request, f"已保存：本超市同时服务本乡镇其他 {len(chosen)} 个村")
 
 
 # ---- an item: detail, edit, photo, stock in and adjustments ---------------------------------------------------------
@@ -219,7 +235,9 @@ def _item_ctx(session: DbSession, p: Principal, item_id: int, **extra: Any) -> d
     served = service.served_villages(session, item.store_id)
     names = service.village_names(session, served)
     all_funds = service.funds(session, served)
-    spendable = [f for f in all_funds if f.form == "money" and f.amount_fen > f.spent_fen]
+    # purchases are paid from the store's own village's money (a store serving several villages too)
+    spendable = [f for f in all_funds if f.form == "money" and f.amount_fen > f.spent_fen
+                 and f.village_id == store.village_id]
     home = org.get_village(session, EVERYTHING, store.village_id)
     others = [s for s in service.visible_stores(session, ScopeFilter(township_ids=frozenset({home.township_id})))
               if s.id != store.id and s.active]
@@ -292,7 +310,7 @@ def item_purchase(request: Request, session: DbSession, item_id: int, p: Princip
     try:
         item = stock.get_item(session, item_id)
         m = stock.purchase(session, p.actor(), item_id, quantity=_int(quantity, "数量"), cost_fen=_yuan(cost, "采购金额"),
-                           fund_id=_id(fund_id, "资金"), served_villages=service.served_villages(session, item.store_id),
+                           fund_id=_id(fund_id, "资金"),
                            note=note)
     except AppError as e:
         raise _item_rejected(e, p, item_id, "purchase", typed) from e

@@ -53,6 +53,8 @@ class RedemptionIn(BaseModel):
     card: str | None = Field(default=None, max_length=120, description="刷卡时：卡上的内容；不刷卡时留空并写明身份核对")
     identity_note: str | None = Field(default=None, max_length=100, description="未刷卡时如何核对了身份")
     lines: list[LineIn] = Field(min_length=1, max_length=40)
+    expected_points: int | None = Field(default=None, ge=0, le=10_000_000,
+                                        description="收银端显示的合计积分；价格若已变动则不兑换并说明")
 
 
 class LineOut(BaseModel):

@@ -76,27 +76,39 @@ def village_names(session: Session, ids: Sequence[int]) -> dict[int, str]:
     return dict(session.execute(select(Village.id, Village.name).where(Village.id.in_(list(ids)))).all())
 
 
-def update_settings(session: Session, actor: Actor, store_id: int, *, daily_limit: int | None,
-                    other_villages: Sequence[int]) -> Store:
+def update_settings(session: Session, actor: Actor, store_id: int, *, daily_limit: int | None) -> Store:
+    """The store's own settings (the village clerk's): the daily limit of points per household."""
     store = get_store(session, store_id)
     if daily_limit is not None and (type(daily_limit) is not int or not 1 <= daily_limit <= MAX_DAILY_LIMIT):
         raise ValidationFailed("每户每日兑换上限须为 1 到 1000000 之间的整数；不限请留空", details={"field": "daily_limit"})
+    before = store.daily_limit
+    store.daily_limit = daily_limit
+    session.flush()
+    if before != daily_limit:
+        audit.record(session, actor, "store.settings", object_type="store", object_id=store_id,
+                     before={"daily_limit": before}, after={"daily_limit": daily_limit})
+    return store
+
+
+def set_served_villages(session: Session, actor: Actor, store_id: int, other_villages: Sequence[int]) -> Store:
+    """Which other villages of its township the store also serves. The county's decision, not the store's village's:
+    it lets the store's clerk see those villages' rosters and points, and their households spend their points here
+    (the goods are bought with the store's own village's funds)."""
+    store = get_store(session, store_id)
     home = session.get(Village, store.village_id)
     wanted = sorted({v for v in other_villages if v != store.village_id})
     if wanted:
-        found: dict[int, int] = dict(session.execute(select(Village.id, Village.township_id).where(Village.id.in_(wanted))).all())
-        wrong = [v for v in wanted if found.get(v) != (home.township_id if home else None)]
-        if wrong:
+        found: dict[int, int] = dict(session.execute(select(Village.id, Village.township_id)
+                                                     .where(Village.id.in_(wanted))).all())
+        if any(found.get(v) != (home.township_id if home else None) for v in wanted):
             raise ValidationFailed("超市只能服务本乡镇的村，请重新选择", details={"field": "villages"})
-    before = {"daily_limit": store.daily_limit, "villages": list(served_villages(session, store_id)[1:])}
-    store.daily_limit = daily_limit
+    before = list(served_villages(session, store_id)[1:])
     session.execute(delete(StoreVillage).where(StoreVillage.store_id == store_id))
     session.add_all([StoreVillage(store_id=store_id, village_id=v) for v in wanted])
     session.flush()
-    after = {"daily_limit": daily_limit, "villages": wanted}
-    if after != before:
-        audit.record(session, actor, "store.settings", object_type="store", object_id=store_id, before=before,
-                     after=after)
+    if before != wanted:
+        audit.record(session, actor, "store.villages", object_type="store", object_id=store_id,
+                     before={"villages": before}, after={"villages": wanted})
     return store
 
 
@@ -111,6 +123,8 @@ def record_fund(session: Session, actor: Actor, *, village_id: int, source: str,
         raise ValidationFailed("金额须大于 0（元，最多两位小数）", details={"field": "amount"})
     if session.get(Village, village_id) is None:
         raise NotFound("没有这个村")
+    if not 2000 <= received_on.year <= 2100:
+        raise ValidationFailed("到账日期不对：请填写实际到账的日期，例如 2026-03-15", details={"field": "received_on"})
     document_no = (document_no or "").strip() or None
     donor = (donor or "").strip() or None
     if source == "donation" and not donor:
@@ -238,9 +252,18 @@ def verify(session: Session) -> tuple[list[Problem], dict[str, int]]:
         if q != it.stock or v != it.stock_value_fen:
             out.append(Problem("stock_mismatch", f"商品 {it.id}（{it.name}）记载库存 {it.stock}、价值 {it.stock_value_fen} 分，"
                                                  f"而出入库合计为 {q}、{v} 分"))
-    for m in session.execute(select(StockMovement.id, StockMovement.item_id).where(
-            StockMovement.stock_after < 0)):
+    for m in session.execute(select(StockMovement.id, StockMovement.item_id).where(StockMovement.stock_after < 0)):
         out.append(Problem("negative_stock", f"出入库记录 {m.id} 之后商品 {m.item_id} 的库存小于零"))
+    for m in session.execute(select(StockMovement.id, StockMovement.store_id, Item.store_id.label("item_store"))
+                             .join(Item, Item.id == StockMovement.item_id)
+                             .where(StockMovement.store_id != Item.store_id).limit(50)):
+        out.append(Problem("store_mismatch", f"出入库记录 {m.id} 记在超市 {m.store_id}，而商品属于超市 {m.item_store}"))
+    for m in session.execute(select(StockMovement.id, Fund.form, Fund.village_id, Store.village_id.label("home"))
+                             .join(Fund, Fund.id == StockMovement.fund_id)
+                             .join(Store, Store.id == StockMovement.store_id)
+                             .where(StockMovement.kind == "purchase",
+                                    (Fund.form != "money") | (Fund.village_id != Store.village_id)).limit(50)):
+        out.append(Problem("fund_mismatch", f"采购 {m.id} 用的资金不是本超市所在村的资金（{m.form}，村 {m.village_id}）"))
     running = (select(StockMovement.id, StockMovement.item_id, StockMovement.stock_after,
                       func.sum(StockMovement.quantity).over(partition_by=StockMovement.item_id,
                                                             order_by=StockMovement.id).label("run"))
@@ -255,43 +278,49 @@ def verify(session: Session) -> tuple[list[Problem], dict[str, int]]:
         expect = f.amount_fen if f.form == "goods" else drawn.get(f.id, 0)
         if f.spent_fen != expect:
             out.append(Problem("fund_mismatch", f"资金 {f.id} 记载已用 {f.spent_fen} 分，而采购合计为 {expect} 分"))
-    reds = session.execute(select(Redemption.id, Redemption.store_id, Redemption.points, Redemption.value_fen,
-                                  Redemption.ledger_tx_id, Redemption.status, Redemption.void_tx_id)).all()
+    reds = session.execute(select(Redemption.id, Redemption.store_id, Redemption.household_id, Redemption.points,
+                                  Redemption.value_fen, Redemption.ledger_tx_id, Redemption.status,
+                                  Redemption.void_tx_id)).all()
     txs = ledger.redemption_transactions(session)
     reversals = ledger.reversed_among(session, [r.ledger_tx_id for r in reds])
-    lines: dict[int, dict[int, tuple[int, int]]] = {}
+    lines: dict[int, dict[int, tuple[int, int, int]]] = {}
     for r in session.execute(select(RedemptionLine.redemption_id, RedemptionLine.item_id,
-                                    func.sum(RedemptionLine.quantity), func.sum(RedemptionLine.points))
+                                    func.sum(RedemptionLine.quantity), func.sum(RedemptionLine.points),
+                                    func.sum(RedemptionLine.value_fen))
                              .group_by(RedemptionLine.redemption_id, RedemptionLine.item_id)):
-        lines.setdefault(r[0], {})[r[1]] = (int(r[2]), int(r[3]))
-    moved: dict[int, dict[str, dict[int, int]]] = {}
+        lines.setdefault(r[0], {})[r[1]] = (int(r[2]), int(r[3]), int(r[4]))
+    for r in session.execute(select(RedemptionLine.id, RedemptionLine.redemption_id).where(
+            RedemptionLine.points != RedemptionLine.points_each * RedemptionLine.quantity).limit(50)):
+        out.append(Problem("lines_mismatch", f"兑换 {r.redemption_id} 的明细 {r.id}：积分不等于单价乘数量"))
+    moved: dict[int, dict[str, dict[int, tuple[int, int]]]] = {}
     for r in session.execute(select(StockMovement.redemption_id, StockMovement.kind, StockMovement.item_id,
-                                    func.sum(StockMovement.quantity))
+                                    func.sum(StockMovement.quantity), func.sum(StockMovement.value_fen))
                              .where(StockMovement.redemption_id.is_not(None))
                              .group_by(StockMovement.redemption_id, StockMovement.kind, StockMovement.item_id)):
-        moved.setdefault(r[0], {}).setdefault(r[1], {})[r[2]] = int(r[3])
+        moved.setdefault(r[0], {}).setdefault(r[1], {})[r[2]] = (int(r[3]), int(r[4]))
     seen_tx: set[int] = set()
     for r in reds:
         seen_tx.add(r.ledger_tx_id)
         tx = txs.get(r.ledger_tx_id)
-        if tx is None or tx != (r.store_id, r.points):
-            out.append(Problem("ledger_mismatch", f"兑换 {r.id}（{r.points} 分）在积分台账里没有对应的兑换交易"
-                                                  f"（第 {r.ledger_tx_id} 号交易：{tx}）"))
+        if tx is None or tx != (r.store_id, r.points, r.household_id):
+            out.append(Problem("ledger_mismatch", f"兑换 {r.id}（农户 {r.household_id}，{r.points} 分）在积分台账里没有"
+                                                  f"对应的兑换交易（第 {r.ledger_tx_id} 号交易：{tx}）"))
         mine = lines.get(r.id, {})
-        if sum(p for _, p in mine.values()) != r.points:
-            out.append(Problem("lines_mismatch", f"兑换 {r.id} 的明细合计与总积分 {r.points} 不符"))
-        out_qty = {i: -q for i, q in moved.get(r.id, {}).get("redemption", {}).items()}
-        if out_qty != {i: q for i, (q, _) in mine.items()}:
-            out.append(Problem("movement_mismatch", f"兑换 {r.id} 的出库记录与兑换明细不符"))
+        if sum(p for _, p, _ in mine.values()) != r.points or sum(v for _, _, v in mine.values()) != r.value_fen:
+            out.append(Problem("lines_mismatch", f"兑换 {r.id} 的明细合计与总积分 {r.points}、成本 {r.value_fen} 分不符"))
+        wanted = {i: (q, v) for i, (q, _, v) in mine.items()}
+        out_moves = {i: (-q, -v) for i, (q, v) in moved.get(r.id, {}).get("redemption", {}).items()}
+        if out_moves != wanted:
+            out.append(Problem("movement_mismatch", f"兑换 {r.id} 的出库记录（数量、成本）与兑换明细不符"))
         back = moved.get(r.id, {}).get("void", {})
         if r.status == "voided":
             if reversals.get(r.ledger_tx_id) != r.void_tx_id or r.void_tx_id is None:
                 out.append(Problem("void_mismatch", f"兑换 {r.id} 已作废，但积分台账里没有它的冲正交易"))
-            if back != {i: q for i, (q, _) in mine.items()}:
-                out.append(Problem("void_mismatch", f"兑换 {r.id} 已作废，但商品没有全部退回库存"))
+            if back != wanted:
+                out.append(Problem("void_mismatch", f"兑换 {r.id} 已作废，但商品没有按原数量、原成本全部退回库存"))
         elif back or r.ledger_tx_id in reversals:
             out.append(Problem("void_mismatch", f"兑换 {r.id} 没有作废，却有退回库存或冲正交易"))
-    for tx_id, (store_id, points) in txs.items():
+    for tx_id, (store_id, points, _household) in txs.items():
         if tx_id not in seen_tx:
             out.append(Problem("orphan_spend", f"第 {tx_id} 号交易在超市 {store_id} 用了 {points} 分，却没有兑换记录"))
     counts = {"items": len(items), "movements": sum(n for _, _, n in sums.values()), "funds": len(fund_rows),

@@ -19,7 +19,7 @@ from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.errors import NotFound, ValidationFailed
-from app.org.models import Store
+from app.org.models import Store, Village
 from app.store.models import Fund, Item, StockMovement
 
 MAX_STOCK_QTY = 100_000  # one movement in; more than this is a typing error
@@ -224,13 +224,15 @@ def _reason(reason: str | None, example: str) -> str:
 
 
 def purchase(session: Session, actor: Actor, item_id: int, *, quantity: int, cost_fen: int, fund_id: int,
-             served_villages: tuple[int, ...], note: str | None = None, at: datetime | None = None) -> StockMovement:
-    """Goods bought with money from a fund of one of the villages the store serves; the fund's money left must cover
-    the cost (a conditional update, so two purchases never overdraw it together)."""
+             note: str | None = None, at: datetime | None = None) -> StockMovement:
+    """Goods bought with money from a fund of the store's own village (a store that also serves other villages still
+    buys with its village's money); the fund's money left must cover the cost (a conditional update, so two
+    purchases never overdraw it together)."""
     quantity, cost_fen = _qty(quantity), _fen(cost_fen, "采购金额")
     fund = session.get(Fund, fund_id)
-    if fund is None or fund.village_id not in served_villages:
-        raise ValidationFailed("请选择本超市所服务村的一笔资金", details={"field": "fund_id"})
+    store = session.get(Store, get_item(session, item_id).store_id)
+    if fund is None or store is None or fund.village_id != store.village_id:
+        raise ValidationFailed("请选择本超市所在村的一笔资金", details={"field": "fund_id"})
     if fund.form != "money":
         raise ValidationFailed("捐赠的物品不能用来付款：请选择一笔资金（县、乡镇、村拨款或捐款）",
                                details={"field": "fund_id"})
@@ -298,8 +300,13 @@ def transfer(session: Session, actor: Actor, item_id: int, *, to_store_id: int, 
     reason = _reason(reason, "邻村超市缺货，调拨 10 袋")
     source = get_item(session, item_id)
     target_store = session.get(Store, to_store_id)
-    if target_store is None or to_store_id == source.store_id:
-        raise ValidationFailed("请选择另一家超市", details={"field": "to_store_id"})
+    if target_store is None or to_store_id == source.store_id or not target_store.active:
+        raise ValidationFailed("请选择另一家在用的超市", details={"field": "to_store_id"})
+    towns: dict[int, int] = dict(session.execute(
+        select(Store.id, Village.township_id).join(Village, Village.id == Store.village_id)
+        .where(Store.id.in_([source.store_id, to_store_id]))).all())  # type: ignore[attr-defined]
+    if towns.get(source.store_id) != towns.get(to_store_id):
+        raise ValidationFailed("只能调拨给本乡镇的超市", details={"field": "to_store_id"})
     twin = session.execute(select(Item).where(Item.store_id == to_store_id, Item.name == source.name,
                                               Item.unit == source.unit)).scalars().first()
     if twin is None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-22 20:47:57.602161
+Create Date: 2026-11-22 20:47:26.327960
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def upgrade() -> None:
     sa.Column('year', sa.Integer(), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('form', sqlmodel.sql.sqltypes.AutoString(length=6), nullable=False),
-    sa.Column('amount_fen', sa.Integer(), nullable=False),
-    sa.Column('spent_fen', sa.Integer(), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('spent_fen', sa.BigInteger(), nullable=False),
     sa.Column('document_no', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=True),
     sa.Column('donor', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=True),
     sa.Column('received_on', sa.Date(), nullable=False),
@@ -52,11 +52,11 @@ def upgrade() -> None:
     sa.Column('category', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
     sa.Column('barcode', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('points', sa.Integer(), nullable=False),
-    sa.Column('cost_fen', sa.Integer(), nullable=False),
+    sa.Column('cost_fen', sa.BigInteger(), nullable=False),
     sa.Column('low_stock', sa.Integer(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('stock', sa.Integer(), nullable=False),
-    sa.Column('stock_value_fen', sa.Integer(), nullable=False),
+    sa.Column('stock_value_fen', sa.BigInteger(), nullable=False),
     sa.Column('photo', sa.LargeBinary(), nullable=True),
     sa.Column('photo_type', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
@@ -116,7 +116,7 @@ def upgrade() -> None:
     sa.Column('identified_by', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('identity_note', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('points', sa.Integer(), nullable=False),
-    sa.Column('value_fen', sa.Integer(), nullable=False),
+    sa.Column('value_fen', sa.BigInteger(), nullable=False),
     sa.Column('balance_after', sa.Integer(), nullable=False),
     sa.Column('ledger_tx_id', sa.Integer(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
@@ -135,8 +135,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['store_id'], ['stores.id'], name=op.f('fk_redemptions_store_id_stores')),
     sa.ForeignKeyConstraint(['void_tx_id'], ['ledger_transactions.id'], name=op.f('fk_redemptions_void_tx_id_ledger_transactions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_redemptions')),
-    sa.UniqueConstraint('idempotency_key', name=op.f('uq_redemptions_idempotency_key')),
-    sa.UniqueConstraint('ledger_tx_id', name=op.f('uq_redemptions_ledger_tx_id'))
+    sa.UniqueConstraint('ledger_tx_id', name=op.f('uq_redemptions_ledger_tx_id')),
+    sa.UniqueConstraint('store_id', 'idempotency_key', name=op.f('uq_redemptions_store_id_idempotency_key'))
     )
     with op.batch_alter_table('redemptions', schema=None) as batch_op:
         batch_op.create_index('ix_redemptions_household_day', ['household_id', 'day'], unique=False)
@@ -151,7 +151,7 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Integer(), nullable=False),
     sa.Column('points_each', sa.Integer(), nullable=False),
     sa.Column('points', sa.Integer(), nullable=False),
-    sa.Column('value_fen', sa.Integer(), nullable=False),
+    sa.Column('value_fen', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['item_id'], ['store_items.id'], name=op.f('fk_redemption_lines_item_id_store_items')),
     sa.ForeignKeyConstraint(['redemption_id'], ['redemptions.id'], name=op.f('fk_redemption_lines_redemption_id_redemptions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_redemption_lines'))
@@ -165,7 +165,7 @@ def upgrade() -> None:
     sa.Column('item_id', sa.Integer(), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
-    sa.Column('value_fen', sa.Integer(), nullable=False),
+    sa.Column('value_fen', sa.BigInteger(), nullable=False),
     sa.Column('stock_after', sa.Integer(), nullable=False),
     sa.Column('fund_id', sa.Integer(), nullable=True),
     sa.Column('donor', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=True),
