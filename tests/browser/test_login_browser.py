@@ -63,8 +63,13 @@ def test_nav_shows_each_role_what_it_may_use(browser: Browser, live_server: Live
         want = expected_nav(account.role)
         if labels != want:
             problems.append(f"{login} ({account.role}): nav shows {labels}, ROLE_PERMISSIONS allow {want}")
-        # the home page's tiles repeat the same entries (all but 首页)
-        tiles = [t.strip() for t in page.locator("section.tiles a.tile").all_inner_texts()]
+        # the home page's tiles repeat the same entries (all but 首页), after the role's own shortcut (the counter,
+        # the household's card), which comes first
+        tiles = [t.strip() for t in page.locator("section.tiles a.tile:not(.primary-tile)").all_inner_texts()]
+        shortcut = [t.strip() for t in page.locator("section.tiles a.primary-tile").all_inner_texts()]
+        want_shortcut = {"storekeeper": ["柜台兑换"], "household": ["我的积分卡和可兑换商品"]}.get(login, [])
+        if shortcut != want_shortcut:
+            problems.append(f"{login}: home page shortcut {shortcut}, expected {want_shortcut}")
         want_tiles = [label for label in want if label != "首页"]
         if tiles != want_tiles:
             problems.append(f"{login}: home page tiles {tiles}, expected {want_tiles}")
