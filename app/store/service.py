@@ -20,6 +20,7 @@ from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
 from app.errors import NotFound, ValidationFailed
 from app.ledger import service as ledger
+from app.org import service as org
 from app.org.models import Store, StoreVillage, Village
 from app.store.models import Fund, Item, Redemption, RedemptionLine, StockMovement
 
@@ -53,11 +54,7 @@ def stores_serving(session: Session, village_id: int) -> list[Store]:
 
 
 def scope_of_store(session: Session, store_id: int) -> Scope | None:
-    s = session.get(Store, store_id)
-    if s is None:
-        return None
-    v = session.get(Village, s.village_id)
-    return Scope(township_id=v.township_id if v else None, village_id=s.village_id, store_id=s.id)
+    return org.scope_of_store(session, store_id)
 
 
 def visible_stores(session: Session, flt: ScopeFilter) -> list[Store]:
