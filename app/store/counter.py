@@ -174,15 +174,17 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
             left = max(store.daily_limit - before, 0)
             raise ValidationFailed(f"超过本超市每户每日兑换上限 {store.daily_limit} 分：该户今天已兑换 {before} 分，"
                                    f"本次最多还能兑换 {left} 分", code="daily_limit")
-    balance = ledger.balance(session, household_id)
-    if total > balance:
-        raise ValidationFailed(f"积分不足：本次需 {total} 分，该户余额 {balance} 分，还差 {total - balance} 分。"
-                               "积分只能全额兑换，不能补现金", code="insufficient_points",
-                               details={"needed": total, "balance": balance})
     words = "、".join(f"{items[ln.item_id].name} {ln.quantity} {items[ln.item_id].unit}" for ln in cart)
-    posted = ledger.spend(session, actor, household_id=household_id, store_id=store_id, points=total,
-                          memo=f"兑换：{words}"[:200], reference=f"store:{store_id}", served_villages=served,
-                          occurred_at=at)
+    try:  # the ledger refuses an overdraft under its own lock; the clerk hears it in the counter's words
+        posted = ledger.spend(session, actor, household_id=household_id, store_id=store_id, points=total,
+                              memo=f"兑换：{words}"[:200], reference=f"store:{store_id}", served_villages=served,
+                              occurred_at=at)
+    except ledger.InsufficientPoints as exc:
+        balance = int((exc.details or {}).get("balance", 0))
+        short = f"还差 {total - balance} 分。" if balance >= 0 else "积分为负，须先得到积分。"
+        raise ValidationFailed(f"积分不足：本次需 {total} 分，该户余额 {balance} 分，{short}"
+                               "积分只能全额兑换，不能补现金", code="insufficient_points",
+                               details={"needed": total, "balance": balance}) from None
     assert posted.tx is not None
     red = Redemption(store_id=store_id, household_id=household_id, card_id=scanned.card.id if scanned else None,
                      card_version=scanned.card.version if scanned else None,
@@ -205,7 +207,7 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
         out.append(RedemptionLine(redemption_id=red.id, item_id=item.id, name=item.name, unit=item.unit,  # type: ignore[arg-type]
                                   quantity=ln.quantity, points_each=item.points, points=item.points * ln.quantity,
                                   value_fen=value))
-    after = next((e.balance_after for e in posted.tx.entries if e.balance_after is not None), balance - total)
+    after = next(e.balance_after for e in posted.tx.entries if e.balance_after is not None)
     red.value_fen, red.balance_after = value_total, after
     session.add_all(out)
     session.flush()
