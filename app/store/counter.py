@@ -186,29 +186,26 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
                                "积分只能全额兑换，不能补现金", code="insufficient_points",
                                details={"needed": total, "balance": balance}) from None
     assert posted.tx is not None
+    values = {ln.item_id: stock.value_out(items[ln.item_id], ln.quantity) for ln in cart}  # at cost, before moving
+    after = next(e.balance_after for e in posted.tx.entries if e.balance_after is not None)
     red = Redemption(store_id=store_id, household_id=household_id, card_id=scanned.card.id if scanned else None,
                      card_version=scanned.card.version if scanned else None,
                      identified_by="card" if scanned else "manual", identity_note=note or None, points=total,
-                     value_fen=0, ledger_tx_id=posted.tx.id, day=day, idempotency_key=key, request_hash=digest,
-                     actor=actor.name[:80], created_at=when)
+                     value_fen=sum(values.values()), balance_after=after, ledger_tx_id=posted.tx.id, day=day,
+                     idempotency_key=key, request_hash=digest, actor=actor.name[:80], created_at=when)
     session.add(red)
     try:
         session.flush()
     except IntegrityError:  # the same key at this store from another household's cart, in the same instant
         raise Conflict("这个兑换单号已被使用：请刷新柜台页面后重新扫码", code="idempotency_key_reused") from None
     out: list[RedemptionLine] = []
-    value_total = 0
     for ln in cart:
         item = items[ln.item_id]
-        value = stock.value_out(item, ln.quantity)
-        stock.apply(session, item, kind="redemption", quantity=-ln.quantity, value_fen=-value, actor=actor, at=when,
-                    redemption_id=red.id)
-        value_total += value
+        stock.apply(session, item, kind="redemption", quantity=-ln.quantity, value_fen=-values[ln.item_id],
+                    actor=actor, at=when, redemption_id=red.id)
         out.append(RedemptionLine(redemption_id=red.id, item_id=item.id, name=item.name, unit=item.unit,  # type: ignore[arg-type]
                                   quantity=ln.quantity, points_each=item.points, points=item.points * ln.quantity,
-                                  value_fen=value))
-    after = next(e.balance_after for e in posted.tx.entries if e.balance_after is not None)
-    red.value_fen, red.balance_after = value_total, after
+                                  value_fen=values[ln.item_id]))
     session.add_all(out)
     session.flush()
     return Redeemed(red, out, after, False)
