@@ -20,7 +20,8 @@ from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests, ValidationFailed
 from app.households.models import Household
-from app.org.models import Store, StoreVillage, Township, Village
+from app.org import service as org
+from app.org.models import Store, Township, Village
 
 LOGIN_RE = re.compile(r"^[a-z0-9_.\-]{3,40}$")
 PHONE_RE = re.compile(r"^1\d{10}$")
@@ -118,11 +119,11 @@ def _grant_views(session: Session, grants: list[RoleGrant]) -> list[GrantView]:
             v = session.get(Village, g.village_id)
             label += f" · {v.name if v else g.village_id}"
         if g.store_id:
+            facts = org.store_facts(session, g.store_id)  # loads the store too
             s = session.get(Store, g.store_id)
             label += f" · {s.name if s else g.store_id}"
             village_id = s.village_id if s else None
-            served = tuple(session.execute(select(StoreVillage.village_id)
-                                           .where(StoreVillage.store_id == g.store_id)).scalars())
+            served = facts.served[1:] if facts else ()
         if g.household_id:
             hh = session.get(Household, g.household_id)
             hv = session.get(Village, hh.village_id) if hh else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.org.models import County, Group, Store, Township, Village
+from app.org.models import County, Group, Store, StoreVillage, Township, Village
 
 NAME_RE = re.compile(r"^[\u4e00-\u9fffA-Za-z0-9（）()·\-\s]{1,50}$")
 
@@ -314,12 +315,39 @@ def default_group_name(number: int) -> str:
 
 # ---- stores -------------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class StoreFacts:
+    store_id: int
+    village_id: int  # its own village
+    township_id: int
+    served: tuple[int, ...]  # its own village first, then the others of the township it also serves
+
+
+def store_facts(session: Session, store_id: int) -> StoreFacts | None:
+    """Where a store is and which villages it serves: two statements, read once per transaction (a till's request
+    asks for them while authorising and again while redeeming). `forget_store` drops them after a change."""
+    cache: dict[int, StoreFacts | None] = session.info.setdefault("store_facts", {})
+    if store_id not in cache:
+        # the store itself comes along (into the session's identity map: a later session.get costs nothing)
+        row = session.execute(select(Store, Village.township_id)
+                              .join(Village, Village.id == Store.village_id).where(Store.id == store_id)).first()
+        if row is None:
+            cache[store_id] = None
+        else:
+            store, township_id = row
+            extra = session.execute(select(StoreVillage.village_id).where(StoreVillage.store_id == store_id)
+                                    .order_by(StoreVillage.village_id)).scalars()
+            cache[store_id] = StoreFacts(store_id, store.village_id, township_id, (store.village_id, *extra))
+    return cache[store_id]
+
+
+def forget_store(session: Session, store_id: int) -> None:
+    session.info.get("store_facts", {}).pop(store_id, None)
+
+
 def scope_of_store(session: Session, store_id: int) -> Scope | None:
-    s = session.get(Store, store_id)
-    if s is None:
-        return None
-    v = session.get(Village, s.village_id)
-    return Scope(township_id=v.township_id if v else None, village_id=s.village_id, store_id=s.id)
+    f = store_facts(session, store_id)
+    return None if f is None else Scope(township_id=f.township_id, village_id=f.village_id, store_id=store_id)
 
 
 def list_stores(session: Session, flt: ScopeFilter) -> list[Store]:

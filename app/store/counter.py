@@ -109,7 +109,7 @@ def check_served(session: Session, store: Store, household: Household | None, se
                                code="not_served")
     if household.status != "active":
         raise ValidationFailed("该户已迁出或注销，不能再兑换积分；如有疑问请联系村文书", code="household_inactive")
-    if session.get(Store, store.id) is None or not store.active:
+    if not store.active:
         raise ValidationFailed("本超市已停用，不能兑换")
     return household
 
@@ -139,11 +139,10 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
                                details={"field": "identity_note"})
     if len(note) > 100:
         raise ValidationFailed("身份核对说明不超过 100 个字", details={"field": "identity_note"})
+    served = served_villages(session, store_id)  # (raises NotFound for no such store) and loads the store
     store = session.get(Store, store_id)
-    if store is None:
-        raise NotFound("没有这个超市")
+    assert store is not None
     digest = _request_hash(store_id, household_id, cart)
-    served = served_villages(session, store_id)
     check_served(session, store, _lock_household(session, household_id), served)
     if key is not None:
         again = _replay(session, store_id, key, digest)

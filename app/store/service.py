@@ -38,15 +38,11 @@ def get_store(session: Session, store_id: int) -> Store:
 
 
 def served_villages(session: Session, store_id: int) -> tuple[int, ...]:
-    """The store's own village first, then the others it serves. Read once per transaction (a redemption asks
-    several times); `set_served_villages` forgets it."""
-    cache: dict[int, tuple[int, ...]] = session.info.setdefault("served_villages", {})
-    if store_id not in cache:
-        s = get_store(session, store_id)
-        extra = session.execute(select(StoreVillage.village_id).where(StoreVillage.store_id == store_id)
-                                .order_by(StoreVillage.village_id)).scalars()
-        cache[store_id] = (s.village_id, *extra)
-    return cache[store_id]
+    """The store's own village first, then the others it serves (read once per transaction)."""
+    facts = org.store_facts(session, store_id)
+    if facts is None:
+        raise NotFound("没有这个超市")
+    return facts.served
 
 
 def stores_serving(session: Session, village_id: int) -> list[Store]:
@@ -104,7 +100,7 @@ def set_served_villages(session: Session, actor: Actor, store_id: int, other_vil
         if any(found.get(v) != (home.township_id if home else None) for v in wanted):
             raise ValidationFailed("超市只能服务本乡镇的村，请重新选择", details={"field": "villages"})
     before = list(served_villages(session, store_id)[1:])
-    session.info.get("served_villages", {}).pop(store_id, None)
+    org.forget_store(session, store_id)
     session.execute(delete(StoreVillage).where(StoreVillage.store_id == store_id))
     session.add_all([StoreVillage(store_id=store_id, village_id=v) for v in wanted])
     session.flush()
