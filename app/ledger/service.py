@@ -45,7 +45,8 @@ from app.ledger.models import (
     PenaltyPolicy,
     TxKind,
 )
-from app.org.models import County, Store, StoreVillage, Village
+from app.org import service as org
+from app.org.models import County, Store, Village
 
 MEMO_MAX = 300
 NOT_SERVED = "该户不在本超市服务的村（请核对户号），不能在这里使用积分"
@@ -789,11 +790,10 @@ def reverse(session: Session, actor: Actor, transaction_id: int, *, reason: str,
 
 
 def _store_villages(session: Session, store_id: int) -> tuple[int, ...]:
-    store = session.get(Store, store_id)
-    if store is None:
+    facts = org.store_facts(session, store_id)
+    if facts is None:
         raise NotFound("没有这个超市")
-    extra = session.execute(select(StoreVillage.village_id).where(StoreVillage.store_id == store_id)).scalars()
-    return (store.village_id, *extra)
+    return facts.served
 
 
 def adjust(session: Session, actor: Actor, *, household_id: int, amount: int, reason: str,
