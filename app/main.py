@@ -31,6 +31,7 @@ from app.households import api as households_api
 from app.households import pages as households_pages
 from app.ledger import api as ledger_api
 from app.ledger import pages as ledger_pages
+from app.lists import pages as lists_pages
 from app.logs import configure as configure_logs
 from app.middleware import RequestContextMiddleware
 from app.org import api as org_api
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # then the other pages. Paths never overlap between routers, so the order changes only how far a request walks.
     for module in (health, store_api, ledger_api, households_api, org_api, auth_api, evaluation_api, audit_api,
                    store_counter, auth_pages, org_pages, households_pages, ledger_pages, evaluation_pages,
-                   evaluation_editor, evaluation_rounds, store_pages, audit_pages):
+                   evaluation_editor, evaluation_rounds, lists_pages, store_pages, audit_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -6,6 +6,7 @@ from app.db import metadata
 from app.evaluation.models import RulesetAssignment, RulesetVersion
 from app.households.models import Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
 from app.ledger.models import LedgerAccount, LedgerEntry, LedgerPolicy, LedgerTransaction
+from app.lists.models import Rectification, RectificationVisit
 from app.org.models import County, Group, Store, StoreVillage, Township, Village
 from app.store.models import Card, CardEvent, Fund, Item, Redemption, RedemptionLine, StockMovement
 
@@ -28,6 +29,8 @@ __all__ = [
            "LedgerTransaction",
            "LoginAttempt",
            "Member",
+           "Rectification",
+           "RectificationVisit",
            "Redemption",
            "RedemptionLine",
            "RoleGrant",
