@@ -1,5 +1,5 @@
 """`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, ledger verify|expire,
-store verify, rules import|export|assign, backup.
+store verify, lists expire, rules import|export|assign, backup.
 
 Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
 """
@@ -161,6 +161,18 @@ def cmd_store_verify(settings: Settings, args: argparse.Namespace) -> int:
     print(f"超市账目完好：{counts['items']} 种商品的库存与 {counts['movements']} 条出入库记录相符；"
           f"{counts['funds']} 笔资金的支出与采购相符；{counts['redemptions']} 笔兑换都有对应的积分交易和出库记录"
           "（作废的都已冲正、退回库存），积分台账里的每笔兑换都有兑换记录")
+    return 0
+
+
+def cmd_lists_expire(settings: Settings, args: argparse.Namespace) -> int:
+    """Store `expired` on red and black postings whose period is over (the views already hide them; run daily)."""
+    from app.core.context import Actor
+    from app.lists import service as lists
+
+    db = _db(settings)
+    with db.write_txn() as session:
+        n = lists.expire_due(session, Actor.system("红黑榜期满"))
+    print(f"红黑榜期满：{n} 条记录改为“已期满”" if n else "没有到期的红黑榜记录")
     return 0
 
 
@@ -340,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--as-of", help="清零截至日期（不含当天），格式 2028-01-01；默认今天")
     le.add_argument("--village", type=int, action="append", help="只处理这个村（村 id，可重复）")
     le.set_defaults(func=cmd_ledger_expire)
+    li = sub.add_parser("lists", help="红黑榜")
+    li_sub = li.add_subparsers(dest="lists_command", required=True)
+    lx = li_sub.add_parser("expire", help="把公示期已过的红黑榜记录标为已期满（可重复执行；每天运行）")
+    lx.set_defaults(func=cmd_lists_expire)
     st = sub.add_parser("store", help="振风超市")
     st_sub = st.add_subparsers(dest="store_command", required=True)
     sv = st_sub.add_parser("verify", help="校验超市账目：库存=出入库，资金=采购，每笔兑换都有积分交易和出库记录")

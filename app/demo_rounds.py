@@ -30,6 +30,7 @@ from app.core.scope import ScopeFilter
 from app.errors import AppError
 from app.evaluation import committee, motions, objections, rounds
 from app.households import service as households
+from app.lists import service as lists
 from app.org.models import Village
 
 GRADES = ("优", "良", "中", "差")
@@ -176,7 +177,30 @@ def load_history(session: Session, actor: Actor, villages: list[Village], *, see
             demo_store.redemptions(session, storekeeper, rng, shop, ids, _day(nxt, 18))  # type: ignore[arg-type]
         if index == 0:
             demo_store.extras(session, storekeeper, clerk, shop, ids)  # type: ignore[arg-type]
+        _rectifications(session, clerk, v.id, now, lift_one=index == 0)  # type: ignore[arg-type]
         _recent(session, clerk, reviewer, rng, index, v, ids, members, character, dirty, now)  # type: ignore[arg-type]
+
+
+def _rectifications(session: Session, clerk: Actor, village_id: int, now: datetime, *, lift_one: bool) -> None:
+    """The way off the black list in use: a plan and a visit for each black posting shown now, and in the first
+    village one household the committee has brought back early (教育转化)."""
+    month = now.year * 100 + now.month
+    black = [p for p in lists.shown_now(session, village_id, month) if p.list == "black"]
+    today = now.date()
+    members = max(lists.committee_size(session, village_id), 1)
+    for n, p in enumerate(black):
+        lists.start_rectification(session, clerk, p.id, measures=_MEASURES.get(p.reason, "按村规民约整改，每月向评比委员会"  # type: ignore[arg-type]
+                                                                                       "汇报一次"),
+                                  helper=["老党员 赵永福", "老教师 孙桂芳", "新乡贤 周建华"][n % 3], month=month)
+        lists.record_visit(session, clerk, p.id, visited_on=today, notes="入户查看，已按整改措施开始改正", month=month)  # type: ignore[arg-type]
+        if lift_one and n == 0:
+            lists.lift(session, clerk, p.id, decided_on=today, members_present=members, members_for=members,  # type: ignore[arg-type]
+                       decision="回访确认整改到位，群众认可，委员会一致同意提前移出黑榜", month=month)
+
+
+_MEASURES = {"卫生不整洁户": "每周清理院落和门前，垃圾分类投放，由网格员每周查看",
+             "不孝儿女": "每周至少看望老人两次，按月给付赡养费，由村调解委员会见证",
+             "不诚信户": "按约归还欠款，公开作出诚信承诺"}
 
 
 def _recent(session: Session, clerk: Actor, reviewer: Actor, rng: random.Random, index: int, v: Village,

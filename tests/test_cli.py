@@ -43,6 +43,9 @@ def test_migrate_demo_verify_backup(cli_env: dict[str, str], tmp_path: Path) -> 
     assert r.returncode == 0 and "审计链完好" in r.stdout, r.stdout + r.stderr
     r = run(["store", "verify"], cli_env)
     assert r.returncode == 0 and "超市账目完好" in r.stdout, r.stdout + r.stderr
+    r = run(["lists", "expire"], cli_env)
+    assert r.returncode == 0 and "红黑榜" in r.stdout, r.stdout + r.stderr
+    assert "没有到期" in run(["lists", "expire"], cli_env).stdout  # idempotent
     with sqlite3.connect(Path(cli_env["ZF_DATABASE_URL"].removeprefix("sqlite:///"))) as conn:
         assert conn.execute("SELECT count(*) FROM redemptions").fetchone()[0] > 0  # the demo's year at the counter
         conn.execute("UPDATE store_items SET stock = stock + 1 WHERE id = 1")  # a shelf counted behind the books
