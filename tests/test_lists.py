@@ -112,7 +112,7 @@ def test_coverage_arithmetic(db: Database) -> None:
     _post(db, ev.vid, hs[4], "red", 202512, 202601, reason="文明家庭")  # last year's
     _post(db, ev.vid, gone, "red", 202602, 202602, reason="文明家庭")  # not on the roll
     with db.read_txn() as s:
-        c = lists.coverage(s, ev.vid, 2026, target_pct=60)
+        c = lists.coverage(s, ev.vid, 2026, target_pct=60, as_of_month=202604)
     assert (c.households, c.covered, c.red, c.black) == (9, 3, 2, 1)
     assert round(c.share_pct, 1) == 33.3 and c.target_households == 6 and c.needed == 3
     assert c.months_done == 3 and c.projected == 9 and c.on_track  # 3 households in 3 months: 12 in a year, capped
@@ -120,8 +120,12 @@ def test_coverage_arithmetic(db: Database) -> None:
     assert c.never == sorted(set(hs[:9]) - {hs[0], hs[1], hs[2]})
     assert lists.ratio_stability(c) == pytest.approx(19.245, abs=0.01)  # red shares 100, 66.7, 100
     with db.read_txn() as s:
-        slow = lists.coverage(s, ev.vid, 2026, target_pct=60, until_month=202601)
+        slow = lists.coverage(s, ev.vid, 2026, target_pct=60, until_month=202601, as_of_month=202602)
+        late_in_year = lists.coverage(s, ev.vid, 2026, target_pct=60, as_of_month=202611)
     assert slow.covered == 1 and slow.months_done == 1 and slow.projected == 9
+    # three households by the end of October: four in the year at that pace, short of six
+    assert late_in_year.months_done == 10 and late_in_year.projected == 4 and not late_in_year.on_track
+    assert lists._elapsed(2025, 202604) == 12 and lists._elapsed(2027, 202604) == 0
     empty = lists.Coverage(ev.vid, 2027, 60, 0, 0, 0, 0, 0)
     assert empty.share_pct == 0 and empty.projected == 0 and empty.needed == 0
 

@@ -72,11 +72,11 @@ ROLES = ["anonymous", *DEMO_ROLES]
 EXPECTED_PERMISSIONS: dict[str, frozenset[Perm]] = {
     "admin": frozenset(Perm) - {Perm.PUBLIC},
     "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
-                           Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW}),
+                           Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW, Perm.REPORTS_VIEW}),
     "clerk": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL,
                         Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE,
                         Perm.EVAL_MANAGE, Perm.STORE_VIEW, Perm.STORE_STOCK, Perm.STORE_MANAGE, Perm.FUNDS_MANAGE,
-                        Perm.CARD_MANAGE}),
+                        Perm.CARD_MANAGE, Perm.REPORTS_VIEW}),
     "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
                          Perm.EVAL_VIEW, Perm.EVAL_RATE}),
     "storekeeper": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,

@@ -37,6 +37,7 @@ class Perm(StrEnum):
     STORE_MANAGE = "store.manage"  # store settings; voiding a redemption after its day
     FUNDS_MANAGE = "store.funds"  # record money received for the supermarket
     CARD_MANAGE = "store.cards"  # issue and print cards, report lost, reissue
+    REPORTS_VIEW = "reports.view"  # the dashboard of the villages in scope: how each runs, which need attention
 
 
 PERM_LABELS: dict[Perm, str] = {
@@ -65,16 +66,19 @@ PERM_LABELS: dict[Perm, str] = {
     Perm.STORE_MANAGE: "超市设置、作废往日的兑换",
     Perm.FUNDS_MANAGE: "登记超市资金",
     Perm.CARD_MANAGE: "发放、挂失和补办积分卡",
+    Perm.REPORTS_VIEW: "查看各村工作看板",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
     Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW}),
+                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW,
+                                       Perm.REPORTS_VIEW}),
     Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW,
                                    Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
                                    Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.EVAL_MANAGE, Perm.STORE_VIEW,
-                                   Perm.STORE_STOCK, Perm.STORE_MANAGE, Perm.FUNDS_MANAGE, Perm.CARD_MANAGE}),
+                                   Perm.STORE_STOCK, Perm.STORE_MANAGE, Perm.FUNDS_MANAGE, Perm.CARD_MANAGE,
+                                   Perm.REPORTS_VIEW}),
     Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE}),
     Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -207,3 +207,17 @@ def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) ->
     session.add(o)
     session.flush()
     return Resolution(o, delta, tx_id)
+
+
+def counts(session: Session, village_ids: list[int], from_month: int, to_month: int) -> dict[int, tuple[int, int]]:
+    """Per village: (objections filed, objections upheld) on the rounds of the period."""
+    out = {v: (0, 0) for v in village_ids}
+    if not village_ids:
+        return out
+    for vid, status, n in session.execute(
+            select(EvalRound.village_id, Objection.status, func.count()).join(EvalRound, EvalRound.id == Objection.round_id)
+            .where(EvalRound.village_id.in_(village_ids), EvalRound.month.between(from_month, to_month))
+            .group_by(EvalRound.village_id, Objection.status)):
+        filed, upheld = out[vid]
+        out[vid] = (filed + int(n), upheld + (int(n) if status == "upheld" else 0))
+    return out

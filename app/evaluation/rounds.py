@@ -810,6 +810,33 @@ def latest_by_village(session: Session, village_ids: Sequence[int]) -> dict[int,
     return out
 
 
+@dataclass(frozen=True)
+class MonthState:
+    month: int
+    status: str
+    finalised_at: datetime | None
+    households: int  # rated households (results kept at finalisation)
+    roster: int  # households on the month's roster (frozen at submission)
+
+
+def month_states(session: Session, village_ids: Sequence[int], from_month: int,
+                 to_month: int) -> dict[int, dict[int, MonthState]]:
+    """Per village and month of the period: the round's state, when it was finalised and how many households it
+    rated, in two statements (for the township's and county's dashboards)."""
+    out: dict[int, dict[int, MonthState]] = {v: {} for v in village_ids}
+    if not village_ids:
+        return out
+    counted: dict[int, int] = dict(session.execute(
+        select(RoundResult.round_id, func.count()).join(EvalRound, EvalRound.id == RoundResult.round_id)
+        .where(EvalRound.village_id.in_(list(village_ids)), EvalRound.month.between(from_month, to_month))
+        .group_by(RoundResult.round_id)).all())
+    for rnd in session.execute(select(EvalRound).where(EvalRound.village_id.in_(list(village_ids)),
+                                                       EvalRound.month.between(from_month, to_month))).scalars():
+        out[rnd.village_id][rnd.month] = MonthState(rnd.month, rnd.status, rnd.finalised_at,
+                                                    int(counted.get(rnd.id, 0)), len(rnd.roster or []))
+    return out
+
+
 def panel_grades(session: Session, rnd: EvalRound) -> dict[tuple[int, str], dict[int, str]]:
     """Panel rounds: every member's grade per (household, theme), eligible raters only (for the review signals)."""
     elig = eligibility_of(session, rnd)

@@ -6,6 +6,7 @@ Services flush, never commit. Every change is audited.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -132,6 +133,30 @@ def applicable(session: Session, village_id: int, month: int) -> StoredRuleset:
     if row is None:
         raise NotFound(f"积分细则 {code} 在{month_label(month)}还没有生效的版本")
     return StoredRuleset(row, parse(row.toml))
+
+
+def coverage_targets(session: Session, village_ids: Sequence[int], month: int, default: int = 60) -> dict[int, int]:
+    """Each village's coverage target (%) under the ruleset in force in `month`, reading the assignments and versions
+    once (they are few) instead of once per village; `default` where no ruleset applies."""
+    assignments = session.execute(select(RulesetAssignment).where(RulesetAssignment.from_month <= month)
+                                  .order_by(RulesetAssignment.from_month)).scalars().all()
+    county = [a.code for a in assignments if a.village_id is None]
+    own: dict[int, str] = {a.village_id: a.code for a in assignments if a.village_id is not None}
+    targets: dict[str, int] = {}
+    out: dict[int, int] = {}
+    for vid in village_ids:
+        code = own.get(vid) or (county[-1] if county else None)
+        if code is None:
+            out[vid] = default
+            continue
+        if code not in targets:
+            row = session.execute(select(RulesetVersion).where(RulesetVersion.code == code,
+                                                               RulesetVersion.effective_from <= month)
+                                  .order_by(RulesetVersion.effective_from.desc(), RulesetVersion.version.desc())
+                                  .limit(1)).scalar_one_or_none()
+            targets[code] = parse(row.toml).coverage_target_pct if row is not None else default
+        out[vid] = targets[code]
+    return out
 
 
 def ensure_default(session: Session, actor: Actor, *, from_month: int) -> RulesetVersion:

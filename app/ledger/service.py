@@ -1296,6 +1296,24 @@ def verify(session: Session) -> list[Violation]:
     return out
 
 
+def kind_totals(session: Session, village_ids: Sequence[int], from_month: int,
+                to_month: int) -> dict[int, dict[str, int]]:
+    """Per village and kind of transaction, the points moved on households' accounts in the months (signed: awards
+    positive, redemptions negative), in one grouped statement."""
+    out: dict[int, dict[str, int]] = {v: {} for v in village_ids}
+    if not village_ids:
+        return out
+    for vid, kind, total in session.execute(
+            select(TXS.c.village_id, TXS.c.kind, func.sum(ENTRIES.c.amount))
+            .join(ENTRIES, ENTRIES.c.transaction_id == TXS.c.id)
+            .join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
+            .where(TXS.c.village_id.in_(list(village_ids)), TXS.c.month.between(from_month, to_month),
+                   ACCOUNTS.c.kind == "household")
+            .group_by(TXS.c.village_id, TXS.c.kind)):
+        out[vid][kind] = int(total or 0)
+    return out
+
+
 def redemption_transactions(session: Session) -> dict[int, tuple[int, int, int | None]]:
     """Every redemption transaction: its store, the points it took and the household it took them from (for the
     store's proof of its books)."""

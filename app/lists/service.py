@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -241,7 +242,7 @@ class Coverage:
     covered: int  # of those, recognised on the red or black list with a posting starting in the year (not voided)
     red: int
     black: int
-    months_done: int  # months of the year with postings so far (the pace is measured over these)
+    months_done: int  # months of the year gone by, or with postings if more (the pace is measured over these)
     by_month: list[tuple[int, int, int]] = field(default_factory=list)  # (month, red, black) households
     never: list[int] = field(default_factory=list)  # household ids not recognised in the year
 
@@ -274,17 +275,46 @@ class Coverage:
 
 
 def coverage(session: Session, village_id: int, year: int, *, target_pct: int,
-             until_month: int | None = None) -> Coverage:
-    """How much of the village the year's red and black lists have reached, against the target."""
+             until_month: int | None = None, as_of_month: int | None = None) -> Coverage:
+    """How much of the village the year's red and black lists have reached, against the target. The pace is
+    measured over the months of the year gone by as of `as_of_month` (default: now)."""
+    return coverage_many(session, {village_id: target_pct}, year, until_month=until_month,
+                         as_of_month=as_of_month)[village_id]
+
+
+def _elapsed(year: int, as_of_month: int) -> int:
+    """Whole months of `year` gone by as of `as_of_month` (the current month is not over)."""
+    if year < as_of_month // 100:
+        return 12
+    if year > as_of_month // 100:
+        return 0
+    return as_of_month % 100 - 1
+
+
+def coverage_many(session: Session, targets: dict[int, int], year: int, *, until_month: int | None = None,
+                  as_of_month: int | None = None) -> dict[int, Coverage]:
+    """`coverage` for many villages (village -> target %) in two statements."""
+    elapsed = _elapsed(year, as_of_month or this_month())
+    ids = list(targets)
     end = local_day_start_utc(date(year + 1, 1, 1))
-    roll = [h.id for h in session.execute(select(Household.id).where(
-        Household.village_id == village_id, Household.created_at < end,
-        or_(Household.status == "active", Household.status_date.is_(None),
-            col(Household.status_date) >= date(year, 1, 1)))).all()]
-    rows = session.execute(select(ListPosting.household_id, ListPosting.list, ListPosting.from_month).where(
-        ListPosting.village_id == village_id, ListPosting.status != "voided",
-        ListPosting.from_month.between(year * 100 + 1, (until_month or year * 100 + 12)))).all()
-    roll_set = set(roll)
+    rolls: dict[int, set[int]] = {v: set() for v in ids}
+    posts: dict[int, list[Any]] = {v: [] for v in ids}
+    if ids:
+        for hid, vid in session.execute(select(Household.id, Household.village_id).where(
+                Household.village_id.in_(ids), Household.created_at < end,
+                or_(Household.status == "active", Household.status_date.is_(None),
+                    col(Household.status_date) >= date(year, 1, 1)))):
+            rolls[vid].add(hid)
+        for r in session.execute(select(ListPosting.village_id, ListPosting.household_id, ListPosting.list,
+                                        ListPosting.from_month).where(
+                ListPosting.village_id.in_(ids), ListPosting.status != "voided",
+                ListPosting.from_month.between(year * 100 + 1, (until_month or year * 100 + 12)))):
+            posts[r.village_id].append(r)
+    return {v: _coverage(v, year, targets[v], rolls[v], posts[v], elapsed) for v in ids}
+
+
+def _coverage(village_id: int, year: int, target_pct: int, roll_set: set[int], rows: list[Any],
+              elapsed: int) -> Coverage:
     covered = {r.household_id for r in rows if r.household_id in roll_set}
     red = {r.household_id for r in rows if r.list == "red" and r.household_id in roll_set}
     black = {r.household_id for r in rows if r.list == "black" and r.household_id in roll_set}
@@ -294,8 +324,8 @@ def coverage(session: Session, village_id: int, year: int, *, target_pct: int,
         (m[0] if r.list == "red" else m[1]).add(r.household_id)
     by_month = [(m, len(rs), len(bs)) for m, (rs, bs) in sorted(months.items())]
     last = max(months) if months else None
-    done = (last % 100) if last else 0
-    return Coverage(village_id, year, target_pct, len(roll), len(covered), len(red), len(black), done, by_month,
+    done = max((last % 100) if last else 0, elapsed)  # months whose lists are in, or gone by
+    return Coverage(village_id, year, target_pct, len(roll_set), len(covered), len(red), len(black), done, by_month,
                     sorted(roll_set - covered))
 
 

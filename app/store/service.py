@@ -19,6 +19,7 @@ from app.core.clock import local_day_start_utc
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
 from app.errors import NotFound, ValidationFailed
+from app.households.models import Household
 from app.ledger import service as ledger
 from app.org import service as org
 from app.org.models import Store, StoreVillage, Village
@@ -324,3 +325,32 @@ def verify(session: Session) -> tuple[list[Problem], dict[str, int]]:
     counts = {"items": len(items), "movements": sum(n for _, _, n in sums.values()), "funds": len(fund_rows),
               "redemptions": len(reds)}
     return out, counts
+
+
+@dataclass(frozen=True)
+class Activity:
+    redemptions: int  # not voided, in the months
+    points: int
+    last_day: date | None  # the last redemption ever by the village's households
+    stock_value_fen: int  # on the shelves of the village's own stores, now
+
+
+def village_activity(session: Session, village_ids: Sequence[int], from_day: date, to_day: date) -> dict[int, Activity]:
+    """Per village (the households' village): redemptions and points in the days, the last redemption, and the
+    stock value of the village's stores: three grouped statements."""
+    ids = list(village_ids)
+    if not ids:
+        return {}
+    home = select(Redemption.id, Redemption.points, Redemption.day, Redemption.status,
+                  Household.village_id).join(Household, Household.id == Redemption.household_id).subquery()
+    done = {r[0]: (int(r[1]), int(r[2] or 0)) for r in session.execute(
+        select(home.c.village_id, func.count(), func.sum(home.c.points)).where(
+            home.c.village_id.in_(ids), home.c.status == "done", home.c.day.between(from_day, to_day))
+        .group_by(home.c.village_id))}
+    last: dict[int, date] = dict(session.execute(select(home.c.village_id, func.max(home.c.day)).where(
+        home.c.village_id.in_(ids), home.c.status == "done").group_by(home.c.village_id)).all())
+    value: dict[int, int] = dict(session.execute(select(Store.village_id, func.sum(Item.stock_value_fen))
+                                 .join(Item, Item.store_id == Store.id).where(Store.village_id.in_(ids))
+                                 .group_by(Store.village_id)).all())
+    return {v: Activity(done.get(v, (0, 0))[0], done.get(v, (0, 0))[1], last.get(v), int(value.get(v) or 0))
+            for v in ids}

@@ -1,0 +1,136 @@
+"""The township's and county's dashboard: per village, for a year up to now, how the scheme runs, and which villages
+need attention (后进村) by explicit criteria, each with its reason.
+
+Every figure comes from one grouped statement over all the villages shown (the domains' batched readers), never a
+query per village.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.core.clock import to_local, utcnow
+from app.evaluation import objections, rounds
+from app.evaluation import service as rulesets
+from app.ledger import service as ledger
+from app.lists import service as lists
+from app.org.models import Village
+from app.store import service as stores
+
+LATE_AFTER_DAYS = 20  # a month's round finalised after the 20th of the following month is late
+LATE_MONTHS = 2  # this many late or missing months in the year make a village lag
+QUIET_DAYS = 90  # no redemption for this long: the store is not being used
+UPHELD_OBJECTIONS = 3  # this many upheld objections in the year: the committee's ratings need a look
+
+
+@dataclass
+class VillageRow:
+    village: Village
+    months_due: int
+    finalised: int
+    late: list[int]  # months late or missing
+    open_state: str | None  # the newest round not finalised yet: its status
+    rated: int  # households rated in the year's finalised rounds
+    roster: int  # households on those rounds' rosters
+    issued: int
+    deducted: int
+    redeemed: int
+    outstanding: int
+    coverage: lists.Coverage
+    filed: int
+    upheld: int
+    redemptions: int
+    last_redemption: date | None
+    stock_value_fen: int
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def participation_pct(self) -> float:
+        return 100.0 * self.rated / self.roster if self.roster else 0.0
+
+    @property
+    def lagging(self) -> bool:
+        return bool(self.reasons)
+
+
+def _deadline(month: int) -> date:
+    nxt = month // 100 * 12 + month % 100  # the following month, as months since year 0
+    return date(nxt // 12, nxt % 12 + 1, LATE_AFTER_DAYS)
+
+
+def dashboard(session: Session, villages: list[Village], year: int, *, now: datetime | None = None) -> list[VillageRow]:
+    """The rows of the dashboard for `villages` in `year`, lagging villages first (most reasons first)."""
+    local = to_local(now or utcnow()) or utcnow()
+    today = local.date()
+    this_month = local.year * 100 + local.month
+    last = min(year * 100 + 12, rounds.prev_month(this_month))  # months whose rounds are due by now
+    first = year * 100 + 1
+    ids = [v.id for v in villages if v.id is not None]
+    states = rounds.month_states(session, ids, first, year * 100 + 12)
+    money = ledger.kind_totals(session, ids, first, year * 100 + 12)
+    outstanding = ledger.village_totals(session, ids)
+    cover = lists.coverage_many(session, rulesets.coverage_targets(session, ids, min(this_month, year * 100 + 12)),
+                                year, as_of_month=this_month)
+    objected = objections.counts(session, ids, first, year * 100 + 12)
+    activity = stores.village_activity(session, ids, date(year, 1, 1), date(year, 12, 31))
+    due = _months(first, last) if last >= first else []
+    out: list[VillageRow] = []
+    for v in villages:
+        vid = v.id
+        assert vid is not None
+        st = states.get(vid, {})
+        late = [m for m in due if _late(st.get(m), _deadline(m), today)]
+        open_rounds = sorted((m for m, s in st.items() if s.status != "finalised"), reverse=True)
+        done = [s for s in st.values() if s.status == "finalised"]
+        kinds = money.get(vid, {})
+        act = activity.get(vid)
+        row = VillageRow(
+            village=v, months_due=len(due), finalised=len(done), late=late,
+            open_state=st[open_rounds[0]].status if open_rounds else None,
+            rated=sum(s.households for s in done), roster=sum(s.roster for s in done),
+            issued=kinds.get("award", 0), deducted=-kinds.get("penalty", 0), redeemed=-kinds.get("redemption", 0),
+            outstanding=outstanding[vid].outstanding if vid in outstanding else 0, coverage=cover[vid],
+            filed=objected.get(vid, (0, 0))[0], upheld=objected.get(vid, (0, 0))[1],
+            redemptions=act.redemptions if act else 0, last_redemption=act.last_day if act else None,
+            stock_value_fen=act.stock_value_fen if act else 0)
+        row.reasons = _reasons(row, today)
+        out.append(row)
+    out.sort(key=lambda r: (-len(r.reasons), r.village.code))
+    return out
+
+
+def _late(state: rounds.MonthState | None, deadline: date, today: date) -> bool:
+    """A month is late when its round was finalised after the deadline, or is still not finalised past it."""
+    if state is None or state.status != "finalised" or state.finalised_at is None:
+        return deadline < today
+    finished = to_local(state.finalised_at)
+    return finished is not None and finished.date() > deadline
+
+
+def _months(first: int, last: int) -> list[int]:
+    out, m = [], first
+    while m <= last:
+        out.append(m)
+        m = rounds.next_month(m)
+    return out
+
+
+def _reasons(r: VillageRow, today: date) -> list[str]:
+    """Why a village needs attention, each criterion stated with its numbers."""
+    why = []
+    if len(r.late) >= LATE_MONTHS:
+        months = "、".join(f"{m % 100}月" for m in r.late[:6])
+        why.append(f"{len(r.late)} 个月的评比没有按时完成（{months}），应在次月 {LATE_AFTER_DAYS} 日前完成")
+    c = r.coverage
+    if c.households and not c.on_track:
+        why.append(f"红黑榜覆盖率 {c.share_pct:.0f}%，按目前进度全年约 {c.projected} 户，"
+                   f"达不到目标 {c.target_pct}%（{c.target_households} 户），还需 {c.needed} 户")
+    if r.last_redemption is None or (today - r.last_redemption) > timedelta(days=QUIET_DAYS):
+        since = f"自 {r.last_redemption.isoformat()} 以来" if r.last_redemption else "一直"
+        why.append(f"超市{since}没有兑换：积分没有变成实惠，请了解原因")
+    if r.upheld >= UPHELD_OBJECTIONS:
+        why.append(f"本年有 {r.upheld} 件异议成立（共 {r.filed} 件）：请关注评分是否公正")
+    return why
