@@ -8,6 +8,7 @@ from app.households.models import Household, HouseholdEvent, HouseholdMembership
 from app.ledger.models import LedgerAccount, LedgerEntry, LedgerPolicy, LedgerTransaction
 from app.lists.models import Rectification, RectificationVisit
 from app.org.models import County, Group, Store, StoreVillage, Township, Village
+from app.reports.models import CreditConsent
 from app.store.models import Card, CardEvent, Fund, Item, Redemption, RedemptionLine, StockMovement
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
            "Card",
            "CardEvent",
            "County",
+           "CreditConsent",
            "Fund",
            "Group",
            "Household",

@@ -1314,6 +1314,21 @@ def kind_totals(session: Session, village_ids: Sequence[int], from_month: int,
     return out
 
 
+def household_kind_totals(session: Session, village_id: int, from_month: int,
+                          to_month: int) -> dict[int, dict[str, int]]:
+    """Per household of the village and kind of transaction, the points moved on its account in the months."""
+    out: dict[int, dict[str, int]] = {}
+    for hid, kind, total in session.execute(
+            select(ACCOUNTS.c.household_id, TXS.c.kind, func.sum(ENTRIES.c.amount))
+            .join(ENTRIES, ENTRIES.c.account_id == ACCOUNTS.c.id)
+            .join(TXS, TXS.c.id == ENTRIES.c.transaction_id)
+            .where(ACCOUNTS.c.kind == "household", ACCOUNTS.c.village_id == village_id,
+                   TXS.c.month.between(from_month, to_month))
+            .group_by(ACCOUNTS.c.household_id, TXS.c.kind)):
+        out.setdefault(int(hid), {})[kind] = int(total or 0)
+    return out
+
+
 def redemption_transactions(session: Session) -> dict[int, tuple[int, int, int | None]]:
     """Every redemption transaction: its store, the points it took and the household it took them from (for the
     store's proof of its books)."""

@@ -1,0 +1,143 @@
+"""The household credit file (信用档案): per household and year, the points earned and deducted, the red and black
+postings and the rectifications, and a credit grade by the county's rule; exported for the 信用村 / 信用户 evaluation
+only for households whose consent is recorded and in force.
+
+The county's rule (CREDIT_RULE, shown on the page):
+- 不评级 (not graded): a black-list posting in the year that was not lifted through rectification, or no points
+  earned in the year;
+- AAA: at least 2 red-list postings in the year, no black-list posting, and at least 100 points earned net;
+- AA: at least 1 red-list posting or at least 60 points net, and no black-list posting left standing;
+- A: the rest with points earned net above zero (a black-list posting lifted through rectification counts as
+  rectified, not against the household).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.context import Actor
+from app.core.scope import ScopeFilter
+from app.core.spreadsheet import xlsx_bytes
+from app.errors import Conflict, ValidationFailed
+from app.households import service as households
+from app.ledger import service as ledger
+from app.lists import service as lists
+from app.reports.models import CreditConsent
+
+GRADES = ("AAA", "AA", "A", "不评级")
+CREDIT_RULE = [
+    ("AAA", "全年上红榜 2 次以上，没有黑榜，净得积分 100 分以上"),
+    ("AA", "全年上红榜 1 次以上或净得积分 60 分以上，没有未移出的黑榜"),
+    ("A", "净得积分大于 0；黑榜经整改移出的按已整改计"),
+    ("不评级", "全年有未移出的黑榜，或全年没有得到积分"),
+]
+
+
+@dataclass(frozen=True)
+class CreditLine:
+    household_id: int
+    number: str
+    head_name: str
+    earned: int  # awards
+    deducted: int  # penalties (positive)
+    red: int
+    black: int  # black postings left standing (effective or expired, not lifted, not voided)
+    rectified: int  # black postings lifted through rectification
+    grade: str
+    consent: CreditConsent | None
+
+    @property
+    def net(self) -> int:
+        return self.earned - self.deducted
+
+
+def grade(earned: int, deducted: int, red: int, black: int) -> str:
+    net = earned - deducted
+    if black or earned == 0:
+        return "不评级"
+    if red >= 2 and net >= 100:
+        return "AAA"
+    if red >= 1 or net >= 60:
+        return "AA"
+    return "A" if net > 0 else "不评级"
+
+
+def credit_file(session: Session, village_id: int, year: int) -> list[CreditLine]:
+    """The village's households (on the roll in the year) with their year's record and grade: four statements."""
+    roll = households.search(session, _village_filter(village_id), village_id=village_id, limit=100_000).rows
+    points = ledger.household_kind_totals(session, village_id, year * 100 + 1, year * 100 + 12)
+    posts = lists.postings(session, village_id, year=year)
+    consents = in_force(session, [h.id for h in roll if h.id is not None])
+    out: list[CreditLine] = []
+    for h in roll:
+        hid = h.id
+        assert hid is not None
+        mine = [p for p in posts if p.household_id == hid and p.status != "voided"]
+        red = sum(1 for p in mine if p.list == "red")
+        lifted = sum(1 for p in mine if p.list == "black" and p.status == "lifted")
+        black = sum(1 for p in mine if p.list == "black" and p.status != "lifted")
+        kinds = points.get(hid, {})
+        earned, deducted = kinds.get("award", 0), -kinds.get("penalty", 0)
+        out.append(CreditLine(hid, h.number, h.head_name, earned, deducted, red, black, lifted,
+                              grade(earned, deducted, red, black), consents.get(hid)))
+    return out
+
+
+def _village_filter(village_id: int) -> ScopeFilter:
+    return ScopeFilter(village_ids=frozenset({village_id}))
+
+
+# ---- consent ---------------------------------------------------------------------------------------------------------
+
+def in_force(session: Session, household_ids: list[int]) -> dict[int, CreditConsent]:
+    if not household_ids:
+        return {}
+    rows = session.execute(select(CreditConsent).where(CreditConsent.household_id.in_(household_ids),
+                                                       CreditConsent.withdrawn_on.is_(None))).scalars()
+    return {c.household_id: c for c in rows}
+
+
+def record_consent(session: Session, actor: Actor, household_id: int, *, given_on: date, how: str) -> CreditConsent:
+    households.get_household(session, household_id)
+    how = (how or "").strip()
+    if not how or len(how) > 100:
+        raise ValidationFailed("请写明农户如何同意（不超过 100 个字），例如：户主签字的同意书已存档", details={"field": "how"})
+    if in_force(session, [household_id]):
+        raise Conflict("该户的同意已经登记过了", code="consent_exists")
+    c = CreditConsent(household_id=household_id, given_on=given_on, how=how, recorded_by=actor.name[:80])
+    session.add(c)
+    session.flush()
+    audit.record(session, actor, "reports.credit.consent", object_type="household", object_id=household_id,
+                 after={"given_on": given_on.isoformat(), "how": how})
+    return c
+
+
+def withdraw_consent(session: Session, actor: Actor, household_id: int, *, on: date) -> CreditConsent:
+    c = in_force(session, [household_id]).get(household_id)
+    if c is None:
+        raise Conflict("该户没有登记过同意，或已经撤回", code="no_consent")
+    c.withdrawn_on, c.withdrawn_by = on, actor.name[:80]
+    session.flush()
+    audit.record(session, actor, "reports.credit.withdraw", object_type="household", object_id=household_id,
+                 after={"withdrawn_on": on.isoformat()})
+    return c
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+EXPORT_HEADER = ["户号", "户主", "年度", "得分", "扣分", "净得积分", "红榜次数", "黑榜（未移出）", "黑榜已整改移出", "信用等级",
+                 "同意日期", "同意方式"]
+
+
+def export_file(session: Session, village_id: int, village_name: str, year: int) -> tuple[bytes, str, str, int]:
+    """(content, file name, media type, households left out for want of consent): the credit file of the
+    households whose consent is in force, nothing of the others."""
+    lines = credit_file(session, village_id, year)
+    rows = [[ln.number, ln.head_name, year, ln.earned, ln.deducted, ln.net, ln.red, ln.black, ln.rectified, ln.grade,
+             ln.consent.given_on.isoformat(), ln.consent.how] for ln in lines if ln.consent is not None]
+    data = xlsx_bytes(f"{year}年信用档案", EXPORT_HEADER, rows, widths=[8, 10, 6, 8, 8, 9, 8, 12, 14, 9, 11, 28])
+    return data, f"{village_name}{year}年农户信用档案.xlsx", XLSX, len(lines) - len(rows)
