@@ -37,6 +37,7 @@ from app.middleware import RequestContextMiddleware
 from app.org import api as org_api
 from app.org import pages as org_pages
 from app.reports import credit_pages as reports_credit
+from app.reports import fairness_pages as reports_fairness
 from app.reports import pages as reports_pages
 from app.store import api as store_api
 from app.store import counter_pages as store_counter
@@ -65,8 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # then the other pages. Paths never overlap between routers, so the order changes only how far a request walks.
     for module in (health, store_api, ledger_api, households_api, org_api, auth_api, evaluation_api, audit_api,
                    store_counter, auth_pages, org_pages, households_pages, ledger_pages, evaluation_pages,
-                   evaluation_editor, evaluation_rounds, lists_pages, reports_pages, reports_credit, store_pages,
-                   audit_pages):
+                   evaluation_editor, evaluation_rounds, lists_pages, reports_pages, reports_credit, reports_fairness,
+                   store_pages, audit_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
