@@ -20,13 +20,19 @@ def inert(value: Any) -> Any:
 def xlsx_bytes(sheet: str, header: Sequence[Any], rows: Iterable[Sequence[Any]],
                widths: Sequence[int] | None = None) -> bytes:
     """One sheet: a header row and data rows, every text cell made inert."""
+    return xlsx_sheets([(sheet, header, rows, widths or ())])
+
+
+def xlsx_sheets(sheets: Iterable[tuple[str, Sequence[Any], Iterable[Sequence[Any]], Sequence[int]]]) -> bytes:
+    """Several sheets, each (title, header row, data rows, column widths), every text cell made inert."""
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet)
-    for i, w in enumerate(widths or ()):
-        ws.column_dimensions[chr(ord("A") + i)].width = w
-    ws.append(list(header))
-    for r in rows:
-        ws.append([inert(v) for v in r])
+    for title, header, rows, widths in sheets:
+        ws = wb.create_sheet(title)
+        for i, w in enumerate(widths):
+            ws.column_dimensions[chr(ord("A") + i)].width = w
+        ws.append(list(header))
+        for r in rows:
+            ws.append([inert(v) for v in r])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

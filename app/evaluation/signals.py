@@ -153,7 +153,7 @@ def _uniform_village(result: RoundResult) -> list[Signal]:
 # --- committee members compared with each other ---------------------------------------------------------------------
 
 
-def _median(values: list[int]) -> Fraction:
+def median(values: list[int]) -> Fraction:
     ordered = sorted(values)
     n = len(ordered)
     if n % 2:
@@ -174,7 +174,7 @@ def _rater_differences(panel: Mapping[tuple[int, str], Mapping[int, str]], rules
             continue
         for rater, pos in sorted(placed.items()):
             others = [p for r, p in placed.items() if r != rater]
-            diffs.setdefault(rater, []).append(pos - _median(others))
+            diffs.setdefault(rater, []).append(pos - median(others))
     return diffs
 
 

@@ -3,16 +3,14 @@ month, and every posting), as .xlsx with the same figures the pages show."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
-from openpyxl import Workbook
 from sqlalchemy.orm import Session
 
 from app.core.clock import to_local, utcnow
 from app.core.scope import EVERYTHING
-from app.core.spreadsheet import inert, xlsx_bytes
+from app.core.spreadsheet import xlsx_bytes, xlsx_sheets
 from app.evaluation import service as rulesets
 from app.lists import service as lists
 from app.org import service as org
@@ -26,7 +24,6 @@ DASHBOARD_HEADER = ["村", "应完成评比（月）", "已完成评比（月）
 MONTH_HEADER = ["月份", "红榜户数", "黑榜户数", "红榜占比（%）"]
 POSTING_HEADER = ["榜单", "户号", "户主", "成员", "原因", "公示起", "公示止", "状态", "整改"]
 
-Sheet = tuple[str, Sequence[Any], Sequence[Sequence[Any]], Sequence[int]]
 
 
 def _stamp() -> str:
@@ -35,21 +32,6 @@ def _stamp() -> str:
 
 def _month(m: int) -> str:
     return f"{m // 100}-{m % 100:02d}"
-
-
-def _workbook(sheets: Sequence[Sheet]) -> bytes:
-    """Several sheets, each a header row and data rows, every text cell made inert."""
-    wb = Workbook(write_only=True)
-    for title, header, rows, widths in sheets:
-        ws = wb.create_sheet(title)
-        for i, w in enumerate(widths):
-            ws.column_dimensions[chr(ord("A") + i)].width = w
-        ws.append(list(header))
-        for r in rows:
-            ws.append([inert(v) for v in r])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
 
 
 def dashboard_rows(rows: Sequence[reports.VillageRow]) -> list[list[Any]]:
@@ -87,6 +69,6 @@ def village_lists_file(session: Session, village_id: int, year: int, list_: str 
         rows.append([lists.LIST_LABELS.get(p.list, p.list), h.number if h else "", h.head_name if h else "",
                      p.member_name or "", p.reason, _month(p.from_month), _month(p.to_month),
                      lists.STATUS_LABELS.get(lists.status_on(p, now), ""), fix])
-    data = _workbook([("按月", MONTH_HEADER, months, [10, 10, 10, 12]),
+    data = xlsx_sheets([("按月", MONTH_HEADER, months, [10, 10, 10, 12]),
                       ("本年全部记录", POSTING_HEADER, rows, [6, 8, 10, 10, 40, 9, 9, 16, 8])])
     return data, f"{village.name}红黑榜{year}（导出于{_stamp()}）.xlsx", XLSX

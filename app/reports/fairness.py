@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Final
 
+from app.evaluation.signals import median
 from app.rules.combine import round_half_up
 
 __all__ = ["KINDS", "LEVELS", "Bias", "HouseholdInfo", "MemberRow", "Report", "Signal", "fairness_report",
@@ -149,14 +150,6 @@ def _next_month(month: int) -> int:
     return y * 100 + m + 1 if m < 12 else (y + 1) * 100 + 1
 
 
-def _median(values: list[int]) -> Fraction:
-    ordered = sorted(values)
-    n = len(ordered)
-    if n % 2:
-        return Fraction(ordered[n // 2])
-    return Fraction(ordered[n // 2 - 1] + ordered[n // 2], 2)
-
-
 def _mean(values: Iterable[Fraction]) -> Fraction:
     items = list(values)
     return sum(items, Fraction(0)) / len(items) if items else Fraction(0)
@@ -191,7 +184,7 @@ def _differences(panel: PanelCells) -> dict[int, list[_Diff]]:
             continue
         for rater, pos in sorted(placed.items()):
             others = [p for r, p in placed.items() if r != rater]
-            out.setdefault(rater, []).append(_Diff(month, hid, pos - _median(others)))
+            out.setdefault(rater, []).append(_Diff(month, hid, pos - median(others)))
     return out
 
 
