@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -67,17 +68,22 @@ def grade(earned: int, deducted: int, red: int, black: int) -> str:
     return "A" if net > 0 else "不评级"
 
 
-def credit_file(session: Session, village_id: int, year: int) -> list[CreditLine]:
-    """The village's households (on the roll in the year) with their year's record and grade: four statements."""
+def credit_file(session: Session, village_id: int, year: int, *, household_id: int | None = None) -> list[CreditLine]:
+    """The village's households (or the one asked for) with their year's record and grade: four statements."""
     roll = households.search(session, _village_filter(village_id), village_id=village_id, limit=100_000).rows
+    if household_id is not None:
+        roll = [h for h in roll if h.id == household_id]
     points = ledger.household_kind_totals(session, village_id, year * 100 + 1, year * 100 + 12)
-    posts = lists.postings(session, village_id, year=year)
+    by_household: dict[int, list[Any]] = {}
+    for p in lists.postings(session, village_id, year=year, household_id=household_id):
+        if p.status != "voided":
+            by_household.setdefault(p.household_id, []).append(p)
     consents = in_force(session, [h.id for h in roll if h.id is not None])
     out: list[CreditLine] = []
     for h in roll:
         hid = h.id
         assert hid is not None
-        mine = [p for p in posts if p.household_id == hid and p.status != "voided"]
+        mine = by_household.get(hid, [])
         red = sum(1 for p in mine if p.list == "red")
         lifted = sum(1 for p in mine if p.list == "black" and p.status == "lifted")
         black = sum(1 for p in mine if p.list == "black" and p.status != "lifted")

@@ -99,6 +99,6 @@ def household_credit(request: Request, session: DbSession, household_id: int, p:
                      year: Year = None) -> Response:
     h = hh.get_household(session, household_id)
     y = _year(year)
-    line = next((ln for ln in credit.credit_file(session, h.village_id, y) if ln.household_id == household_id), None)
+    line = next(iter(credit.credit_file(session, h.village_id, y, household_id=household_id)), None)
     return render(request, "reports/credit_household.html", {"h": h, "year": y, "line": line,
                                                               "rule": credit.CREDIT_RULE, "nav_active": "/points"})

@@ -55,10 +55,6 @@ def today(at: datetime | None = None) -> date:
     return (to_local(at or utcnow()) or utcnow()).date()
 
 
-def _is_pg(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def clean_cart(lines: Sequence[Line]) -> list[Line]:
     """Quantities checked and the same item merged, in the order first seen."""
     merged: dict[int, int] = {}
@@ -95,7 +91,7 @@ def _replay(session: Session, store_id: int, key: str, digest: str) -> Redeemed 
 
 def _lock_household(session: Session, household_id: int) -> Household | None:
     stmt = select(Household).where(Household.id == household_id)
-    if _is_pg(session):
+    if stock.is_pg(session):
         stmt = stmt.with_for_update()
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
 

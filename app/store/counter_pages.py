@@ -78,8 +78,7 @@ def _ctx(session: DbSession, p: Principal, store_id: int, *, panel: dict[str, An
             "categories": sorted({i.category for i in items}, key=lambda c: [*stock.CATEGORIES, c].index(c)),
             "panel": panel, "candidates": candidates, "code": code, "quantities": quantities or {},
             "identity_note": identity_note, "today": counter.recent(session, store_id, day=counter.today(), limit=12),
-            "format_local": format_local, "yuan": stock.yuan, "nav_active": "/stores",
-            "can_manage": p.covers(Perm.STORE_MANAGE, stores.scope_of_store(session, store_id) or Scope())}
+            "format_local": format_local, "yuan": stock.yuan, "nav_active": "/stores"}
 
 
 @router.get("/stores/{store_id}/counter")

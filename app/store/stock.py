@@ -31,7 +31,7 @@ PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
 MAX_PHOTO_BYTES = 2 * 1024 * 1024
 
 
-def _is_pg(session: Session) -> bool:
+def is_pg(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -40,7 +40,7 @@ def lock_items(session: Session, item_ids: list[int]) -> dict[int, Item]:
     if not item_ids:
         return {}
     stmt = select(Item).where(Item.id.in_(sorted(set(item_ids)))).order_by(Item.id)  # type: ignore[union-attr]
-    if _is_pg(session):
+    if is_pg(session):
         stmt = stmt.with_for_update()
     return {i.id: i for i in session.execute(stmt.execution_options(populate_existing=True)).scalars()}  # type: ignore[misc]
 
