@@ -1,5 +1,5 @@
 """`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, ledger verify|expire,
-store verify, lists expire, rules import|export|assign, backup.
+store verify, lists expire|erase, rules import|export|assign, backup.
 
 Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
 """
@@ -173,6 +173,27 @@ def cmd_lists_expire(settings: Settings, args: argparse.Namespace) -> int:
     with db.write_txn() as session:
         n = lists.expire_due(session, Actor.system("红黑榜期满"))
     print(f"红黑榜期满：{n} 条记录改为“已期满”" if n else "没有到期的红黑榜记录")
+    return 0
+
+
+def cmd_lists_erase(settings: Settings, args: argparse.Namespace) -> int:
+    """Erase the personal details of list records older than the retention period (ZF_LIST_RETENTION_YEARS, or
+    --years); the counts stay in the statistics. Run monthly; --dry-run only says what would be erased."""
+    from app.core.context import Actor
+    from app.lists import service as lists
+
+    years = args.years or settings.list_retention_years
+    db = _db(settings)
+    with db.write_txn() as session:
+        run = lists.erase_due(session, Actor.system("红黑榜保存期限"), years=years, dry_run=args.dry_run)
+    what = (f"公示期在 {run.cutoff_month // 100} 年 {run.cutoff_month % 100} 月以前结束的红黑榜记录（保存 {years} 年）："
+            f"{run.postings} 条记录、{run.rectifications} 份整改方案、{run.visits} 次回访记录，涉及 {len(run.years)} 个村年度")
+    if not run.postings:
+        print(f"没有超过保存期限（{years} 年）的红黑榜记录")
+    elif args.dry_run:
+        print(f"将删除个人信息的{what}（试运行，没有改动）")
+    else:
+        print(f"已删除个人信息的{what}；各村各年的统计数字已保留")
     return 0
 
 
@@ -356,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     li_sub = li.add_subparsers(dest="lists_command", required=True)
     lx = li_sub.add_parser("expire", help="把公示期已过的红黑榜记录标为已期满（可重复执行；每天运行）")
     lx.set_defaults(func=cmd_lists_expire)
+    lr = li_sub.add_parser("erase", help="超过保存期限的红黑榜记录删除个人信息（统计数字保留；每月运行）")
+    lr.add_argument("--years", type=int, help="保存年限；默认 ZF_LIST_RETENTION_YEARS（5 年）")
+    lr.add_argument("--dry-run", action="store_true", help="只列出将删除的数量，不做改动")
+    lr.set_defaults(func=cmd_lists_erase)
     st = sub.add_parser("store", help="振风超市")
     st_sub = st.add_subparsers(dest="store_command", required=True)
     sv = st_sub.add_parser("verify", help="校验超市账目：库存=出入库，资金=采购，每笔兑换都有积分交易和出库记录")

@@ -5,7 +5,7 @@ from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.db import metadata
 from app.evaluation.models import RulesetAssignment, RulesetVersion
 from app.households.models import Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
-from app.ledger.models import LedgerAccount, LedgerEntry, LedgerPolicy, LedgerTransaction
+from app.ledger.models import LedgerAccount, LedgerEntry, LedgerMonthTotal, LedgerPolicy, LedgerTransaction
 from app.lists.models import Rectification, RectificationVisit
 from app.org.models import County, Group, Store, StoreVillage, Township, Village
 from app.reports.models import CreditConsent
@@ -27,6 +27,7 @@ __all__ = [
            "Item",
            "LedgerAccount",
            "LedgerEntry",
+           "LedgerMonthTotal",
            "LedgerPolicy",
            "LedgerTransaction",
            "LoginAttempt",

@@ -29,10 +29,21 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:  # a column change rebuilds the table (copy, drop, rename): other tables' references must not fire
+        connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # outside the transaction
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
                       compare_type=True)
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:  # the references are checked once, before the upgrade commits
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"升级后有 {len(broken)} 处外键引用不存在的行（例如 {broken[0]}），已回滚")
+    finally:
+        if sqlite:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

@@ -446,6 +446,9 @@ def bench_ledger_spend(url: str, scale: float) -> list[Row]:
     entries_sql = ("INSERT INTO ledger_entries (transaction_id, account_id, amount, seq, balance_after) "
                    "VALUES (?, ?, ?, ?, ?), (?, ?, ?, NULL, NULL)").replace("?", mark)
     update_sql = f"UPDATE ledger_accounts SET balance = {mark}, entry_count = {mark} WHERE id = {mark}"
+    totals_sql = ("INSERT INTO ledger_month_totals (village_id, month, kind, slot, points) "
+                  "VALUES (?, ?, 'redemption', ?, ?) ON CONFLICT (village_id, month, kind, slot) "
+                  "DO UPDATE SET points = ledger_month_totals.points + excluded.points").replace("?", mark)
     writer = threading.Lock()
 
     def spend_sql(cur: Any, hid: int, vid: int, points: int) -> None:
@@ -460,6 +463,7 @@ def bench_ledger_spend(url: str, scale: float) -> list[Row]:
         tx_id = cur.fetchone()[0]
         cur.execute(entries_sql, (tx_id, acc, -points, count + 1, balance - points, tx_id, sink[stores[vid]], points))
         cur.execute(update_sql, (balance - points, count + 1, acc))
+        cur.execute(totals_sql, (vid, ledger.month_of(now), acc % ledger.SLOTS, -points))  # as the posting keeps it
 
     def bare(jobs: list[tuple[int, int, int]]) -> list[float]:
         out = []
@@ -630,6 +634,8 @@ def fill_ledger(db: Database, entries: int) -> None:
         if pg:
             for table in ("ledger_transactions", "ledger_entries"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"))
+    with db.write_txn() as s:  # the dashboards' monthly totals, which the posting keeps, from what was written
+        ledger.rebuild_month_totals(s)
     t0 = time.perf_counter()
     with db.read_txn() as s:
         problems = ledger.verify(s)
@@ -2097,7 +2103,8 @@ def fill_dashboard(db: Database, year: int, villages: int, households: int) -> d
                                "ruleset_code": tpl["code"], "ruleset_version": tpl["version"],
                                "present_member_ids": tpl["present"], "objection_days": 5,
                                "objections_close_on": start + timedelta(days=5), "roster": roster,
-                               "eligibility": tpl["eligibility"], "created_at": at - timedelta(days=10),
+                               "eligibility": tpl["eligibility"], "roster_size": len(roster),
+                               "households_rated": len(roster), "created_at": at - timedelta(days=10),
                                "created_by": EVAL_CLERK.name, "updated_at": at, "finalised_at": at})
     with db.write_txn() as s:
         for k in range(0, len(round_rows), 300):
@@ -2187,9 +2194,10 @@ def fill_dashboard(db: Database, year: int, villages: int, households: int) -> d
             "WHERE b.account_id = ledger_accounts.id) "
             "WHERE kind = 'household' AND id IN (SELECT account_id FROM bench_bal)"))
         conn.execute(text(
-            "INSERT INTO redemptions (store_id, household_id, card_id, card_version, identified_by, identity_note, "
-            "points, value_fen, balance_after, ledger_tx_id, status, day, idempotency_key, request_hash, actor, "
-            "created_at) SELECT store_id, household_id, NULL, NULL, 'card', NULL, -amount, -amount * 10, after, tx, "
+            "INSERT INTO redemptions (store_id, household_id, village_id, card_id, card_version, identified_by, "
+            "identity_note, points, value_fen, balance_after, ledger_tx_id, status, day, idempotency_key, request_hash, "
+            "actor, created_at) SELECT store_id, household_id, village_id, NULL, NULL, 'card', NULL, -amount, "
+            "-amount * 10, after, tx, "
             "'done', day, NULL, NULL, '超市店员', at FROM bench_seq WHERE kind = 'redemption' ORDER BY tx"))
         # eval_results: every household of every round, its award transaction beside it
         conn.execute(text("CREATE INDEX bench_seq_round ON bench_seq (round_id, household_id)"))
@@ -2248,6 +2256,9 @@ def fill_dashboard(db: Database, year: int, villages: int, households: int) -> d
     with db.write_txn() as s:
         s.execute(insert(Objection), objection_rows)
         s.execute(insert(Item), item_rows)
+        # the summaries the posting and the finalisation keep, from what was written directly above
+        ledger.rebuild_month_totals(s)
+        rounds.rebuild_list_counts(s)
     with db.read_txn() as s:
         counts = {t: int(s.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
                   for t in ("households", "eval_rounds", "eval_results", "list_postings", "ledger_transactions",

@@ -14,6 +14,7 @@ from openpyxl import load_workbook
 from sqlalchemy import insert
 
 from app.db import Database
+from app.evaluation import rounds
 from app.evaluation.models import ListPosting
 from app.ledger import service as ledger
 from app.lists import service as lists
@@ -31,6 +32,7 @@ def _post(db: Database, vid: int, hid: int, list_: str, month: int, reason: str 
         s.execute(insert(ListPosting).values(
             village_id=vid, household_id=hid, list=list_, source="determination", code="D-" + reason[:4],
             reason=reason, explanation="委员会认定", from_month=month, to_month=month, status="effective"))
+        rounds.refresh_list_counts(s, vid, month // 100)  # as a round's finalisation does
 
 
 def _chart(page: str, testid: str) -> dict[str, Any]:
@@ -77,8 +79,8 @@ def test_dashboard_chart_and_export(client: TestClient, db: Database) -> None:
     page = client.get(f"/dashboard?year={year}").text
     assert '<script src="/static/vendor/echarts-5.6.0.min.js" defer></script>' in page
     assert '<script src="/static/js/charts.js" defer></script>' in page
-    assert f'href="/dashboard.xlsx?year={year}"' in page and "导出 Excel" in page
-    rows = _table_rows(page, "villages")
+    assert f'href="/dashboard.xlsx?year={year}&amp;from=1&amp;to=12"' in page and "导出 Excel" in page
+    rows = [r[1:] for r in _table_rows(page, "villages")]  # past the rank
     names = [r[0] for r in rows]
     assert ev.village.name in names
     cov, pts = _chart(page, "chart-coverage"), _chart(page, "chart-points")
@@ -92,6 +94,14 @@ def test_dashboard_chart_and_export(client: TestClient, db: Database) -> None:
     assert [str(v) for v in redeemed["data"]] == [r[5] for r in rows]
     i = names.index(ev.village.name)
     assert (issued["data"][i], redeemed["data"][i], share["data"][i], target["data"][i]) == (60, 2, 100.0, 60)
+    # the months across the villages: the chart, the table beside it and the download's second sheet agree
+    trend = _table_rows(page, "trend-table")
+    assert len(trend) == 12 and trend[0][0] == f"{year}-01"
+    tp, tl = _chart(page, "chart-trend-points"), _chart(page, "chart-trend-lists")
+    assert tp["categories"][0] == "1月" and [str(v) for v in tp["series"][0]["data"]] == [t[1] for t in trend]
+    assert [str(v) for v in tl["series"][0]["data"]] == [t[3] for t in trend]
+    assert [t[3] for t in trend[:2]] == ["4", "1"] and [t[4] for t in trend[:2]] == ["0", "1"]  # planted lists
+    assert sum(int(t[1]) for t in trend) == sum(int(r[4]) for r in rows)
 
     r = client.get(f"/dashboard.xlsx?year={year}&township_id={ev.village.township_id}")
     assert r.status_code == 200 and r.headers["content-type"] == XLSX
@@ -108,6 +118,8 @@ def test_dashboard_chart_and_export(client: TestClient, db: Database) -> None:
         assert f"{d[col['已完成评比（月）']]} / {d[col['应完成评比（月）']]}" == row[1]
     mine = data[i]
     assert (mine[col["红榜户"]], mine[col["黑榜户"]], mine[col["覆盖率（%）"]], mine[col["覆盖目标（%）"]]) == (5, 1, 100.0, 60)
+    months = _sheet(r.content, "逐月趋势")
+    assert months[0][0] == "月份" and [list(map(str, m)) for m in months[1:]] == trend
     # another township's id shows none of this reviewer's villages
     assert len(_sheet(client.get(f"/dashboard.xlsx?year={year}&township_id=999999").content)) == 1
 

@@ -1,7 +1,9 @@
-"""The household credit file: the county's grading rule, the year's record per household, consent before export."""
+"""The household credit file: the grading rule of the ruleset in force (the county's), the year's record per household,
+consent before export."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import date
 
@@ -10,9 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
+from app import rules
 from app.audit.models import AuditEvent
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
+from app.evaluation import service as rulesets
 from app.evaluation.models import ListPosting
 from app.ledger import service as ledger
 from app.lists import service as lists
@@ -94,3 +98,64 @@ def test_credit_file_consent_and_export(client: TestClient, db: Database) -> Non
     assert own.status_code == 200 and "不会离开本系统" in own.text
     assert client.get(f"/households/{h[0]}/credit").status_code == 404
     assert client.get(f"/villages/{ev.vid}/credit.xlsx").status_code == 404
+
+
+STRICTER = rules.CreditRule(grades=(
+    rules.CreditGrade("AAA", min_red=3, min_net=100),  # three red postings, not two
+    rules.CreditGrade("AA", min_red=1, min_net=60, red_or_net=True, lifted_black_counts=True),
+    rules.CreditGrade("A", min_net=1, lifted_black_counts=True),  # a black posting, even lifted, rules out any grade
+), fallback="未评级")
+
+
+def test_the_grades_follow_the_credit_rule_of_the_ruleset_in_force(client: TestClient, db: Database) -> None:
+    ev, home = staffed_village(db)
+    h = ev.households
+    with db.write_txn() as s:
+        for hid, points in ((h[0], 120), (h[1], 40), (home, 15)):
+            ledger.award(s, CLERK, household_id=hid, points=points, memo="评比积分")
+    _post(db, ev.vid, h[0], "red")
+    _post(db, ev.vid, h[0], "red")
+    _post(db, ev.vid, h[1], "red")
+    _post(db, ev.vid, home, "black", status="lifted")
+    with db.read_txn() as s:
+        before = {ln.household_id: ln.grade for ln in credit.credit_file(s, ev.vid, YEAR)}
+        assert credit.basis(s, ev.vid, YEAR).version == 1
+    assert (before[h[0]], before[h[1]], before[home], before[h[2]]) == ("AAA", "AA", "A", "不评级")
+
+    # the county saves a version 2 with a stricter credit rule, in force from January of this year
+    with db.write_txn() as s:
+        v1 = rulesets.applicable(s, ev.vid, YEAR * 100 + 1).ruleset
+        rulesets.import_toml(s, CLERK, rules.dumps(dataclasses.replace(v1, version=2, effective_from=YEAR * 100 + 1,
+                                                                       credit=STRICTER)))
+    with db.read_txn() as s:
+        by = credit.basis(s, ev.vid, YEAR)
+        after = {ln.household_id: ln.grade for ln in credit.credit_file(s, ev.vid, YEAR)}
+        last_year = credit.basis(s, ev.vid, YEAR - 1)  # graded by the version in force at the end of that year
+        none = credit.basis(s, ev.vid, 2020)  # before any ruleset: the default rule, and said so
+    assert (by.code, by.version, by.rule) == (v1.code, 2, STRICTER)
+    assert (after[h[0]], after[h[1]], after[home], after[h[2]]) == ("AA", "AA", "未评级", "未评级")
+    assert (last_year.version, last_year.rule) == (1, rules.CreditRule())
+    assert none.code is None and none.rule == rules.CreditRule() and "没有适用的积分细则" in none.source
+
+    # the pages grade by it and show it in words, naming the version
+    login(client, "reviewer1", PW)
+    page = client.get(f"/villages/{ev.vid}/credit?year={YEAR}")
+    assert page.status_code == 200
+    assert "全年上红榜至少 3 次，且净得积分至少 100 分" in page.text and "全年上红榜至少 2 次" not in page.text
+    assert f"积分细则 {v1.code} 第 2 版" in page.text and f"/rulesets/view?code={v1.code}&version=2" in page.text
+    assert "<strong>AAA</strong>" not in page.text and "AA 2 户 · A 0 户 · 未评级 4 户" in page.text
+    old = client.get(f"/villages/{ev.vid}/credit?year={YEAR - 1}")
+    assert "全年上红榜至少 2 次" in old.text and f"积分细则 {v1.code} 第 1 版" in old.text
+    # the export: each row names the ruleset, and a sheet states the rule
+    with db.write_txn() as s:
+        credit.record_consent(s, CLERK, h[0], given_on=date.today(), how="户主签字的同意书已存档")
+    book = openpyxl.load_workbook(io.BytesIO(client.get(f"/villages/{ev.vid}/credit.xlsx?year={YEAR}").content))
+    rows = list(book.worksheets[0].iter_rows(values_only=True))
+    assert rows[0][-1] == "评级依据" and rows[1][9] == "AA" and rows[1][-1] == f"{v1.code} 第2版"
+    rule = list(book[credit.RULE_SHEET].iter_rows(values_only=True))
+    assert rule[1] == ("评级依据", f"积分细则 {v1.code} 第 2 版（{v1.name}）")
+    assert [r[0] for r in rule[2:]] == ["AAA", "AA", "A", "未评级"]
+    # the household's own page, by the same rule
+    login(client, "home5", PW)
+    own = client.get(f"/households/{home}/credit?year={YEAR}")
+    assert "<strong>未评级</strong>" in own.text and "经整改移出的也算" in own.text

@@ -173,6 +173,12 @@ def forge(conn: Connection, kind: str, legs: dict[int, int] | list[tuple[int, in
         conn.execute(text("INSERT INTO ledger_entries (transaction_id, account_id, amount, seq, balance_after) "
                           "VALUES (:t, :a, :amount, :seq, :after)"),
                      {"t": tx_id, "a": account_id, "amount": amount, "seq": seq, "after": after})
+        if balance is not None:  # a household's leg also goes into the month's totals
+            conn.execute(text(
+                "INSERT INTO ledger_month_totals (village_id, month, kind, slot, points) "
+                "SELECT village_id, month, kind, :slot, :amount FROM ledger_transactions WHERE id = :t "
+                "ON CONFLICT (village_id, month, kind, slot) DO UPDATE SET points = ledger_month_totals.points + "
+                "excluded.points"), {"slot": account_id % service.SLOTS, "amount": amount, "t": tx_id})
     return tx_id
 
 
@@ -284,12 +290,19 @@ def reversal_of_a_reversal(conn: Connection, b: Book) -> Expected:
     return "reversal_mismatch", tx_id, None
 
 
+def summary_edited(conn: Connection, b: Book) -> Expected:
+    """The month's totals no longer agree with the entries: the dashboards would show points nobody was given."""
+    conn.execute(text("UPDATE ledger_month_totals SET points = points + 5 WHERE kind = 'award' AND slot = "
+                      "(SELECT min(slot) FROM ledger_month_totals WHERE kind = 'award')"))
+    return "summary_mismatch", None, None
+
+
 KINDS: dict[Callable[[Connection, Book], Expected], str] = {
     unbalanced: "unbalanced", empty: "empty", balance_raised: "balance_mismatch", entry_count_changed: "balance_mismatch",
     seq_skipped: "chain_gap", seq_removed: "chain_gap", balance_after_edited: "chain_break", overdrawn: "overdraft",
     reversed_again: "reversed_twice", reversal_short: "reversal_mismatch", reversal_extra_leg: "reversal_mismatch",
     reversal_doubled: "reversal_mismatch", reversal_unlinked: "reversal_mismatch",
-    reversal_of_a_reversal: "reversal_mismatch",
+    reversal_of_a_reversal: "reversal_mismatch", summary_edited: "summary_mismatch",
 }
 DAMAGE = list(KINDS)
 
@@ -315,7 +328,8 @@ def test_verify_names_each_kind_of_damage(db: Database, copy_db: Callable[[], st
 
 
 def test_every_kind_of_violation_verify_can_report_is_forged_above() -> None:
-    reported = set(re.findall(r'Violation\("([a-z_]+)"', inspect.getsource(service.verify)))
+    source = inspect.getsource(service.verify) + inspect.getsource(service._month_totals_drift)
+    reported = set(re.findall(r'Violation\("([a-z_]+)"', source))
     assert reported == set(KINDS.values())
 
 

@@ -7,14 +7,16 @@ from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from app.audit.models import AuditEvent
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
+from app.evaluation import rounds
 from app.evaluation.models import ListPosting
 from app.households.models import Household
 from app.lists import service as lists
+from app.lists.models import RectificationVisit
 from tests.conftest import csrf_from, login
 from tests.eval_helpers import CLERK, eval_village, staffed_village
 
@@ -23,11 +25,14 @@ PW = "Passw0rd-test"
 
 def _post(db: Database, vid: int, hid: int, list_: str, from_month: int, to_month: int, *,
           status: str = "effective", reason: str = "卫生不整洁户") -> int:
+    """A posting as a round's finalisation writes it, with the village's list counts rewritten."""
     with db.write_txn() as s:
-        return int(s.execute(insert(ListPosting).values(
+        pid = int(s.execute(insert(ListPosting).values(
             village_id=vid, household_id=hid, list=list_, source="determination", code="D-" + reason[:4],
             reason=reason, explanation="委员会认定", from_month=from_month, to_month=to_month, status=status)
             .returning(ListPosting.id)).scalar_one())
+        rounds.refresh_list_counts(s, vid, from_month // 100)
+        return pid
 
 
 def test_status_by_month_and_expiry() -> None:
@@ -105,24 +110,26 @@ def test_coverage_arithmetic(db: Database) -> None:
                                                                         status_date=date(2025, 6, 1)))
     hs = ev.households
     _post(db, ev.vid, hs[0], "red", 202601, 202601, reason="文明家庭")
+    with db.read_txn() as s:  # the year as it stood in February: one household in one month
+        slow = lists.coverage(s, ev.vid, 2026, target_pct=60, as_of_month=202602)
+    assert slow.covered == 1 and slow.months_done == 1 and slow.projected == 9
     _post(db, ev.vid, hs[0], "red", 202602, 202602, reason="文明家庭")  # the same household twice counts once
     _post(db, ev.vid, hs[1], "black", 202602, 202604)
     _post(db, ev.vid, hs[2], "red", 202603, 202603, reason="好婆媳")
     _post(db, ev.vid, hs[3], "black", 202603, 202603, status="voided")  # an upheld objection: not coverage
     _post(db, ev.vid, hs[4], "red", 202512, 202601, reason="文明家庭")  # last year's
-    _post(db, ev.vid, gone, "red", 202602, 202602, reason="文明家庭")  # not on the roll
     with db.read_txn() as s:
         c = lists.coverage(s, ev.vid, 2026, target_pct=60, as_of_month=202604)
-    assert (c.households, c.covered, c.red, c.black) == (9, 3, 2, 1)
+        many = lists.coverage_many(s, {ev.vid: 60}, 2026, as_of_month=202604)[ev.vid]
+    assert (c.households, c.covered, c.red, c.black) == (9, 3, 2, 1)  # the household gone before 2026 is not counted
     assert round(c.share_pct, 1) == 33.3 and c.target_households == 6 and c.needed == 3
     assert c.months_done == 3 and c.projected == 9 and c.on_track  # 3 households in 3 months: 12 in a year, capped
-    assert c.by_month == [(202601, 1, 0), (202602, 2, 1), (202603, 1, 0)]  # the voided one is not counted
+    assert c.by_month == [(202601, 1, 0), (202602, 1, 1), (202603, 1, 0)]  # the voided one is not counted
     assert c.never == sorted(set(hs[:9]) - {hs[0], hs[1], hs[2]})
-    assert lists.ratio_stability(c) == pytest.approx(19.245, abs=0.01)  # red shares 100, 66.7, 100
+    assert (many.households, many.covered, many.by_month, many.never) == (9, 3, c.by_month, [])
+    assert lists.ratio_stability(c) == pytest.approx(28.868, abs=0.01)  # red shares 100, 50, 100
     with db.read_txn() as s:
-        slow = lists.coverage(s, ev.vid, 2026, target_pct=60, until_month=202601, as_of_month=202602)
         late_in_year = lists.coverage(s, ev.vid, 2026, target_pct=60, as_of_month=202611)
-    assert slow.covered == 1 and slow.months_done == 1 and slow.projected == 9
     # three households by the end of October: four in the year at that pace, short of six
     assert late_in_year.months_done == 10 and late_in_year.projected == 4 and not late_in_year.on_track
     assert lists._elapsed(2025, 202604) == 12 and lists._elapsed(2027, 202604) == 0
@@ -174,3 +181,88 @@ def test_pages_and_scoping(client: TestClient, db: Database) -> None:
     assert overview.status_code == 200 and ev.village.name in overview.text
     assert client.post(f"/postings/{pid}/visits", data={"csrf_token": token, "visited_on": "2026-01-01",
                                                         "notes": "x"}).status_code == 404
+
+
+def test_retention_erases_personal_details_and_keeps_the_counts(db: Database) -> None:
+    with db.write_txn() as s:
+        ev = eval_village(s, households=6, members=5)
+    hs = ev.households
+    old_black = _post(db, ev.vid, hs[0], "black", 201902, 201904, reason="不诚信户")
+    _post(db, ev.vid, hs[1], "red", 201903, 201903, reason="文明家庭")
+    _post(db, ev.vid, hs[0], "red", 201905, 201905, reason="文明家庭")
+    recent = _post(db, ev.vid, hs[2], "black", 202601, 202603)
+    with db.write_txn() as s:
+        s.execute(update(ListPosting).where(ListPosting.id == old_black).values(member_name="张小三"))
+        lists.start_rectification(s, CLERK, old_black, measures="按月归还欠款", helper="老党员 李德明", month=201903)
+        lists.record_visit(s, CLERK, old_black, visited_on=date.today(), notes="已还清欠款，邻居认可", month=201903)
+        lists.lift(s, CLERK, old_black, decided_on=date.today(), members_present=5, members_for=4,
+                   decision="欠款还清，同意移出", month=201903)
+        lists.start_rectification(s, CLERK, recent, measures="清理院落", helper="村委委员 王芳", month=202602)
+    with db.read_txn() as s:  # the audit log proves the texts without holding them
+        start = s.execute(select(AuditEvent).where(AuditEvent.action == "lists.rectification.start")).scalars().first()
+        assert "按月归还欠款" not in str(start.summary) and start.summary["after"]["measures"]["chars"] == 6  # type: ignore[union-attr]
+        before = lists.coverage(s, ev.vid, 2019, target_pct=60, as_of_month=202611)
+    assert (before.covered, before.red, before.black) == (2, 2, 1)
+
+    with db.write_txn() as s:  # five years after November 2026: periods ended before November 2021
+        trial = lists.erase_due(s, CLERK, years=5, month=202611, dry_run=True)
+    assert (trial.postings, trial.rectifications, trial.visits, trial.years) == (3, 1, 1, [(ev.vid, 2019)])
+    with db.read_txn() as s:
+        assert lists.get_posting(s, old_black).household_id == hs[0]  # a dry run changes nothing
+    with db.write_txn() as s:
+        run = lists.erase_due(s, CLERK, years=5, month=202611)
+    assert (run.postings, run.rectifications, run.visits) == (3, 1, 1)
+    with db.read_txn() as s:
+        p = lists.get_posting(s, old_black)
+        assert (p.household_id, p.member_name, p.explanation, p.status, p.reason) == (
+            None, None, lists.ERASED, "lifted", "不诚信户")
+        plan = lists.rectification_of(s, old_black)
+        assert plan is not None and (plan.household_id, plan.measures, plan.decision) == (None, lists.ERASED,
+                                                                                          lists.ERASED)
+        assert [v.notes for v in lists.visits(s, plan.id)] == [lists.ERASED]  # type: ignore[arg-type]
+        assert lists.get_posting(s, recent).household_id == hs[2]  # within the period: kept whole
+        assert lists.rectification_of(s, recent).measures == "清理院落"  # type: ignore[union-attr]
+        assert [x.id for x in lists.household_history(s, hs[0])] == []  # no longer traceable to the household
+        after = lists.coverage(s, ev.vid, 2019, target_pct=60, as_of_month=202611)
+        erase_events = s.execute(select(AuditEvent).where(AuditEvent.action == "lists.retention.erase")).scalars().all()
+    assert (after.covered, after.red, after.black, after.by_month) == (2, 2, 1, before.by_month)  # counts stay
+    assert len(erase_events) == 1 and erase_events[0].summary["after"]["postings"] == 3
+    with db.write_txn() as s:  # a second run finds nothing; a frozen year is not recounted from erased rows
+        assert lists.erase_due(s, CLERK, years=5, month=202611).postings == 0
+        rounds.refresh_list_counts(s, ev.vid, 2019)
+    with db.read_txn() as s:
+        assert lists.coverage(s, ev.vid, 2019, target_pct=60, as_of_month=202611).covered == 2
+    with db.write_txn() as s, pytest.raises(ValidationFailed, match="保存年限"):
+        lists.erase_due(s, CLERK, years=0)
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE rectification_visits SET notes = '改写的回访记录'",
+    "UPDATE rectification_visits SET notes = '（已按保存期限删除）', visited_on = '2020-01-01'",
+    "DELETE FROM rectification_visits",
+])
+def test_check_visits_can_only_be_erased(db: Database, statement: str) -> None:
+    with db.write_txn() as s:
+        ev = eval_village(s, households=3, members=3)
+    pid = _post(db, ev.vid, ev.households[0], "black", lists.this_month(), lists.this_month())
+    with db.write_txn() as s:
+        lists.start_rectification(s, CLERK, pid, measures="清理院落", helper="王芳")
+        lists.record_visit(s, CLERK, pid, visited_on=date.today(), notes="已清理")
+    with pytest.raises(Exception, match="append-only"), db.write_txn() as s:
+        s.execute(text(statement))
+    with db.write_txn() as s:  # the erasure itself passes the guard
+        s.execute(text(f"UPDATE rectification_visits SET notes = '{lists.ERASED}'"))
+    with db.read_txn() as s:
+        assert [v.notes for v in s.execute(select(RectificationVisit)).scalars()] == [lists.ERASED]
+
+
+def test_an_erased_posting_page_says_so(client: TestClient, db: Database) -> None:
+    ev, _home = staffed_village(db)
+    pid = _post(db, ev.vid, ev.households[0], "black", 201902, 201903, reason="不诚信户")
+    with db.write_txn() as s:
+        lists.erase_due(s, CLERK, years=5)
+    login(client, "clerk1", PW)
+    page = client.get(f"/postings/{pid}")
+    assert page.status_code == 200 and "个人信息已按保存期限删除" in page.text and "不诚信户" in page.text
+    village = client.get(f"/villages/{ev.vid}/lists?year=2019")
+    assert village.status_code == 200 and "（已按保存期限删除）" in village.text

@@ -10,6 +10,9 @@ import pytest
 
 from app.rules import (
     BlackPolicy,
+    CreditGrade,
+    CreditRecord,
+    CreditRule,
     Determination,
     Grade,
     PassedDetermination,
@@ -218,10 +221,124 @@ def test_from_dict_reports_structure_problems() -> None:
         from_dict(data)
     assert e.value.problems == (
         "未知的键 3：请删除或改正拼写，可用的键有 code、name、version、effective_from、point_value_fen、combine、quorum、"
-        "penalty_policy、coverage_target_pct、red_policy、black_policy、themes、determinations",
+        "penalty_policy、coverage_target_pct、red_policy、black_policy、credit、themes、determinations",
         "red_policy.exclude_black（上黑榜者不按总分上红榜）应为true 或 false，实际是文字 'yes'",
         "themes[1].grades[2]应为一个表（键 = 值 的集合），实际是文字 '良'",
     )
+
+
+# --- the credit grade rule (信用等级) --------------------------------------------------------------------------------
+
+
+def former_fixed_rule(earned: int, deducted: int, red: int, black: int) -> str:
+    """The county's credit rule as it was hard-coded before it became part of the ruleset."""
+    net = earned - deducted
+    if black or earned == 0:
+        return "不评级"
+    if red >= 2 and net >= 100:
+        return "AAA"
+    if red >= 1 or net >= 60:
+        return "AA"
+    return "A" if net > 0 else "不评级"
+
+
+def test_the_default_credit_rule_grades_as_the_former_fixed_rule() -> None:
+    rule = default_ruleset().credit
+    assert rule == CreditRule() and rule.codes() == ("AAA", "AA", "A", "不评级")
+    for earned in (0, 1, 10, 59, 60, 61, 99, 100, 101, 250):
+        for deducted in (0, 1, 10, 40, 60, 300):
+            for red in range(4):
+                for black in range(3):
+                    for lifted in range(2):  # a lifted black posting never counted against a household
+                        got = rule.grade(CreditRecord(earned, deducted, red, black, lifted))
+                        assert got == former_fixed_rule(earned, deducted, red, black), (earned, deducted, red, black)
+    assert rule.describe() == [
+        ("AAA", "全年上红榜至少 2 次，且净得积分至少 100 分；没有未移出的黑榜（经整改移出的不计）"),
+        ("AA", "全年上红榜至少 1 次或净得积分至少 60 分；没有未移出的黑榜（经整改移出的不计）"),
+        ("A", "净得积分至少 1 分；没有未移出的黑榜（经整改移出的不计）"),
+        ("不评级", "达不到以上任何一级；全年没有得到积分的也不评级"),
+    ]
+
+
+def test_a_credit_rule_of_the_countys_own() -> None:
+    rule = CreditRule(grades=(CreditGrade("信用户", min_red=1, max_black=1, lifted_black_counts=True),
+                              CreditGrade("一般", min_net=-20, max_black=2)),
+                      fallback="失信", ungraded_without_points=False)
+    assert rule.grade(CreditRecord(0, 0, 1, 0)) == "信用户"  # no points earned, but that is no reason here
+    assert rule.grade(CreditRecord(50, 0, 2, 1, 0)) == "信用户"  # one black posting allowed
+    assert rule.grade(CreditRecord(50, 0, 2, 1, 1)) == "一般"  # two with the lifted one, which counts here
+    assert rule.grade(CreditRecord(50, 0, 2, 0, 5)) == "一般"  # lifted postings do not count for 一般
+    assert rule.grade(CreditRecord(0, 20, 0, 2)) == "一般"  # net -20: at least -20
+    assert rule.grade(CreditRecord(0, 21, 0, 0)) == "失信"
+    assert rule.grade(CreditRecord(50, 0, 0, 3)) == "失信"
+    assert rule.describe() == [
+        ("信用户", "全年上红榜至少 1 次；全年上黑榜不超过 1 次（经整改移出的也算）"),
+        ("一般", "净得积分至少 -20 分；未移出的黑榜不超过 2 次（经整改移出的不计）"),
+        ("失信", "达不到以上任何一级"),
+    ]
+    r = replace(default_ruleset(), credit=rule)
+    assert validate(r) == []
+    text = dumps(r)
+    assert "[credit]" in text and 'fallback = "失信"' in text and "[[credit.grades]]" in text
+    assert loads(text) == r and from_dict(to_dict(r)) == r
+
+
+def test_a_stored_file_without_the_credit_section_grades_by_the_former_rule() -> None:
+    text = dumps(default_ruleset())
+    start, end = text.index("\n[credit]\n"), text.index("\n[[themes]]\n")
+    without = text[:start] + text[end:]  # as files were written before the rule was part of the ruleset
+    assert "\n[credit]" not in without and "\nmin_red" not in without
+    assert loads(without) == default_ruleset()
+    data = to_dict(default_ruleset())
+    del data["credit"]
+    assert from_dict(data).credit == CreditRule()
+
+
+def test_credit_validation_says_what_to_fix() -> None:
+    def problems(**kw: object) -> str:
+        return "\n".join(validate(replace(default_ruleset(), credit=CreditRule(**kw))))  # type: ignore[arg-type]
+
+    assert problems(grades=()) == "信用等级规则没有任何等级，请至少添加一级（如 AAA：全年上红榜至少 2 次，净得积分至少 100 分）"
+    text = problems(grades=(CreditGrade("AA", min_red=1), CreditGrade("AA", min_net=10), CreditGrade("A A"),
+                            CreditGrade("B", min_red=-1, min_net=200_000, max_black=101),
+                            CreditGrade("C", min_net=5, red_or_net=True)), fallback="B")
+    for fragment in (
+        "信用等级代码“AA”重复出现 2 次",
+        "信用等级第 3 级“A A”的代码无效：代码须为 1–8 个字符，不含空格",
+        "信用等级第 4 级“B”的至少上红榜次数须在 0 到 100 之间，现在是 -1",
+        "信用等级第 4 级“B”的至少净得积分须在 -100000 到 100000 之间，现在是 200000",
+        "信用等级第 4 级“B”的未移出的黑榜至多次数须在 0 到 100 之间，现在是 101",
+        "信用等级第 5 级“C”设了“红榜次数和净得积分满足其一即可”，却没有同时设至少上红榜次数（1 次以上）和至少净得积分",
+        "达不到任何等级时的评定“B”与一个信用等级同名，请改用另一个名称（如 不评级）",
+    ):
+        assert fragment in text, fragment
+    assert "达不到任何等级时的评定“”无效" in problems(fallback="")
+    # best first: a grade after one it cannot escape is never given
+    swapped = problems(grades=(CreditGrade("AA", min_red=1, min_net=60, red_or_net=True),
+                               CreditGrade("AAA", min_red=2, min_net=100), CreditGrade("A", min_net=1)))
+    assert swapped == ("信用等级“AAA”（第 2 级）排在“AA”（第 1 级）之后，条件却不比它宽："
+                       "达到“AAA”的农户都已评为“AA”，“AAA”永远评不上。等级须从高到低排列（最严的在前），请调整顺序或条件")
+    # but a later grade that lets through what an earlier one does not is fine
+    assert problems(grades=(CreditGrade("X", min_net=100), CreditGrade("Y", min_net=200, max_black=1))) == ""
+    assert problems(grades=(CreditGrade("X", min_net=100, lifted_black_counts=True), CreditGrade("Y", min_net=200))) == ""
+    once = problems(grades=(CreditGrade("X", min_net=100), CreditGrade("Y", min_net=50), CreditGrade("Z", min_net=200)))
+    assert once.count("永远评不上") == 1 and "“Z”（第 3 级）排在“X”（第 1 级）之后" in once  # named once, by the first
+
+
+def test_credit_section_in_toml_bad_input_is_named() -> None:
+    text = dumps(default_ruleset())
+    bad = text.replace("min_red = 2\n", 'min_red = "两次"\n', 1).replace("max_black = 0\n", "max_blak = 0\n", 1)
+    line = bad.splitlines().index("max_blak = 0") + 1
+    with pytest.raises(RulesetInvalid) as e:
+        loads(bad)
+    assert e.value.problems == (
+        f"未知的键 credit.grades[1].max_blak（第 {line} 行）：请删除或改正拼写，可用的键有 code、min_red、min_net、red_or_net、"
+        "max_black、lifted_black_counts",
+        "credit.grades[1].min_red（至少上红榜次数）应为整数，实际是文字 '两次'",
+    )
+    with pytest.raises(RulesetInvalid) as e:
+        loads(text.replace('code = "AA"\n', 'code = "AAA"\n', 1))
+    assert any("信用等级代码“AAA”重复出现 2 次" in p for p in e.value.problems)
 
 
 # --- combining grades -----------------------------------------------------------------------------------------------

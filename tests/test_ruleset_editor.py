@@ -123,10 +123,15 @@ def test_the_form_of_a_ruleset_reads_back_as_the_same_ruleset() -> None:
         default, red_policy=rules.RedPolicy(threshold=None, top_percent=None, months_shown=2, commendations_count=False,
                                             exclude_black=False),
         black_policy=rules.BlackPolicy(determinations_count=False),
-        determinations=(rules.Determination("LATE", "迟交", "none", -2, 0, theme=None),))
+        determinations=(rules.Determination("LATE", "迟交", "none", -2, 0, theme=None),),
+        credit=rules.CreditRule(grades=(rules.CreditGrade("信用户", min_net=-5, max_black=2, lifted_black_counts=True),
+                                        rules.CreditGrade("一般", min_red=1, min_net=0, red_or_net=True, max_black=3)),
+                                fallback="失信", ungraded_without_points=False))
     fields = form.to_fields(varied)
     assert fields["red_policy-threshold"] == "" and "red_policy-exclude_black" not in fields
     assert fields["determinations-0-theme"] == ""
+    assert fields["credit-grades-0-min_red"] == "" and fields["credit-grades-0-lifted_black_counts"] == "1"
+    assert fields["credit-fallback"] == "失信" and "credit-ungraded_without_points" not in fields
     assert form.to_ruleset(form.state_from_fields(fields)) == varied
 
 
@@ -169,7 +174,15 @@ def test_buttons_add_and_remove_rows_and_keep_the_rest() -> None:
     assert [g["code"] for g in form.apply_action(state, "remove_grade-0-0")["themes"][0]["grades"]] == ["良", "中", "差"]
     assert len(form.apply_action(state, "add_determination")["determinations"]) == 7
     assert len(form.apply_action(state, "remove_worst_grade-0")["black_policy"]["worst_grade"]) == 0
-    for nonsense in ("remove_theme-99", "add_grade-99", "remove_grade-0", "drop_table", "add_theme-1"):
+    def codes(st: form.State) -> list[str]:
+        return [g["code"] for g in st["credit"]["grades"]]
+
+    added = form.apply_action(state, "add_credit_grade")
+    assert codes(added) == ["AAA", "AA", "A", ""] and added["credit"]["grades"][3]["max_black"] == "0"
+    assert codes(form.apply_action(state, "remove_credit_grade-1")) == ["AAA", "A"]
+    assert codes(form.apply_action(state, "up_credit_grade-2")) == ["AAA", "A", "AA"]  # tried one place earlier
+    for nonsense in ("remove_theme-99", "add_grade-99", "remove_grade-0", "drop_table", "add_theme-1",
+                     "up_credit_grade-0", "up_credit_grade-9", "remove_credit_grade-3", "up_theme-1"):
         assert form.apply_action(state, nonsense) == state
 
 
@@ -258,6 +271,42 @@ def test_add_and_remove_buttons_render_the_form_again_with_the_values_kept(clien
     worst = scrape(client.post("/rulesets/edit", data=typed | {"action": "add_worst_grade"}).text)
     assert "black_policy-worst_grade-1-months" in worst
     assert _count(db) == before  # a button that adds or removes a row saves nothing
+
+
+def test_the_county_edits_the_credit_rule_in_the_form(client: TestClient, db: Database, people: None) -> None:
+    login(client, "admin", PASSWORD)
+    row = _stored(db)
+    page = client.get("/rulesets/edit", params={"code": row.code, "version": row.version})
+    assert 'data-testid="credit"' in page.text and page.text.count('data-testid="credit-grade"') == 3
+    fields = scrape(page.text)
+    assert [fields[f"credit-grades-{i}-code"] for i in range(3)] == ["AAA", "AA", "A"]
+    assert fields["credit-grades-1-red_or_net"] == "1" and fields["credit-fallback"] == "不评级"
+    before = _count(db)
+
+    moved = scrape(client.post("/rulesets/edit", data=fields | {"action": "up_credit_grade-1"}).text)
+    assert [moved[f"credit-grades-{i}-code"] for i in range(3)] == ["AA", "AAA", "A"]
+    refused = client.post("/rulesets/edit", data=moved | {"action": "save"})
+    assert refused.status_code == 422 and "“AAA”永远评不上" in refused.text and "请调整顺序或条件" in refused.text
+    typo = client.post("/rulesets/edit", data=fields | {"credit-grades-0-min_red": "三", "action": "save"})
+    assert typo.status_code == 422
+    assert "信用等级第 1 级（AAA）的至少上红榜次数“三”不是数字：请填写整数，如 10；不设此项请留空" in typo.text
+    same = client.post("/rulesets/edit", data=fields | {"credit-grades-2-code": "AA", "action": "save"})
+    assert same.status_code == 422 and "信用等级代码“AA”重复出现 2 次" in same.text
+    assert scrape(same.text)["credit-grades-2-code"] == "AA"  # what was typed is shown again
+    assert _count(db) == before
+
+    stricter = fields | {"credit-grades-0-min_red": "3", "credit-grades-2-lifted_black_counts": "1", "action": "save"}
+    saved = client.post("/rulesets/edit", data=stricter, follow_redirects=False)
+    assert saved.status_code == 303, saved.text[:2000]
+    with db.read_txn() as s:
+        new = rulesets.get(s, row.code, row.version + 1).ruleset
+        old = rulesets.get(s, row.code, row.version).ruleset
+    assert new.credit.grades[0] == rules.CreditGrade("AAA", min_red=3, min_net=100)
+    assert new.credit.grades[2] == rules.CreditGrade("A", min_net=1, lifted_black_counts=True)
+    assert dataclasses.replace(new, version=old.version, credit=old.credit) == old
+    shown = client.get(saved.headers["location"])
+    assert 'data-testid="credit-rule"' in shown.text and "全年上红榜至少 3 次，且净得积分至少 100 分" in shown.text
+    assert "全年没有上过黑榜（经整改移出的也算）" in shown.text
 
 
 def test_only_the_county_administrator_reaches_the_editor(client: TestClient, db: Database, people: None) -> None:

@@ -131,6 +131,26 @@ def test_pages_show_the_rules_and_take_an_edited_version(client: TestClient, db:
     assert "导入新版本" not in client.get("/rulesets").text
 
 
+def test_a_file_from_before_the_credit_rule_imports_with_the_former_rule(client: TestClient, db: Database,
+                                                                         demo: dict) -> None:
+    text = _toml(1, 202601, code="OLD")
+    text = text[:text.index("\n[credit]\n")] + text[text.index("\n[[themes]]\n"):]  # as written before
+    custom = _toml(1, 202601, code="NEW", credit=rules.CreditRule(grades=(rules.CreditGrade("信用户", min_red=1),),
+                                                                  fallback="未评"))
+    with db.write_txn() as s:
+        old = rulesets.import_toml(s, ADMIN, text)
+        new = rulesets.import_toml(s, ADMIN, custom)
+    assert "\n[credit]\n" in old.toml  # stored with the section written out
+    with db.read_txn() as s:
+        assert rulesets.get(s, "OLD", 1).ruleset.credit == rules.CreditRule()
+        assert rulesets.get(s, "NEW", 1).ruleset.credit.fallback == "未评"
+    login(client, "household")  # the rules, the credit rule among them, are public to everyone signed in
+    page = client.get("/rulesets/view", params={"code": new.code, "version": 1})
+    assert 'data-testid="credit-rule"' in page.text and "<dt>信用户</dt><dd>全年上红榜至少 1 次；没有未移出的黑榜" in page.text
+    body = client.get("/api/v1/ruleset", params={"code": "OLD", "version": 1}).json()
+    assert [g["code"] for g in body["credit"]["grades"]] == ["AAA", "AA", "A"]
+
+
 def test_cli_imports_exports_and_assigns(db: Database, cli_env: None, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path

@@ -83,7 +83,10 @@ class EvalRound(SQLModel, table=True):
     when the round opens."""
 
     __tablename__ = "eval_rounds"
-    __table_args__ = (UniqueConstraint("village_id", "month"),)
+    __table_args__ = (UniqueConstraint("village_id", "month"),
+                      # what the dashboards read of a round, without touching its frozen roster
+                      Index("ix_eval_rounds_states", "village_id", "month", "status", "finalised_at",
+                            "households_rated", "roster_size"))
 
     id: int | None = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
@@ -103,6 +106,8 @@ class EvalRound(SQLModel, table=True):
     created_by: str = Field(max_length=80)
     updated_at: datetime = Field(default_factory=utcnow)
     finalised_at: datetime | None = None
+    roster_size: int | None = None  # households on the frozen roster (set with it, for the dashboards)
+    households_rated: int | None = None  # results kept at finalisation
 
 
 class RoundEvent(SQLModel, table=True):
@@ -247,7 +252,7 @@ class ListPosting(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     round_id: int | None = Field(default=None, foreign_key="eval_rounds.id", index=True)
     village_id: int = Field(foreign_key="villages.id")
-    household_id: int = Field(foreign_key="households.id", index=True)
+    household_id: int | None = Field(default=None, foreign_key="households.id", index=True)  # None once erased
     list: str = Field(max_length=6)  # red | black
     source: str = Field(max_length=14)
     code: str = Field(max_length=40)
@@ -262,6 +267,23 @@ class ListPosting(SQLModel, table=True):
     motion_id: int | None = Field(default=None, foreign_key="eval_motions.id")
     objection_id: int | None = Field(default=None, foreign_key="eval_objections.id")
     created_at: datetime = Field(default_factory=utcnow)
+    erased_at: datetime | None = None  # the personal details were erased after the retention period
+
+
+class ListCount(SQLModel, table=True):
+    """How many households a village's red and black lists reached in a period (`period`: YYYYMM for a month,
+    YYYY00 for the whole year; each household counted once per period, voided postings left out). Rewritten from
+    the postings whenever a round is finalised or an objection changes them; `frozen` once the postings' personal
+    details are erased (the counts stay, the postings no longer say who)."""
+
+    __tablename__ = "list_counts"
+
+    village_id: int = Field(foreign_key="villages.id", primary_key=True)
+    period: int = Field(primary_key=True)
+    red: int = 0
+    black: int = 0
+    covered: int = 0  # on either list
+    frozen: bool = False
 
 
 class SheetUpload(SQLModel, table=True):

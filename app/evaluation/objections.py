@@ -203,6 +203,8 @@ def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) ->
     added = rounds._posting_rows(rnd, o.household_id, [p for c, p in after.items() if c not in before], o.id)
     if added:
         session.execute(insert(ListPosting), added)
+    session.flush()
+    rounds.refresh_list_counts(session, rnd.village_id, rnd.month // 100)
     o.delta, o.ledger_tx_id = delta, tx_id
     session.add(o)
     session.flush()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, distinct, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from app import rules
@@ -33,7 +33,16 @@ from app.core.scope import Scope
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.evaluation import committee
 from app.evaluation import service as rulesets
-from app.evaluation.models import EvalRound, ListPosting, Motion, Objection, Rating, RoundEvent, RoundResult
+from app.evaluation.models import (
+    EvalRound,
+    ListCount,
+    ListPosting,
+    Motion,
+    Objection,
+    Rating,
+    RoundEvent,
+    RoundResult,
+)
 from app.households.models import Household, HouseholdStatus
 from app.ledger import service as ledger
 from app.org.models import Group, Village
@@ -572,6 +581,7 @@ def submit(session: Session, actor: Actor, round_id: int) -> EvalRound:
             raise RoundError("本月评比名单中没有农户，不能提交")
     if rnd.status in EDITABLE:
         rnd.roster = [{"household_id": e.household_id, "note": e.note} for e in roster(session, rnd)]
+        rnd.roster_size = len(rnd.roster)
         rnd.eligibility = committee.eligibility(session, rnd.village_id).snapshot()
     return _move(session, actor, rnd, "submit")
 
@@ -590,6 +600,7 @@ def return_round(session: Session, actor: Actor, round_id: int, comment: str) ->
     rnd.review_comment = comment[:1000]
     if rnd.status == "submitted":  # the roster and the committee are live again while editable
         rnd.roster = rnd.eligibility = None
+        rnd.roster_size = None
     return _move(session, actor, rnd, "return", comment[:1000])
 
 
@@ -702,7 +713,9 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
     posting_rows = [row for h in result.households for row in _posting_rows(rnd, h.household_id, h.postings)]
     if posting_rows:
         session.execute(insert(ListPosting), posting_rows)
+    refresh_list_counts(session, rnd.village_id, rnd.month // 100)
     rnd.finalised_at = at or utcnow()
+    rnd.households_rated = len(result_rows)
     session.add(rnd)
     session.flush()
     t = result.totals
@@ -826,15 +839,50 @@ def month_states(session: Session, village_ids: Sequence[int], from_month: int,
     out: dict[int, dict[int, MonthState]] = {v: {} for v in village_ids}
     if not village_ids:
         return out
-    counted: dict[int, int] = dict(session.execute(
-        select(RoundResult.round_id, func.count()).join(EvalRound, EvalRound.id == RoundResult.round_id)
-        .where(EvalRound.village_id.in_(list(village_ids)), EvalRound.month.between(from_month, to_month))
-        .group_by(RoundResult.round_id)).all())
-    for rnd in session.execute(select(EvalRound).where(EvalRound.village_id.in_(list(village_ids)),
-                                                       EvalRound.month.between(from_month, to_month))).scalars():
-        out[rnd.village_id][rnd.month] = MonthState(rnd.month, rnd.status, rnd.finalised_at,
-                                                    int(counted.get(rnd.id, 0)), len(rnd.roster or []))
+    for vid, month, status, at, rated, size in session.execute(
+            select(EvalRound.village_id, EvalRound.month, EvalRound.status, EvalRound.finalised_at,
+                   EvalRound.households_rated, EvalRound.roster_size)
+            .where(EvalRound.village_id.in_(list(village_ids)), EvalRound.month.between(from_month, to_month))):
+        out[vid][month] = MonthState(month, status, at, int(rated or 0), int(size or 0))
     return out
+
+
+def rebuild_list_counts(session: Session) -> int:
+    """Rewrite every village's list_counts from the postings (after a load that wrote them directly), leaving
+    the frozen years alone. Returns the village-years rewritten."""
+    years = sorted({(int(v), int(m) // 100) for v, m in session.execute(
+        select(ListPosting.village_id, ListPosting.from_month).distinct())})
+    for village_id, year in years:
+        refresh_list_counts(session, village_id, year)
+    return len(years)
+
+
+def refresh_list_counts(session: Session, village_id: int, year: int) -> None:
+    """Rewrite the village's list_counts of `year` (each month, and the year) from its postings: called whenever
+    postings are added or voided. A frozen year (its postings' personal details erased) keeps its counts."""
+    frozen = session.execute(select(ListCount.period).where(ListCount.village_id == village_id,
+                                                            ListCount.period == year * 100,
+                                                            ListCount.frozen.is_(True))).first()
+    if frozen is not None:
+        return
+    live = select(ListPosting.from_month.label("period"), ListPosting.list, ListPosting.household_id).where(
+        ListPosting.village_id == village_id, ListPosting.status != "voided",
+        ListPosting.from_month.between(year * 100 + 1, year * 100 + 12)).subquery()
+    year_wide = select(literal(year * 100).label("period"), live.c.list, live.c.household_id)
+    rows = []
+    for source in (select(live), year_wide):
+        both = source.subquery()
+        for period, red, black, covered in session.execute(
+                select(both.c.period,
+                       func.count(distinct(case((both.c.list == "red", both.c.household_id)))),
+                       func.count(distinct(case((both.c.list == "black", both.c.household_id)))),
+                       func.count(distinct(both.c.household_id))).group_by(both.c.period)):
+            rows.append({"village_id": village_id, "period": int(period), "red": int(red), "black": int(black),
+                         "covered": int(covered), "frozen": False})
+    session.execute(delete(ListCount).where(ListCount.village_id == village_id,
+                                            ListCount.period.between(year * 100, year * 100 + 12)))
+    if rows:
+        session.execute(insert(ListCount), rows)
 
 
 def panel_grades(session: Session, rnd: EvalRound) -> dict[tuple[int, str], dict[int, str]]:

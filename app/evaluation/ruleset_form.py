@@ -1,13 +1,14 @@
 """The ruleset (积分细则) as an HTML form: pure functions between flat form fields, the form's state and a `Ruleset`.
 
 Field names are flat and follow the dict shape of `rules.to_dict`: `code`, `red_policy-threshold`,
-`themes-0-code`, `themes-0-grades-1-points`, `determinations-2-vote`, `black_policy-worst_grade-0-months`. Rows
-count from 0 in names and from 1 in messages.
+`themes-0-code`, `themes-0-grades-1-points`, `determinations-2-vote`, `black_policy-worst_grade-0-months`,
+`credit-fallback`, `credit-grades-0-min_net`. Rows count from 0 in names and from 1 in messages.
 
 - `state_from_ruleset(r)` / `state_from_fields(fields)`: the form's state, a nested dict of what the inputs show
   (text as typed, checkboxes as bools), for the template and for re-rendering a rejected form unchanged;
 - `to_fields(r)`: the flat fields a browser would post for `r` (unchecked boxes left out, as a browser does);
-- `apply_action(state, action)`: one more blank theme / grade / determination / worst-grade rule, or one removed;
+- `apply_action(state, action)`: one more blank theme / grade / determination / worst-grade rule / credit grade, or
+  one removed, or a credit grade moved up (their order is the order they are tried in);
 - `to_ruleset(state)`: numbers read leniently (full-width digits, spaces, "2026-01" for a month), blanks meaning
   "not set" where the ruleset allows it, then `rules.from_dict`. Raises `RulesetInvalid` listing every problem.
 
@@ -47,8 +48,11 @@ DETERMINATION_FIELDS: Final = {"code": TEXT, "name": TEXT, "list": TEXT, "points
                                "evidence_required": BOOL, "vote": TEXT, "names_member": BOOL, "theme": OPT_TEXT,
                                "description": LONG}
 WORST_FIELDS: Final = {"theme": TEXT, "months": INT, "determination": TEXT}
+CREDIT_FIELDS: Final = {"fallback": TEXT, "ungraded_without_points": BOOL}
+CREDIT_GRADE_FIELDS: Final = {"code": TEXT, "min_red": OPT_INT, "min_net": OPT_INT, "red_or_net": BOOL,
+                              "max_black": INT, "lifted_black_counts": BOOL}
 
-MAX_ROWS: Final = 200  # of any one list (themes, grades of a theme, determinations, worst-grade rules)
+MAX_ROWS: Final = 200  # of any one list (themes, grades of a theme, determinations, worst-grade rules, credit grades)
 MAX_DIGITS: Final = 9  # a number longer than this is refused before it is read
 NEW_THEME_GRADES: Final = (("优", 4), ("良", 3), ("中", 2), ("差", 1))  # a new theme starts with the usual scale
 
@@ -77,6 +81,8 @@ def state_from_ruleset(r: rules.Ruleset) -> State:
     state["themes"] = [{**_row_state(t, THEME_FIELDS), "grades": [_row_state(g, GRADE_FIELDS) for g in t["grades"]]}
                        for t in d["themes"]]
     state["determinations"] = [_row_state(x, DETERMINATION_FIELDS) for x in d["determinations"]]
+    state["credit"] = {**_row_state(d["credit"], CREDIT_FIELDS),
+                       "grades": [_row_state(g, CREDIT_GRADE_FIELDS) for g in d["credit"]["grades"]]}
     return state
 
 
@@ -116,6 +122,10 @@ def state_from_fields(fields: Mapping[str, str]) -> State:
     state["themes"] = themes
     state["determinations"] = [_read_row(fields, f"determinations-{i}-", DETERMINATION_FIELDS)
                                for i in _indices(fields, "determinations-")]
+    credit = _read_row(fields, "credit-", CREDIT_FIELDS)
+    credit["grades"] = [_read_row(fields, f"credit-grades-{i}-", CREDIT_GRADE_FIELDS)
+                        for i in _indices(fields, "credit-grades-")]
+    state["credit"] = credit
     return state
 
 
@@ -141,6 +151,9 @@ def fields_from_state(state: State) -> dict[str, str]:
             _put_row(out, f"themes-{i}-grades-{j}-", g, GRADE_FIELDS)
     for i, d in enumerate(state["determinations"]):
         _put_row(out, f"determinations-{i}-", d, DETERMINATION_FIELDS)
+    _put_row(out, "credit-", state["credit"], CREDIT_FIELDS)
+    for i, g in enumerate(state["credit"]["grades"]):
+        _put_row(out, f"credit-grades-{i}-", g, CREDIT_GRADE_FIELDS)
     return out
 
 
@@ -163,14 +176,27 @@ def blank_determination() -> dict[str, Any]:
     return {**_row_state({}, DETERMINATION_FIELDS), "list": "none", "vote": "majority", "months_shown": "1"}
 
 
-_ACTION_RE = re.compile(r"(add|remove)_(theme|grade|determination|worst_grade)(?:-(\d{1,4}))?(?:-(\d{1,4}))?")
+def blank_credit_grade() -> dict[str, Any]:
+    """A new credit grade: no black posting left standing, the other conditions to fill in."""
+    return {**_row_state({}, CREDIT_GRADE_FIELDS), "max_black": "0"}
+
+
+_ACTION_RE = re.compile(r"(add|remove)_(theme|grade|determination|worst_grade|credit_grade)(?:-(\d{1,4}))?(?:-(\d{1,4}))?")
+_UP_RE = re.compile(r"up_credit_grade-(\d{1,4})")
 
 
 def apply_action(state: State, action: str) -> State:
-    """A copy of the state with one row added or removed. `action` is the value of the button pressed:
+    """A copy of the state with one row added, removed or moved. `action` is the value of the button pressed:
     add_theme, remove_theme-<i>, add_grade-<i>, remove_grade-<i>-<j>, add_determination, remove_determination-<i>,
-    add_worst_grade, remove_worst_grade-<i> (rows counted from 0). Anything else changes nothing."""
+    add_worst_grade, remove_worst_grade-<i>, add_credit_grade, remove_credit_grade-<i>, up_credit_grade-<i> (one
+    place higher, i.e. tried earlier; rows counted from 0). Anything else changes nothing."""
     out = copy.deepcopy(state)
+    up = _UP_RE.fullmatch(action)
+    if up is not None:
+        grades, k = out["credit"]["grades"], int(up.group(1))
+        if 0 < k < len(grades):
+            grades[k - 1], grades[k] = grades[k], grades[k - 1]
+        return out
     m = _ACTION_RE.fullmatch(action)
     if m is None:
         return out
@@ -185,6 +211,8 @@ def apply_action(state: State, action: str) -> State:
         rows, new, at = out["determinations"], blank_determination(), i
     elif what == "worst_grade":
         rows, new, at = out["black_policy"]["worst_grade"], _row_state({}, WORST_FIELDS), i
+    elif what == "credit_grade":
+        rows, new, at = out["credit"]["grades"], blank_credit_grade(), i
     else:  # a grade of theme i
         themes = out["themes"]
         rows = themes[i]["grades"] if i is not None and i < len(themes) else None
@@ -270,7 +298,7 @@ class _Parser:
         label = KEY_LABELS.get(key, key)
         if kind == MONTH:
             return f"{where}{label}{reason}：请写成 202601 这样的六位数字（年份四位，月份两位）"
-        example = "10 或 -5" if key in ("points", "threshold", "rank") else "10"
+        example = "10 或 -5" if key in ("points", "threshold", "rank", "min_net") else "10"
         optional = "；不设此项请留空" if kind == OPT_INT else ""
         return f"{where}{label}{reason}：请填写整数，如 {example}{optional}"
 
@@ -302,6 +330,10 @@ def to_data(state: State) -> tuple[dict[str, Any], list[str]]:
     data["themes"] = themes
     data["determinations"] = [p.row(d, DETERMINATION_FIELDS, _named(f"第 {i} 个认定", d, "name", "code") + "的")
                               for i, d in enumerate(state["determinations"], 1)]
+    credit = p.row(state["credit"], CREDIT_FIELDS, "信用等级规则的")
+    credit["grades"] = [p.row(g, CREDIT_GRADE_FIELDS, _named(f"信用等级第 {i} 级", g, "code") + "的")
+                        for i, g in enumerate(state["credit"]["grades"], 1)]
+    data["credit"] = credit
     return data, p.problems
 
 

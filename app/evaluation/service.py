@@ -167,3 +167,14 @@ def ensure_default(session: Session, actor: Actor, *, from_month: int) -> Rulese
     row = import_toml(session, actor, rules.dumps(replace(rules.default_ruleset(), effective_from=from_month)))
     assign(session, actor, code=row.code, from_month=from_month)
     return row
+
+
+def in_force(session: Session, village_id: int, month: int) -> StoredRuleset | None:
+    """The version a village uses in a month (as `applicable`), or None where none applies (no ruleset assigned or
+    effective yet, or a month outside the rules' years)."""
+    if not valid_month(month):
+        return None
+    try:
+        return applicable(session, village_id, month)
+    except NotFound:
+        return None

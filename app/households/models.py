@@ -43,6 +43,7 @@ class Household(SQLModel, table=True):
         # the list order (village, group number, household number or head's pinyin), walked in order by search
         Index("ix_households_order_number", "village_id", "group_sort", "number_sort"),
         Index("ix_households_order_pinyin", "village_id", "group_sort", "head_pinyin"),
+        Index("ix_households_roll", "village_id", "status", "created_at", "status_date"),  # who was on a year's roll
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -109,6 +109,21 @@ class LedgerEntry(SQLModel, table=True):
     balance_after: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
+class LedgerMonthTotal(SQLModel, table=True):
+    """The points each kind of transaction moved on a village's household accounts in a month: kept by the posting
+    itself, in the same database transaction as the entries (so it is as exact as the book; `ledger verify` checks
+    it), for the dashboards. A village's month and kind is spread over `SLOTS` rows (the slot is the household
+    account's id modulo SLOTS), so two counters redeeming in one village at once rarely wait on the same row."""
+
+    __tablename__ = "ledger_month_totals"
+
+    village_id: int = Field(foreign_key="villages.id", primary_key=True)
+    month: int = Field(primary_key=True)  # YYYYMM, the transaction's month
+    kind: str = Field(max_length=12, primary_key=True)
+    slot: int = Field(primary_key=True)
+    points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
 class LedgerPolicy(SQLModel, table=True):
     """The county's points policy for the ledger: when points expire."""
 

@@ -40,6 +40,7 @@ from app.ledger.models import (
     ExpiryRule,
     LedgerAccount,
     LedgerEntry,
+    LedgerMonthTotal,
     LedgerPolicy,
     LedgerTransaction,
     PenaltyPolicy,
@@ -54,6 +55,8 @@ CHUNK = 500  # rows per statement where a list is cut into pieces
 ACCOUNTS = LedgerAccount.__table__
 TXS = LedgerTransaction.__table__
 ENTRIES = LedgerEntry.__table__
+MONTHS = LedgerMonthTotal.__table__
+SLOTS = 8  # rows per village, month and kind in ledger_month_totals (by household account id)
 
 
 class UnknownHousehold(NotFound):
@@ -580,6 +583,8 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
         _insert_rows(session, ENTRIES, entry_rows)
         touched = {row["account_id"] for row in entry_rows if row["seq"] is not None}
         _write_balances(session, {a: state[a] for a in touched})
+        _add_month_totals(session, month, [(pl.village_id, str(pl.posting.kind), row["account_id"], row["amount"])
+                                           for pl in fresh for row in pl.entries if row["seq"] is not None])
         for i in range(len(postings)):  # in-batch replays point at the first posting's new id
             if replayed[i] and ids[i] is None and plans[i] is not None:
                 ids[i] = ids[plans[i].index]  # type: ignore[union-attr]
@@ -636,6 +641,25 @@ def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
         rows = [{**r, c: text_of[r[c]]} for r in rows]
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     session.connection().exec_driver_sql(sql, list(map(itemgetter(*columns), rows)))
+
+
+def _add_month_totals(session: Session, month: int, legs: list[tuple[int, str, int, int]]) -> None:
+    """Add the household legs (village, kind, account, amount) to ledger_month_totals, in the posting's transaction:
+    one upsert per village, kind and slot."""
+    sums: dict[tuple[int, str, int], int] = defaultdict(int)
+    for village_id, kind, account_id, amount in legs:
+        sums[(village_id, kind, account_id % SLOTS)] += amount
+    if not sums:
+        return
+    rows = [{"village_id": v, "month": month, "kind": k, "slot": slot, "points": pts}
+            for (v, k, slot), pts in sorted(sums.items())]  # in key order: two batches lock rows in the same order
+    if _is_pg(session):
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    stmt = upsert(MONTHS)
+    session.execute(stmt.on_conflict_do_update(index_elements=["village_id", "month", "kind", "slot"],
+                                               set_={"points": MONTHS.c.points + stmt.excluded.points}), rows)
 
 
 def _write_balances(session: Session, state: dict[int, list[int]]) -> None:
@@ -1208,7 +1232,8 @@ def village_totals(session: Session, village_ids: Sequence[int]) -> dict[int, Vi
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # unbalanced | empty | balance_mismatch | chain_gap | chain_break | overdraft | reversed_twice | reversal_mismatch
+    kind: str  # unbalanced | empty | balance_mismatch | chain_gap | chain_break | overdraft | reversed_twice |
+    #            reversal_mismatch | summary_mismatch (ledger_month_totals)
     message: str
     transaction_id: int | None = None
     account_id: int | None = None
@@ -1293,6 +1318,7 @@ def verify(session: Session) -> list[Violation]:
     for rev_id, orig_id in mismatched:
         out.append(Violation("reversal_mismatch", f"第 {rev_id} 号冲正与被冲正的第 {orig_id} 号交易不是正好相反",
                              rev_id))
+    out.extend(_month_totals_drift(session))
     return out
 
 
@@ -1304,13 +1330,55 @@ def kind_totals(session: Session, village_ids: Sequence[int], from_month: int,
     if not village_ids:
         return out
     for vid, kind, total in session.execute(
-            select(TXS.c.village_id, TXS.c.kind, func.sum(ENTRIES.c.amount))
-            .join(ENTRIES, ENTRIES.c.transaction_id == TXS.c.id)
-            .join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
-            .where(TXS.c.village_id.in_(list(village_ids)), TXS.c.month.between(from_month, to_month),
-                   ACCOUNTS.c.kind == "household")
-            .group_by(TXS.c.village_id, TXS.c.kind)):
+            select(MONTHS.c.village_id, MONTHS.c.kind, func.sum(MONTHS.c.points))
+            .where(MONTHS.c.village_id.in_(list(village_ids)), MONTHS.c.month.between(from_month, to_month))
+            .group_by(MONTHS.c.village_id, MONTHS.c.kind)):
         out[vid][kind] = int(total or 0)
+    return out
+
+
+def month_kind_totals(session: Session, village_ids: Sequence[int], from_month: int,
+                      to_month: int) -> dict[int, dict[str, int]]:
+    """Per month and kind, the points moved on the villages' household accounts (for trends over months)."""
+    out: dict[int, dict[str, int]] = {}
+    if not village_ids:
+        return out
+    for month, kind, total in session.execute(
+            select(MONTHS.c.month, MONTHS.c.kind, func.sum(MONTHS.c.points))
+            .where(MONTHS.c.village_id.in_(list(village_ids)), MONTHS.c.month.between(from_month, to_month))
+            .group_by(MONTHS.c.month, MONTHS.c.kind)):
+        out.setdefault(int(month), {})[kind] = int(total or 0)
+    return out
+
+
+def rebuild_month_totals(session: Session) -> int:
+    """Rewrite ledger_month_totals from the entries (after a load that wrote the book directly, or to repair what
+    `verify` reports as summary_mismatch). Returns the rows written."""
+    slot = (ACCOUNTS.c.id % SLOTS).label("slot")
+    grouped = (select(TXS.c.village_id, TXS.c.month, TXS.c.kind, slot, func.sum(ENTRIES.c.amount))
+               .join(ENTRIES, ENTRIES.c.transaction_id == TXS.c.id).join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
+               .where(ACCOUNTS.c.kind == AccountKind.HOUSEHOLD.value)
+               .group_by(TXS.c.village_id, TXS.c.month, TXS.c.kind, slot))
+    session.execute(MONTHS.delete())
+    done = session.execute(insert(MONTHS).from_select(["village_id", "month", "kind", "slot", "points"], grouped))
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _month_totals_drift(session: Session) -> list[Violation]:
+    """ledger_month_totals against the entries it summarises: every village, month and kind must agree."""
+    book = {(int(v), int(m), k): int(t) for v, m, k, t in session.execute(
+        select(TXS.c.village_id, TXS.c.month, TXS.c.kind, func.sum(ENTRIES.c.amount))
+        .join(ENTRIES, ENTRIES.c.transaction_id == TXS.c.id).join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
+        .where(ACCOUNTS.c.kind == AccountKind.HOUSEHOLD.value).group_by(TXS.c.village_id, TXS.c.month, TXS.c.kind))}
+    kept = {(int(v), int(m), k): int(t) for v, m, k, t in session.execute(
+        select(MONTHS.c.village_id, MONTHS.c.month, MONTHS.c.kind, func.sum(MONTHS.c.points))
+        .group_by(MONTHS.c.village_id, MONTHS.c.month, MONTHS.c.kind))}
+    out = []
+    for key in sorted(set(book) | set(kept)):
+        if book.get(key, 0) != kept.get(key, 0):
+            v, m, k = key
+            out.append(Violation("summary_mismatch", f"村 {v} 在 {m // 100} 年 {m % 100} 月的{TX_KIND_LABELS.get(k, k)}"
+                                                     f"：汇总表记 {kept.get(key, 0)} 分，分录合计 {book.get(key, 0)} 分"))
     return out
 
 

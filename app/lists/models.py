@@ -21,7 +21,7 @@ class Rectification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     posting_id: int = Field(foreign_key="list_postings.id", unique=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
-    household_id: int = Field(foreign_key="households.id", index=True)
+    household_id: int | None = Field(default=None, foreign_key="households.id", index=True)  # None once erased
     measures: str = Field(sa_column=Column(Text, nullable=False))  # 整改措施, shown to the household
     helper: str = Field(max_length=60)  # 帮扶人: who helps, as the committee writes it
     status: str = Field(default="open", max_length=8)
@@ -34,6 +34,7 @@ class Rectification(SQLModel, table=True):
     decision: str | None = Field(default=None, max_length=300)
     lifted_by: str | None = Field(default=None, max_length=80)
     lifted_at: datetime | None = None
+    erased_at: datetime | None = None  # the personal details were erased after the retention period
 
 
 class RectificationVisit(SQLModel, table=True):

@@ -84,8 +84,8 @@ def _village_ctx(session: DbSession, p: Principal, village_id: int, year: int, l
     rows = lists.postings(session, village_id, year=year, list_=list_ or None)
     month = lists.this_month()
     shown = lists.shown_now(session, village_id, month)
-    people = lists.households_by_id(session, [r.household_id for r in rows] + [r.household_id for r in shown]
-                                    + cov.never[:200])
+    wanted: list[int | None] = [r.household_id for r in rows] + [r.household_id for r in shown]
+    people = lists.households_by_id(session, wanted + list(cov.never[:200]))
     return {"village": village, "year": year, "cov": cov, "stability": lists.ratio_stability(cov),
             "rows": rows, "shown": shown, "people": people, "month": month, "list_": list_,
             "status_on": lists.status_on, "plans": lists.rectifications_of(session, [r.id for r in rows]),  # type: ignore[misc]
@@ -103,7 +103,7 @@ def _posting_ctx(session: DbSession, p: Principal, posting_id: int, **extra: Any
     scope = lists.scope_of_posting(session, posting_id)
     plan = lists.rectification_of(session, posting_id)
     month = lists.this_month()
-    return {"post": post, "h": hh.get_household(session, post.household_id),
+    return {"post": post, "h": hh.get_household(session, post.household_id) if post.household_id else None,
             "village": org.get_village(session, EVERYTHING, post.village_id), "plan": plan,
             "visits": lists.visits(session, plan.id) if plan else [],  # type: ignore[arg-type]
             "now": lists.status_on(post, month), "shown": lists.is_shown(post, month),

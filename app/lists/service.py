@@ -10,12 +10,13 @@ view ever shows a posting after its period.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -25,7 +26,8 @@ from app.core.context import Actor
 from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import committee
-from app.evaluation.models import ListPosting
+from app.evaluation import rounds as evaluation_rounds
+from app.evaluation.models import ListCount, ListPosting
 from app.households.models import Household
 from app.lists.models import Rectification, RectificationVisit
 from app.org.models import Village
@@ -96,10 +98,12 @@ def household_history(session: Session, household_id: int) -> list[ListPosting]:
                                 .order_by(ListPosting.from_month.desc(), ListPosting.id.desc())).scalars())
 
 
-def households_by_id(session: Session, ids: list[int]) -> dict[int, Household]:
-    if not ids:
+def households_by_id(session: Session, ids: list[int | None]) -> dict[int, Household]:
+    """The households by id (an erased posting's None is skipped)."""
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
         return {}
-    return {h.id: h for h in session.execute(select(Household).where(Household.id.in_(sorted(set(ids))))).scalars()}  # type: ignore[misc]
+    return {h.id: h for h in session.execute(select(Household).where(Household.id.in_(wanted))).scalars()}  # type: ignore[misc]
 
 
 def rectification_of(session: Session, posting_id: int) -> Rectification | None:
@@ -120,6 +124,12 @@ def visits(session: Session, rectification_id: int) -> list[RectificationVisit]:
 
 
 # ---- the way off the black list -------------------------------------------------------------------------------------
+
+def _digest(text: str) -> dict[str, Any]:
+    """What the audit log keeps of a free text about a household: its length and SHA-256, which prove the stored
+    text unchanged while it is kept, and say nothing once it is erased after the retention period."""
+    return {"chars": len(text), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
 
 def _text(value: str | None, label: str, limit: int, example: str) -> str:
     value = (value or "").strip()
@@ -150,7 +160,7 @@ def start_rectification(session: Session, actor: Actor, posting_id: int, *, meas
     session.add(r)
     session.flush()
     audit.record(session, actor, "lists.rectification.start", object_type="list_posting", object_id=posting_id,
-                 after={"rectification_id": r.id, "measures": r.measures, "helper": r.helper})
+                 after={"rectification_id": r.id, "measures": _digest(r.measures), "helper": _digest(r.helper)})
     return r
 
 
@@ -168,7 +178,7 @@ def record_visit(session: Session, actor: Actor, posting_id: int, *, visited_on:
     session.add(v)
     session.flush()
     audit.record(session, actor, "lists.rectification.visit", object_type="list_posting", object_id=posting_id,
-                 after={"visited_on": visited_on.isoformat(), "notes": v.notes})
+                 after={"visit_id": v.id, "visited_on": visited_on.isoformat(), "notes": _digest(v.notes)})
     return v
 
 
@@ -214,7 +224,7 @@ def lift(session: Session, actor: Actor, posting_id: int, *, decided_on: date, m
     audit.record(session, actor, "lists.posting.lift", object_type="list_posting", object_id=posting_id,
                  before={"status": "effective"},
                  after={"status": "lifted", "decided_on": decided_on.isoformat(), "present": members_present,
-                        "for": members_for, "committee": size, "decision": r.decision})
+                        "for": members_for, "committee": size, "decision": _digest(r.decision)})
     return p
 
 
@@ -229,6 +239,67 @@ def expire_due(session: Session, actor: Actor, *, month: int | None = None) -> i
         audit.record(session, actor, "lists.posting.expire", object_type="list_posting", object_id=None,
                      after={"month": month, "expired": n})
     return n
+
+
+# ---- retention -------------------------------------------------------------------------------------------------------
+
+ERASED = "（已按保存期限删除）"  # what an erased text reads; the database lets a check visit change to this only
+
+
+@dataclass
+class Erasure:
+    cutoff_month: int  # postings whose period ended before this month
+    postings: int
+    rectifications: int
+    visits: int
+    years: list[tuple[int, int]]  # (village, year) whose list counts were frozen
+
+
+def erase_due(session: Session, actor: Actor, *, years: int, month: int | None = None,
+              dry_run: bool = False) -> Erasure:
+    """Erase the personal details of postings whose period ended more than `years` years ago: the posting no
+    longer says which household or member, nor why in words; its rectification plan, check visits and the
+    committee's reasons are erased too. The list, the rule's reason, the months and the status stay, and each
+    village's counts of the years concerned are frozen first, so the statistics keep them. Idempotent."""
+    if type(years) is not int or years < 1:
+        raise ValidationFailed("保存年限须为不小于 1 的整数（年）")
+    month = month or this_month()
+    cutoff = (month // 100 - years) * 100 + month % 100
+    due = session.execute(select(ListPosting.id, ListPosting.village_id, ListPosting.from_month).where(
+        ListPosting.to_month < cutoff, ListPosting.erased_at.is_(None))).all()
+    ids = [r.id for r in due]
+    plans = list(session.execute(select(Rectification.id).where(Rectification.posting_id.in_(ids))).scalars()) \
+        if ids else []
+    n_visits = int(session.execute(select(func.count()).select_from(RectificationVisit).where(
+        RectificationVisit.rectification_id.in_(plans))).scalar_one()) if plans else 0
+    village_years = sorted({(r.village_id, r.from_month // 100) for r in due})
+    run = Erasure(cutoff, len(ids), len(plans), n_visits, village_years)
+    if dry_run or not ids:
+        return run
+    for village_id, year in village_years:  # the counts as they stand, then frozen
+        evaluation_rounds.refresh_list_counts(session, village_id, year)
+        session.execute(update(ListCount).where(ListCount.village_id == village_id,
+                                                ListCount.period.between(year * 100, year * 100 + 12))
+                        .values(frozen=True))
+    now = utcnow()
+    for chunk in _chunks(plans):
+        session.execute(update(RectificationVisit).where(RectificationVisit.rectification_id.in_(chunk))
+                        .values(notes=ERASED))
+        session.execute(update(Rectification).where(Rectification.id.in_(chunk)).values(
+            household_id=None, measures=ERASED, helper=ERASED[:60],
+            decision=case((Rectification.decision.is_(None), None), else_=ERASED), erased_at=now))
+    for chunk in _chunks(ids):
+        session.execute(update(ListPosting).where(ListPosting.id.in_(chunk)).values(
+            household_id=None, member_id=None, member_name=None, explanation=ERASED, erased_at=now))
+    audit.record(session, actor, "lists.retention.erase", object_type="list_posting", object_id=None,
+                 after={"years": years, "cutoff_month": cutoff, "postings": run.postings,
+                        "rectifications": run.rectifications, "visits": run.visits,
+                        "village_years": len(village_years)})
+    return run
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    return [ids[k:k + size] for k in range(0, len(ids), size)]
 
 
 # ---- coverage --------------------------------------------------------------------------------------------------------
@@ -275,11 +346,19 @@ class Coverage:
 
 
 def coverage(session: Session, village_id: int, year: int, *, target_pct: int,
-             until_month: int | None = None, as_of_month: int | None = None) -> Coverage:
-    """How much of the village the year's red and black lists have reached, against the target. The pace is
-    measured over the months of the year gone by as of `as_of_month` (default: now)."""
-    return coverage_many(session, {village_id: target_pct}, year, until_month=until_month,
-                         as_of_month=as_of_month)[village_id]
+             as_of_month: int | None = None) -> Coverage:
+    """How much of the village the year's red and black lists have reached, against the target, with the
+    households never recognised in the year. The pace is measured over the months of the year gone by as of
+    `as_of_month` (default: now)."""
+    c = coverage_many(session, {village_id: target_pct}, year, as_of_month=as_of_month)[village_id]
+    start, end = date(year, 1, 1), local_day_start_utc(date(year + 1, 1, 1))
+    recognised = select(ListPosting.household_id).where(
+        ListPosting.village_id == village_id, ListPosting.status != "voided", ListPosting.household_id.is_not(None),
+        ListPosting.from_month.between(year * 100 + 1, year * 100 + 12))
+    c.never = list(session.execute(select(Household.id).where(
+        Household.village_id == village_id, _on_roll(start, end), Household.id.not_in(recognised))
+        .order_by(Household.id)).scalars())
+    return c
 
 
 def _elapsed(year: int, as_of_month: int) -> int:
@@ -291,42 +370,53 @@ def _elapsed(year: int, as_of_month: int) -> int:
     return as_of_month % 100 - 1
 
 
-def coverage_many(session: Session, targets: dict[int, int], year: int, *, until_month: int | None = None,
+def _on_roll(start: date, end: datetime) -> Any:
+    """A household on the village's roll at some time between `start` and `end`."""
+    return and_(Household.created_at < end, or_(Household.status == "active", Household.status_date.is_(None),
+                                                col(Household.status_date) >= start))
+
+
+def coverage_many(session: Session, targets: dict[int, int], year: int, *,
                   as_of_month: int | None = None) -> dict[int, Coverage]:
-    """`coverage` for many villages (village -> target %) in two statements."""
+    """`coverage` for many villages (village -> target %), without the households never recognised: two grouped
+    statements, one over the households, one over the list counts the evaluation keeps (list_counts)."""
     elapsed = _elapsed(year, as_of_month or this_month())
     ids = list(targets)
-    end = local_day_start_utc(date(year + 1, 1, 1))
-    rolls: dict[int, set[int]] = {v: set() for v in ids}
-    posts: dict[int, list[Any]] = {v: [] for v in ids}
-    if ids:
-        for hid, vid in session.execute(select(Household.id, Household.village_id).where(
-                Household.village_id.in_(ids), Household.created_at < end,
-                or_(Household.status == "active", Household.status_date.is_(None),
-                    col(Household.status_date) >= date(year, 1, 1)))):
-            rolls[vid].add(hid)
-        for r in session.execute(select(ListPosting.village_id, ListPosting.household_id, ListPosting.list,
-                                        ListPosting.from_month).where(
-                ListPosting.village_id.in_(ids), ListPosting.status != "voided",
-                ListPosting.from_month.between(year * 100 + 1, (until_month or year * 100 + 12)))):
-            posts[r.village_id].append(r)
-    return {v: _coverage(v, year, targets[v], rolls[v], posts[v], elapsed) for v in ids}
+    out = {v: Coverage(v, year, targets[v], 0, 0, 0, 0, 0) for v in ids}
+    if not ids:
+        return out
+    start, end = date(year, 1, 1), local_day_start_utc(date(year + 1, 1, 1))
+    for vid, n in session.execute(select(Household.village_id, func.count()).where(
+            Household.village_id.in_(ids), _on_roll(start, end)).group_by(Household.village_id)):
+        out[vid].households = int(n)
+    last: dict[int, int] = {}
+    for r in session.execute(select(ListCount).where(ListCount.village_id.in_(ids),
+                                                     ListCount.period.between(year * 100, year * 100 + 12))
+                             .order_by(ListCount.village_id, ListCount.period)).scalars():
+        c = out[r.village_id]
+        if r.period == year * 100:
+            c.covered, c.red, c.black = r.covered, r.red, r.black
+        else:
+            c.by_month.append((r.period, r.red, r.black))
+            last[r.village_id] = r.period % 100
+    for v, c in out.items():
+        c.months_done = max(last.get(v, 0), elapsed)  # months whose lists are in, or gone by
+    return out
 
 
-def _coverage(village_id: int, year: int, target_pct: int, roll_set: set[int], rows: list[Any],
-              elapsed: int) -> Coverage:
-    covered = {r.household_id for r in rows if r.household_id in roll_set}
-    red = {r.household_id for r in rows if r.list == "red" and r.household_id in roll_set}
-    black = {r.household_id for r in rows if r.list == "black" and r.household_id in roll_set}
-    months: dict[int, tuple[set[int], set[int]]] = {}
-    for r in rows:
-        m = months.setdefault(r.from_month, (set(), set()))
-        (m[0] if r.list == "red" else m[1]).add(r.household_id)
-    by_month = [(m, len(rs), len(bs)) for m, (rs, bs) in sorted(months.items())]
-    last = max(months) if months else None
-    done = max((last % 100) if last else 0, elapsed)  # months whose lists are in, or gone by
-    return Coverage(village_id, year, target_pct, len(roll_set), len(covered), len(red), len(black), done, by_month,
-                    sorted(roll_set - covered))
+def month_counts(session: Session, village_ids: list[int], first: int, last: int) -> dict[int, tuple[int, int]]:
+    """Per month, the households on the red and on the black list across the villages (each village's households
+    counted once a month, from list_counts)."""
+    out: dict[int, tuple[int, int]] = {}
+    if not village_ids:
+        return out
+    for period, red, black in session.execute(
+            select(ListCount.period, func.sum(ListCount.red), func.sum(ListCount.black))
+            .where(ListCount.village_id.in_(village_ids), ListCount.period.between(first, last),
+                   ListCount.period % 100 != 0)
+            .group_by(ListCount.period)):
+        out[int(period)] = (int(red or 0), int(black or 0))
+    return out
 
 
 def ratio_stability(c: Coverage) -> float | None:

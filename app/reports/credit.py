@@ -2,41 +2,61 @@
 postings and the rectifications, and a credit grade by the county's rule; exported for the 信用村 / 信用户 evaluation
 only for households whose consent is recorded and in force.
 
-The county's rule (CREDIT_RULE, shown on the page):
-- 不评级 (not graded): a black-list posting in the year that was not lifted through rectification, or no points
-  earned in the year;
-- AAA: at least 2 red-list postings in the year, no black-list posting, and at least 100 points earned net;
-- AA: at least 1 red-list posting or at least 60 points net, and no black-list posting left standing;
-- A: the rest with points earned net above zero (a black-list posting lifted through rectification counts as
-  rectified, not against the household).
+The rule is the `credit` section of the ruleset (积分细则) the village uses at the end of the year asked, or now for
+the current year (`basis`): the county sets, versions and assigns it with the rest of the ruleset. A village with no
+ruleset in force then is graded by the default rule (`rules.CreditRule()`, the county's former fixed rule), and the
+page and the export say so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import rules
 from app.audit import service as audit
 from app.core.context import Actor
 from app.core.scope import ScopeFilter
-from app.core.spreadsheet import xlsx_bytes
+from app.core.spreadsheet import xlsx_sheets
 from app.errors import Conflict, ValidationFailed
+from app.evaluation import service as rulesets
 from app.households import service as households
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.reports.models import CreditConsent
 
-GRADES = ("AAA", "AA", "A", "不评级")
-CREDIT_RULE = [
-    ("AAA", "全年上红榜 2 次以上，没有黑榜，净得积分 100 分以上"),
-    ("AA", "全年上红榜 1 次以上或净得积分 60 分以上，没有未移出的黑榜"),
-    ("A", "净得积分大于 0；黑榜经整改移出的按已整改计"),
-    ("不评级", "全年有未移出的黑榜，或全年没有得到积分"),
-]
+
+@dataclass(frozen=True)
+class CreditBasis:
+    """What a village's credit file for a year is graded by: the credit rule of the ruleset in force in `month`
+    (`code` and `version` None when no ruleset was in force: the default rule)."""
+
+    month: int
+    rule: rules.CreditRule = field(default_factory=rules.CreditRule)
+    code: str | None = None
+    version: int | None = None
+    name: str = ""
+
+    @property
+    def source(self) -> str:
+        """Where the rule comes from, in words (for the page and the export)."""
+        if self.code is None:
+            return f"默认规则（{rulesets.month_label(self.month)}本村没有适用的积分细则）"
+        return f"积分细则 {self.code} 第 {self.version} 版（{self.name}）"
+
+
+def basis(session: Session, village_id: int, year: int) -> CreditBasis:
+    """The rule for the village's year: the ruleset in force in December, or this month for the current year."""
+    month = min(year * 100 + 12, lists.this_month())
+    stored = rulesets.in_force(session, village_id, month)
+    if stored is None:
+        return CreditBasis(month)
+    r = stored.ruleset
+    return CreditBasis(month, r.credit, r.code, r.version, r.name)
 
 
 @dataclass(frozen=True)
@@ -57,19 +77,17 @@ class CreditLine:
         return self.earned - self.deducted
 
 
-def grade(earned: int, deducted: int, red: int, black: int) -> str:
-    net = earned - deducted
-    if black or earned == 0:
-        return "不评级"
-    if red >= 2 and net >= 100:
-        return "AAA"
-    if red >= 1 or net >= 60:
-        return "AA"
-    return "A" if net > 0 else "不评级"
+def grade(earned: int, deducted: int, red: int, black: int, lifted: int = 0,
+          rule: rules.CreditRule | None = None) -> str:
+    """The grade of a year's record by `rule` (default: the default rule)."""
+    return (rule or rules.CreditRule()).grade(rules.CreditRecord(earned, deducted, red, black, lifted))
 
 
-def credit_file(session: Session, village_id: int, year: int, *, household_id: int | None = None) -> list[CreditLine]:
-    """The village's households (or the one asked for) with their year's record and grade: four statements."""
+def credit_file(session: Session, village_id: int, year: int, *, household_id: int | None = None,
+                by: CreditBasis | None = None) -> list[CreditLine]:
+    """The village's households (or the one asked for) with their year's record and grade by the rule of `by`
+    (default: `basis(...)`): four statements, and the ruleset lookup when `by` is not given."""
+    rule = (by or basis(session, village_id, year)).rule
     roll = households.search(session, _village_filter(village_id), village_id=village_id, limit=100_000).rows
     if household_id is not None:
         roll = [h for h in roll if h.id == household_id]
@@ -90,7 +108,7 @@ def credit_file(session: Session, village_id: int, year: int, *, household_id: i
         kinds = points.get(hid, {})
         earned, deducted = kinds.get("award", 0), -kinds.get("penalty", 0)
         out.append(CreditLine(hid, h.number, h.head_name, earned, deducted, red, black, lifted,
-                              grade(earned, deducted, red, black), consents.get(hid)))
+                              grade(earned, deducted, red, black, lifted, rule), consents.get(hid)))
     return out
 
 
@@ -136,14 +154,20 @@ def withdraw_consent(session: Session, actor: Actor, household_id: int, *, on: d
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_HEADER = ["户号", "户主", "年度", "得分", "扣分", "净得积分", "红榜次数", "黑榜（未移出）", "黑榜已整改移出", "信用等级",
-                 "同意日期", "同意方式"]
+                 "同意日期", "同意方式", "评级依据"]
+RULE_SHEET = "评级规则"
 
 
 def export_file(session: Session, village_id: int, village_name: str, year: int) -> tuple[bytes, str, str, int]:
     """(content, file name, media type, households left out for want of consent): the credit file of the
-    households whose consent is in force, nothing of the others."""
-    lines = credit_file(session, village_id, year)
+    households whose consent is in force, nothing of the others; each row names the ruleset (code and version)
+    graded by, and a second sheet states the rule in words."""
+    by = basis(session, village_id, year)
+    ref = f"{by.code} 第{by.version}版" if by.code is not None else "默认规则"
+    lines = credit_file(session, village_id, year, by=by)
     rows = [[ln.number, ln.head_name, year, ln.earned, ln.deducted, ln.net, ln.red, ln.black, ln.rectified, ln.grade,
-             ln.consent.given_on.isoformat(), ln.consent.how] for ln in lines if ln.consent is not None]
-    data = xlsx_bytes(f"{year}年信用档案", EXPORT_HEADER, rows, widths=[8, 10, 6, 8, 8, 9, 8, 12, 14, 9, 11, 28])
+             ln.consent.given_on.isoformat(), ln.consent.how, ref] for ln in lines if ln.consent is not None]
+    rule_rows = [["评级依据", by.source], *([g, text] for g, text in by.rule.describe())]
+    data = xlsx_sheets([(f"{year}年信用档案", EXPORT_HEADER, rows, [8, 10, 6, 8, 8, 9, 8, 12, 14, 9, 11, 28, 20]),
+                        (RULE_SHEET, ["信用等级", "条件"], rule_rows, [12, 80])])
     return data, f"{village_name}{year}年农户信用档案.xlsx", XLSX, len(lines) - len(rows)

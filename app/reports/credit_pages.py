@@ -1,5 +1,6 @@
-"""Pages of the household credit file (信用档案): a village's file for a year with the county's grading rule and the
-consents, its export (only households that consented), and a household's own line."""
+"""Pages of the household credit file (信用档案): a village's file for a year with the grading rule it was graded by
+(the credit section of the ruleset in force, in words, and which ruleset) and the consents, its export (only
+households that consented), and a household's own line with the same rule."""
 
 from __future__ import annotations
 
@@ -45,10 +46,11 @@ def _day(text: str) -> date:
 
 def _ctx(session: DbSession, p: Principal, village_id: int, year: int, **extra: Any) -> dict[str, Any]:
     village = org.get_village(session, EVERYTHING, village_id)
-    lines = credit.credit_file(session, village_id, year)
+    by = credit.basis(session, village_id, year)
+    lines = credit.credit_file(session, village_id, year, by=by)
     scope = org.scope_of_village(session, village_id)
-    counts = {g: sum(1 for ln in lines if ln.grade == g) for g in credit.GRADES}
-    return {"village": village, "year": year, "lines": lines, "rule": credit.CREDIT_RULE, "counts": counts,
+    counts = {g: sum(1 for ln in lines if ln.grade == g) for g in by.rule.codes()}
+    return {"village": village, "year": year, "lines": lines, "basis": by, "rule": by.rule.describe(), "counts": counts,
             "consented": sum(1 for ln in lines if ln.consent is not None),
             "can_consent": scope is not None and p.covers(Perm.HOUSEHOLD_MANAGE, scope),
             "today": (to_local(utcnow()) or utcnow()).date().isoformat(), "nav_active": "/dashboard", **extra}
@@ -99,6 +101,7 @@ def household_credit(request: Request, session: DbSession, household_id: int, p:
                      year: Year = None) -> Response:
     h = hh.get_household(session, household_id)
     y = _year(year)
-    line = next(iter(credit.credit_file(session, h.village_id, y, household_id=household_id)), None)
-    return render(request, "reports/credit_household.html", {"h": h, "year": y, "line": line,
-                                                              "rule": credit.CREDIT_RULE, "nav_active": "/points"})
+    by = credit.basis(session, h.village_id, y)
+    line = next(iter(credit.credit_file(session, h.village_id, y, household_id=household_id, by=by)), None)
+    return render(request, "reports/credit_household.html", {"h": h, "year": y, "line": line, "basis": by,
+                                                              "rule": by.rule.describe(), "nav_active": "/points"})

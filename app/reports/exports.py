@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.core.clock import to_local, utcnow
 from app.core.scope import EVERYTHING
-from app.core.spreadsheet import xlsx_bytes, xlsx_sheets
+from app.core.spreadsheet import xlsx_sheets
 from app.evaluation import service as rulesets
 from app.lists import service as lists
 from app.org import service as org
@@ -21,6 +21,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DASHBOARD_HEADER = ["村", "应完成评比（月）", "已完成评比（月）", "延误（月）", "参评率（%）", "发放积分", "兑换积分",
                     "未兑换积分", "红榜户", "黑榜户", "覆盖率（%）", "覆盖目标（%）", "异议", "异议成立", "兑换笔数",
                     "库存（元）", "需要关注的原因"]
+TREND_HEADER = ["月份", "发放积分", "兑换积分", "红榜户", "黑榜户", "已完成评比的村", "评比延误的村"]
 MONTH_HEADER = ["月份", "红榜户数", "黑榜户数", "红榜占比（%）"]
 POSTING_HEADER = ["榜单", "户号", "户主", "成员", "原因", "公示起", "公示止", "状态", "整改"]
 
@@ -42,12 +43,18 @@ def dashboard_rows(rows: Sequence[reports.VillageRow]) -> list[list[Any]]:
              "；".join(r.reasons)] for r in rows]
 
 
-def dashboard_file(session: Session, villages: list[Village], year: int) -> tuple[bytes, str, str]:
-    """(content, file name, media type): the dashboard of `villages` for `year`, lagging villages first."""
-    rows = reports.dashboard(session, villages, year)
-    data = xlsx_bytes(f"工作看板{year}", DASHBOARD_HEADER, dashboard_rows(rows),
-                      widths=[14, 10, 10, 8, 10, 10, 10, 10, 8, 8, 10, 10, 6, 8, 8, 11, 60])
-    return data, f"工作看板{year}（导出于{_stamp()}）.xlsx", XLSX
+def dashboard_file(session: Session, villages: list[Village], first: int, last: int) -> tuple[bytes, str, str]:
+    """(content, file name, media type): the dashboard of `villages` for the months `first` to `last`, lagging
+    villages first, and a second sheet with the months' trends."""
+    b = reports.board(session, villages, first, last)
+    period = f"{b.year}" if (first % 100, last % 100) == (1, 12) else f"{b.year}年{first % 100}-{last % 100}月"
+    data = xlsx_sheets([
+        (f"工作看板{period}", DASHBOARD_HEADER, dashboard_rows(b.rows),
+         [14, 10, 10, 8, 10, 10, 10, 10, 8, 8, 10, 10, 6, 8, 8, 11, 60]),
+        ("逐月趋势", TREND_HEADER, [[_month(t.month), t.issued, t.redeemed, t.red, t.black, t.finalised, t.late]
+                                for t in b.trends], [10, 10, 10, 10, 10, 12, 12]),
+    ])
+    return data, f"工作看板{period}（导出于{_stamp()}）.xlsx", XLSX
 
 
 def village_lists_file(session: Session, village_id: int, year: int, list_: str = "") -> tuple[bytes, str, str]:
@@ -63,10 +70,11 @@ def village_lists_file(session: Session, village_id: int, year: int, list_: str 
     now = lists.this_month()
     rows = []
     for p in posts:
-        h = people.get(p.household_id)
+        h = people.get(p.household_id) if p.household_id is not None else None
         plan = plans.get(p.id)  # type: ignore[arg-type]
         fix = ("已移出" if plan.status == "lifted" else "整改中") if p.list == "black" and plan else ""
-        rows.append([lists.LIST_LABELS.get(p.list, p.list), h.number if h else "", h.head_name if h else "",
+        rows.append([lists.LIST_LABELS.get(p.list, p.list), h.number if h else "",
+                     h.head_name if h else ("（已按保存期限删除）" if p.erased_at else ""),
                      p.member_name or "", p.reason, _month(p.from_month), _month(p.to_month),
                      lists.STATUS_LABELS.get(lists.status_on(p, now), ""), fix])
     data = xlsx_sheets([("按月", MONTH_HEADER, months, [10, 10, 10, 12]),

@@ -37,23 +37,52 @@ def _villages(session: DbSession, p: Principal, township_id: int | None) -> list
     return org.list_villages(session, p.filter(Perm.REPORTS_VIEW), township_id=township_id, include_inactive=False)
 
 
+Month = Annotated[int | None, Query(ge=1, le=12)]
+PAGE_ROWS = 50  # villages per page of the table
+LAGGING_SHOWN = 30  # villages in the attention list; the rest are marked in the table and all are in the download
+TREND_COLUMNS = 30  # above this many villages, the per-village charts show the lowest coverage only
+
+
+def _period(year: int | None, m1: int | None, m2: int | None) -> tuple[int, int]:
+    y = _year(year)
+    first, last = m1 or 1, m2 or 12
+    if first > last:
+        first, last = last, first
+    return y * 100 + first, y * 100 + last
+
+
 @router.get("/dashboard")
 def dashboard(request: Request, session: DbSession, p: Principal = View, year: Year = None,
-              township_id: TownshipId = None) -> Response:
-    y = _year(year)
-    rows = reports.dashboard(session, _villages(session, p, township_id), y)
+              township_id: TownshipId = None, m1: Annotated[Month, Query(alias="from")] = None,
+              m2: Annotated[Month, Query(alias="to")] = None,
+              sort: Annotated[str, Query(max_length=20)] = "attention", only: Annotated[str, Query(max_length=10)] = "",
+              page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> Response:
+    first, last = _period(year, m1, m2)
+    b = reports.board(session, _villages(session, p, township_id), first, last)
+    sort = sort if sort in reports.SORTS else "attention"
+    ordered = reports.ranked(b.rows, sort)
+    shown = [(k + 1, r) for k, r in enumerate(ordered) if r.lagging or only != "lagging"]  # (rank, row)
+    pages = max(1, -(-len(shown) // PAGE_ROWS))
+    page = min(page, pages)
+    lagging = [r for r in b.rows if r.lagging]
+    lowest = sorted(b.rows, key=lambda r: (r.coverage.share_pct, r.village.code))[:TREND_COLUMNS]
     return render(request, "reports/dashboard.html", {
-        "rows": rows, "year": y, "township_id": township_id, "lagging": [r for r in rows if r.lagging], "yuan": yuan,
+        "board": b, "rows": shown[(page - 1) * PAGE_ROWS:page * PAGE_ROWS], "all_count": len(b.rows),
+        "shown_count": len(shown), "page": page, "pages": pages, "sort": sort, "sorts": reports.SORTS, "only": only,
+        "year": b.year, "m1": first % 100, "m2": last % 100, "township_id": township_id,
+        "lagging": lagging[:LAGGING_SHOWN], "lagging_count": len(lagging), "yuan": yuan,
+        "chart_rows": lowest if len(b.rows) > TREND_COLUMNS else b.rows, "chart_all": len(b.rows) <= TREND_COLUMNS,
         "criteria": {"late_after": reports.LATE_AFTER_DAYS, "late_months": reports.LATE_MONTHS,
                      "quiet_days": reports.QUIET_DAYS, "upheld": reports.UPHELD_OBJECTIONS}})
 
 
 @router.get("/dashboard.xlsx")
-def dashboard_xlsx(session: DbSession, p: Principal = View, year: Year = None,
-                   township_id: TownshipId = None) -> Response:
-    """The dashboard's rows as .xlsx: the same villages, year and figures as the page."""
-    y = _year(year)
-    return download(exports.dashboard_file(session, _villages(session, p, township_id), y))
+def dashboard_xlsx(session: DbSession, p: Principal = View, year: Year = None, township_id: TownshipId = None,
+                   m1: Annotated[Month, Query(alias="from")] = None,
+                   m2: Annotated[Month, Query(alias="to")] = None) -> Response:
+    """The dashboard as .xlsx: the same villages, period and figures as the page, every village, and the months."""
+    first, last = _period(year, m1, m2)
+    return download(exports.dashboard_file(session, _villages(session, p, township_id), first, last))
 
 
 @router.get("/villages/{village_id}/lists.xlsx")

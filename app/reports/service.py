@@ -61,28 +61,85 @@ def _deadline(month: int) -> date:
     return date(nxt // 12, nxt % 12 + 1, LATE_AFTER_DAYS)
 
 
+@dataclass
+class MonthTrend:
+    """One month across every village shown: points, list households, rounds."""
+    month: int
+    issued: int
+    redeemed: int
+    red: int
+    black: int
+    finalised: int  # villages whose round of the month is finalised
+    late: int  # villages late with it (finalised after the deadline, or not yet and past it)
+
+
+@dataclass
+class Board:
+    first: int  # YYYYMM
+    last: int
+    rows: list[VillageRow]
+    trends: list[MonthTrend]
+
+    @property
+    def year(self) -> int:
+        return self.last // 100
+
+
+SORTS = {  # the rankings the dashboard offers: key -> label
+    "attention": "需要关注的先列", "coverage": "覆盖率", "participation": "参评率", "late": "延误月数",
+    "issued": "发放积分", "redeemed": "兑换积分", "upheld": "异议成立",
+}
+
+
+def ranked(rows: list[VillageRow], sort: str) -> list[VillageRow]:
+    """The rows in the order of a ranking: best first for coverage, participation and points; most late months or
+    upheld objections first for those; lagging villages (most reasons) first by default."""
+    keys = {
+        "coverage": lambda r: (-r.coverage.share_pct, r.village.code),
+        "participation": lambda r: (-r.participation_pct, r.village.code),
+        "late": lambda r: (-len(r.late), r.village.code),
+        "issued": lambda r: (-r.issued, r.village.code),
+        "redeemed": lambda r: (-r.redeemed, r.village.code),
+        "upheld": lambda r: (-r.upheld, r.village.code),
+    }
+    key = keys.get(sort, lambda r: (-len(r.reasons), r.village.code))
+    return sorted(rows, key=key)  # type: ignore[arg-type]
+
+
 def dashboard(session: Session, villages: list[Village], year: int, *, now: datetime | None = None) -> list[VillageRow]:
     """The rows of the dashboard for `villages` in `year`, lagging villages first (most reasons first)."""
+    return board(session, villages, year * 100 + 1, year * 100 + 12, now=now).rows
+
+
+def board(session: Session, villages: list[Village], first: int, last: int, *,
+          now: datetime | None = None) -> Board:
+    """The dashboard for `villages` over the months `first` to `last` (within one year; coverage is the year's):
+    one row per village, lagging villages first, and the months' trends across them."""
+    if first // 100 != last // 100 or first > last:
+        raise ValueError("a dashboard period lies within one year")
+    year = last // 100
     local = to_local(now or utcnow()) or utcnow()
     today = local.date()
     this_month = local.year * 100 + local.month
-    last = min(year * 100 + 12, rounds.prev_month(this_month))  # months whose rounds are due by now
-    first = year * 100 + 1
+    due_until = min(last, rounds.prev_month(this_month))  # months whose rounds are due by now
     ids = [v.id for v in villages if v.id is not None]
-    states = rounds.month_states(session, ids, first, year * 100 + 12)
-    money = ledger.kind_totals(session, ids, first, year * 100 + 12)
+    states = rounds.month_states(session, ids, first, last)
+    money = ledger.kind_totals(session, ids, first, last)
     outstanding = ledger.village_totals(session, ids)
     cover = lists.coverage_many(session, rulesets.coverage_targets(session, ids, min(this_month, year * 100 + 12)),
                                 year, as_of_month=this_month)
-    objected = objections.counts(session, ids, first, year * 100 + 12)
-    activity = stores.village_activity(session, ids, date(year, 1, 1), date(year, 12, 31))
-    due = _months(first, last) if last >= first else []
+    objected = objections.counts(session, ids, first, last)
+    activity = stores.village_activity(session, ids, _month_start(first), _month_end(last))
+    due = _months(first, due_until) if due_until >= first else []
     out: list[VillageRow] = []
+    late_by_month: dict[int, int] = {}
     for v in villages:
         vid = v.id
         assert vid is not None
         st = states.get(vid, {})
         late = [m for m in due if _late(st.get(m), _deadline(m), today)]
+        for m in late:
+            late_by_month[m] = late_by_month.get(m, 0) + 1
         open_rounds = sorted((m for m, s in st.items() if s.status != "finalised"), reverse=True)
         done = [s for s in st.values() if s.status == "finalised"]
         kinds = money.get(vid, {})
@@ -99,7 +156,25 @@ def dashboard(session: Session, villages: list[Village], year: int, *, now: date
         row.reasons = _reasons(row, today)
         out.append(row)
     out.sort(key=lambda r: (-len(r.reasons), r.village.code))
-    return out
+    by_month = ledger.month_kind_totals(session, ids, first, last)
+    listed = lists.month_counts(session, ids, first, last)
+    finalised: dict[int, int] = {}
+    for st in states.values():
+        for m, s in st.items():
+            if s.status == "finalised":
+                finalised[m] = finalised.get(m, 0) + 1
+    trends = [MonthTrend(m, by_month.get(m, {}).get("award", 0), -by_month.get(m, {}).get("redemption", 0),
+                         listed.get(m, (0, 0))[0], listed.get(m, (0, 0))[1], finalised.get(m, 0),
+                         late_by_month.get(m, 0)) for m in _months(first, last)]
+    return Board(first, last, out, trends)
+
+
+def _month_start(month: int) -> date:
+    return date(month // 100, month % 100, 1)
+
+
+def _month_end(month: int) -> date:
+    return _month_start(rounds.next_month(month)) - timedelta(days=1)
 
 
 def _late(state: rounds.MonthState | None, deadline: date, today: date) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+from app.rules.credit import FALLBACK, CreditGrade, CreditRule
 from app.rules.errors import RulesetInvalid
 from app.rules.schema import (
     BlackPolicy,
@@ -38,11 +39,14 @@ KEY_LABELS = {
     "names_member": "是否点名家庭成员", "theme": "计入的评比项目", "threshold": "红榜分数线",
     "top_percent": "红榜前百分比", "commendations_count": "表彰认定是否上红榜", "exclude_black": "上黑榜者不按总分上红榜",
     "determinations_count": "负面认定是否上黑榜", "worst_grade": "连续最低等级规则", "months": "连续月数",
-    "determination": "引用的认定",
+    "determination": "引用的认定", "credit": "信用等级规则", "fallback": "达不到任何等级时的评定",
+    "ungraded_without_points": "全年没有得分不评级", "min_red": "至少上红榜次数", "min_net": "至少净得积分",
+    "red_or_net": "红榜次数和净得积分满足其一即可", "max_black": "未移出的黑榜至多几次",
+    "lifted_black_counts": "经整改移出的黑榜也计入",
 }
 
 RULESET_KEYS = ("code", "name", "version", "effective_from", "point_value_fen", "combine", "quorum", "penalty_policy",
-                "coverage_target_pct", "red_policy", "black_policy", "themes", "determinations")
+                "coverage_target_pct", "red_policy", "black_policy", "credit", "themes", "determinations")
 THEME_KEYS = ("code", "name", "description", "monthly_cap", "grades")
 GRADE_KEYS = ("code", "label", "points", "rank")
 DETERMINATION_KEYS = ("code", "name", "list", "points", "months_shown", "evidence_required", "vote", "names_member",
@@ -50,6 +54,8 @@ DETERMINATION_KEYS = ("code", "name", "list", "points", "months_shown", "evidenc
 RED_KEYS = ("threshold", "top_percent", "months_shown", "commendations_count", "exclude_black")
 BLACK_KEYS = ("determinations_count", "worst_grade")
 WORST_KEYS = ("theme", "months", "determination")
+CREDIT_KEYS = ("fallback", "ungraded_without_points", "grades")
+CREDIT_GRADE_KEYS = ("code", "min_red", "min_net", "red_or_net", "max_black", "lifted_black_counts")
 
 _REQUIRED = object()
 _EMPTY: Mapping[str, Any] = {}  # stands for "not a table" (already reported): its missing keys are not reported again
@@ -163,12 +169,14 @@ def _read_ruleset(rd: _Reader, data: object) -> Ruleset:
     penalty_policy = cast(PenaltyPolicyName, rd.str_(t, "penalty_policy", ""))
     coverage = rd.int_(t, "coverage_target_pct", "", 60)
     red, black = _read_red(rd, t.get("red_policy", {})), _read_black(rd, t.get("black_policy", {}))
+    credit = _read_credit(rd, t["credit"]) if "credit" in t else CreditRule()
     themes = tuple(_read_theme(rd, v, f"themes[{i}]") for i, v in enumerate(rd.list_(t, "themes", ""), 1))
     dets = tuple(_read_determination(rd, v, f"determinations[{i}]")
                  for i, v in enumerate(rd.list_(t, "determinations", "", []), 1))
     return Ruleset(code=code, name=name, version=version, effective_from=effective_from,
                    point_value_fen=point_value_fen, combine=combine, quorum=quorum, penalty_policy=penalty_policy,
-                   themes=themes, determinations=dets, red_policy=red, black_policy=black, coverage_target_pct=coverage)
+                   themes=themes, determinations=dets, red_policy=red, black_policy=black, coverage_target_pct=coverage,
+                   credit=credit)
 
 
 def _read_theme(rd: _Reader, value: object, path: str) -> Theme:
@@ -223,6 +231,23 @@ def _read_black(rd: _Reader, value: object) -> BlackPolicy:
                        worst_grade=tuple(rules))
 
 
+def _read_credit(rd: _Reader, value: object) -> CreditRule:
+    """The [credit] table. Absent keys take the defaults, except `grades`: a table that names no grade is refused
+    by validation rather than quietly meaning the county's former rule."""
+    t = rd.table(value, "credit", CREDIT_KEYS)
+    grades = []
+    for i, v in enumerate(rd.list_(t, "grades", "credit", []), 1):
+        path = f"credit.grades[{i}]"
+        g = rd.table(v, path, CREDIT_GRADE_KEYS)
+        grades.append(CreditGrade(code=rd.str_(g, "code", path), min_red=rd.opt_int(g, "min_red", path),
+                                  min_net=rd.opt_int(g, "min_net", path),
+                                  red_or_net=rd.bool_(g, "red_or_net", path, False),
+                                  max_black=rd.int_(g, "max_black", path, 0),
+                                  lifted_black_counts=rd.bool_(g, "lifted_black_counts", path, False)))
+    return CreditRule(grades=tuple(grades), fallback=rd.str_(t, "fallback", "credit", FALLBACK),
+                      ungraded_without_points=rd.bool_(t, "ungraded_without_points", "credit", True))
+
+
 def to_dict(r: Ruleset) -> dict[str, Any]:
     """The plain-dict form (`None` values left out, tuples as lists): `from_dict(to_dict(r)) == r` for a valid r."""
     red: dict[str, Any] = {"threshold": r.red_policy.threshold, "top_percent": r.red_policy.top_percent,
@@ -236,10 +261,16 @@ def to_dict(r: Ruleset) -> dict[str, Any]:
         "code": r.code, "name": r.name, "version": r.version, "effective_from": r.effective_from,
         "point_value_fen": r.point_value_fen, "combine": r.combine, "quorum": r.quorum,
         "penalty_policy": r.penalty_policy, "coverage_target_pct": r.coverage_target_pct,
-        "red_policy": red, "black_policy": black,
+        "red_policy": red, "black_policy": black, "credit": _credit_dict(r.credit),
         "themes": [_theme_dict(t) for t in r.themes],
         "determinations": [_determination_dict(d) for d in r.determinations],
     })
+
+
+def _credit_dict(c: CreditRule) -> dict[str, Any]:
+    return {"fallback": c.fallback, "ungraded_without_points": c.ungraded_without_points,
+            "grades": [{"code": g.code, "min_red": g.min_red, "min_net": g.min_net, "red_or_net": g.red_or_net,
+                        "max_black": g.max_black, "lifted_black_counts": g.lifted_black_counts} for g in c.grades]}
 
 
 def _theme_dict(t: Theme) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from app.rules.credit import CreditRule
+
 Combine = Literal["median", "mean", "trimmed_mean"]
 PenaltyPolicyName = Literal["floor_at_zero", "allow_debt"]
 ListName = Literal["red", "black", "none"]
@@ -117,7 +119,9 @@ class BlackPolicy:
 @dataclass(frozen=True)
 class Ruleset:
     """A versioned ruleset. `quorum` is the minimum number of eligible committee members behind a rating (panel:
-    raters; consensus: members present). `point_value_fen`: what one point is worth, in fen."""
+    raters; consensus: members present). `point_value_fen`: what one point is worth, in fen. `credit`: how a
+    household's year is graded in its credit file (信用等级, see `credit.py`); a stored file without it grades by the
+    county's former fixed rule."""
 
     code: str
     name: str
@@ -132,6 +136,7 @@ class Ruleset:
     red_policy: RedPolicy = field(default_factory=RedPolicy)
     black_policy: BlackPolicy = field(default_factory=BlackPolicy)
     coverage_target_pct: int = 60
+    credit: CreditRule = field(default_factory=CreditRule)
 
     def theme(self, code: str) -> Theme | None:
         """The theme with this code, or None."""
@@ -149,7 +154,7 @@ def _grades_4(best: int, good: int, fair: int, poor: int) -> tuple[Grade, ...]:
 def default_ruleset() -> Ruleset:
     """The county default (县级默认积分细则): six themes graded 优/良/中/差 = 10/6/2/0 points (遵纪守法 差 = -5), the usual
     determinations, a red list for a monthly total of at least 50 within the village's top 10 %, and a black list for
-    negative determinations and for 环保卫生 graded 差 three months running."""
+    negative determinations and for 环保卫生 graded 差 three months running; credit grades AAA/AA/A as in `credit.py`."""
     themes = (
         Theme("DILIGENT", "勤劳致富", _grades_4(10, 6, 2, 0), 10, "勤劳务工、发展产业、自主创业，家庭收入稳定增长"),
         Theme("FILIAL", "孝老爱亲", _grades_4(10, 6, 2, 0), 20, "赡养老人、关爱子女、邻里和睦，家庭和谐"),
@@ -185,4 +190,5 @@ def default_ruleset() -> Ruleset:
         red_policy=RedPolicy(threshold=50, top_percent=10, months_shown=1),
         black_policy=BlackPolicy(worst_grade=(WorstGradeRule("ENV", 3, "UNHYGIENIC"),)),
         coverage_target_pct=60,
+        credit=CreditRule(),
     )

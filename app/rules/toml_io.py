@@ -22,8 +22,12 @@ HEADER = (
     "# combine 评分合成：median 中位数 / mean 平均 / trimmed_mean 去掉最高最低后平均（平均按等级顺序四舍五入）\n"
     "# penalty_policy 扣分政策：floor_at_zero 扣到零为止 / allow_debt 允许负分\n"
     "# list 榜单：red 红榜 / black 黑榜 / none 不上榜；vote 表决：majority 过半数 / two_thirds 三分之二 / unanimous 一致\n"
+    "# [credit] 信用等级规则：[[credit.grades]] 从高到低逐级列出，农户全年达到的第一级即其等级，一级都达不到的评为 fallback；\n"
+    "#   min_red 全年至少上红榜几次 / min_net 全年至少净得积分（得分减扣分）：不设则删去该行；\n"
+    "#   red_or_net = true：两者满足其一即可（默认须都满足）；max_black 未移出的黑榜至多几次（0 = 不能有）；\n"
+    "#   lifted_black_counts = true：经整改移出的黑榜也计入；ungraded_without_points = true：全年没有得分的不评级\n"
 )
-INLINE_ARRAYS = frozenset({"grades"})  # arrays of small tables written inline, one per line
+INLINE_ARRAYS = frozenset({("themes", "grades")})  # arrays of small tables written inline, one per line
 
 TOML_HINTS = (
     ("Cannot overwrite a value", "同一个键写了两次"),
@@ -139,7 +143,7 @@ def _write_table(out: list[str], path: list[str], table: dict[str, Any]) -> None
     """Scalars first, then sub-tables `[a.b]`, then arrays of tables `[[a.b]]` (TOML needs this order). Empty
     arrays are left out: reading treats a missing array as empty."""
     for k, v in table.items():
-        if isinstance(v, list) and k in INLINE_ARRAYS:
+        if isinstance(v, list) and (*path, k) in INLINE_ARRAYS:
             out.append(f"{k} = [\n" + "".join(f"  {_inline_table(x)},\n" for x in v) + "]")
         elif not isinstance(v, dict | list):
             out.append(f"{k} = {_scalar(v)}")
@@ -148,7 +152,7 @@ def _write_table(out: list[str], path: list[str], table: dict[str, Any]) -> None
             out.append(f"\n[{'.'.join([*path, k])}]")
             _write_table(out, [*path, k], v)
     for k, v in table.items():
-        if _is_table_array(v) and k not in INLINE_ARRAYS:
+        if _is_table_array(v) and (*path, k) not in INLINE_ARRAYS:
             for item in v:
                 out.append(f"\n[[{'.'.join([*path, k])}]]")
                 _write_table(out, [*path, k], item)

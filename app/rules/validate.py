@@ -12,6 +12,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
+from app.rules.credit import CreditGrade, CreditRule
 from app.rules.errors import RulesetInvalid
 from app.rules.schema import (
     COMBINE_LABELS,
@@ -42,6 +43,9 @@ WORST_MONTHS = (1, 24)
 THRESHOLD = (-100_000, 100_000)
 PERCENT = (0, 100)
 YEARS = (2000, 2099)
+CREDIT_RED = (0, 100)  # red postings in a year
+CREDIT_BLACK = (0, 100)  # black postings in a year
+CREDIT_GRADES_MAX = 10
 NAME_MAX = 40
 LABEL_MAX = 8
 DESCRIPTION_MAX = 500
@@ -59,6 +63,7 @@ def validate(r: Ruleset) -> list[str]:
     out += _check_determinations(r)
     out += _check_red(r.red_policy)
     out += _check_black(r, r.black_policy)
+    out += _check_credit(r.credit)
     return out
 
 
@@ -266,4 +271,47 @@ def _check_black(r: Ruleset, p: BlackPolicy) -> list[str]:
             out.append(f"{ref}引用的认定“{d.name}”不上黑榜，请引用一个黑榜认定")
         elif d.names_member:
             out.append(f"{ref}引用的认定“{d.name}”须指明家庭成员，自动上榜无法指明，请引用不点名的认定")
+    return out
+
+
+def _credit_code_bad(code: str) -> bool:
+    return (not code or len(code) > LABEL_MAX or any(c.isspace() or c in GRADE_CODE_FORBIDDEN for c in code)
+            or _bad_chars(code, multiline=False))
+
+
+def _credit_ref(i: int, g: CreditGrade) -> str:
+    return f"信用等级第 {i} 级“{g.code}”" if g.code.strip() else f"信用等级第 {i} 级"
+
+
+def _check_credit(c: CreditRule) -> list[str]:
+    """The credit grade rule: at least one grade, distinct codes, sensible numbers, best grade first."""
+    out: list[str] = []
+    if not c.grades:
+        out.append("信用等级规则没有任何等级，请至少添加一级（如 AAA：全年上红榜至少 2 次，净得积分至少 100 分）")
+    elif len(c.grades) > CREDIT_GRADES_MAX:
+        out.append(f"信用等级不能超过 {CREDIT_GRADES_MAX} 级，现在有 {len(c.grades)} 级，请删去多余的")
+    out += _duplicates("信用等级代码", (g.code for g in c.grades))
+    rule = f"代码须为 1–{LABEL_MAX} 个字符，不含空格、逗号、顿号、引号、括号、等号和 #"
+    if _credit_code_bad(c.fallback):
+        out.append(f"达不到任何等级时的评定“{c.fallback}”无效：{rule}（如 不评级）")
+    elif c.fallback in {g.code for g in c.grades}:
+        out.append(f"达不到任何等级时的评定“{c.fallback}”与一个信用等级同名，请改用另一个名称（如 不评级）")
+    for i, g in enumerate(c.grades, 1):
+        ref = _credit_ref(i, g)
+        if _credit_code_bad(g.code):
+            out.append(f"{ref}的代码无效：{rule}（如 AAA）")
+        if g.min_red is not None:
+            out += _range(f"{ref}的至少上红榜次数", g.min_red, CREDIT_RED)
+        if g.min_net is not None:
+            out += _range(f"{ref}的至少净得积分", g.min_net, THRESHOLD)
+        out += _range(f"{ref}的未移出的黑榜至多次数", g.max_black, CREDIT_BLACK)
+        if g.red_or_net and not (g.min_red and g.min_net is not None):
+            out.append(f"{ref}设了“红榜次数和净得积分满足其一即可”，却没有同时设至少上红榜次数（1 次以上）和至少净得积分："
+                       "请把两项都填上，或取消这一项")
+    for i, j in c.unreachable():
+        earlier, later = c.grades[i], c.grades[j]
+        if earlier.code != later.code:
+            out.append(f"信用等级“{later.code}”（第 {j + 1} 级）排在“{earlier.code}”（第 {i + 1} 级）之后，条件却不比它宽："
+                       f"达到“{later.code}”的农户都已评为“{earlier.code}”，“{later.code}”永远评不上。"
+                       "等级须从高到低排列（最严的在前），请调整顺序或条件")
     return out

@@ -139,7 +139,7 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
     store = session.get(Store, store_id)
     assert store is not None
     digest = _request_hash(store_id, household_id, cart)
-    check_served(session, store, _lock_household(session, household_id), served)
+    home = check_served(session, store, _lock_household(session, household_id), served)
     if key is not None:
         again = _replay(session, store_id, key, digest)
         if again is not None:
@@ -183,7 +183,8 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
     assert posted.tx is not None
     values = {ln.item_id: stock.value_out(items[ln.item_id], ln.quantity) for ln in cart}  # at cost, before moving
     after = next(e.balance_after for e in posted.tx.entries if e.balance_after is not None)
-    red = Redemption(store_id=store_id, household_id=household_id, card_id=scanned.card.id if scanned else None,
+    red = Redemption(store_id=store_id, household_id=household_id, village_id=home.village_id,
+                     card_id=scanned.card.id if scanned else None,
                      card_version=scanned.card.version if scanned else None,
                      identified_by="card" if scanned else "manual", identity_note=note or None, points=total,
                      value_fen=sum(values.values()), balance_after=after, ledger_tx_id=posted.tx.id, day=day,

@@ -129,11 +129,13 @@ class Redemption(SQLModel, table=True):
     __tablename__ = "redemptions"
     __table_args__ = (Index("ix_redemptions_household_day", "household_id", "day"),
                       Index("ix_redemptions_store_day", "store_id", "day"),
+                      Index("ix_redemptions_village_status_day", "village_id", "status", "day", "points"),
                       UniqueConstraint("store_id", "idempotency_key"))
 
     id: int | None = Field(default=None, primary_key=True)
     store_id: int = Field(foreign_key="stores.id")
     household_id: int = Field(foreign_key="households.id")
+    village_id: int = Field(foreign_key="villages.id")  # the household's village, for the village's figures
     card_id: int | None = Field(default=None, foreign_key="cards.id")
     card_version: int | None = None
     identified_by: str = Field(max_length=8)  # card | manual (the clerk checked who it is)

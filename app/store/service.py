@@ -19,7 +19,6 @@ from app.core.clock import local_day_start_utc
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
 from app.errors import NotFound, ValidationFailed
-from app.households.models import Household
 from app.ledger import service as ledger
 from app.org import service as org
 from app.org.models import Store, StoreVillage, Village
@@ -341,14 +340,12 @@ def village_activity(session: Session, village_ids: Sequence[int], from_day: dat
     ids = list(village_ids)
     if not ids:
         return {}
-    home = select(Redemption.id, Redemption.points, Redemption.day, Redemption.status,
-                  Household.village_id).join(Household, Household.id == Redemption.household_id).subquery()
     done = {r[0]: (int(r[1]), int(r[2] or 0)) for r in session.execute(
-        select(home.c.village_id, func.count(), func.sum(home.c.points)).where(
-            home.c.village_id.in_(ids), home.c.status == "done", home.c.day.between(from_day, to_day))
-        .group_by(home.c.village_id))}
-    last: dict[int, date] = dict(session.execute(select(home.c.village_id, func.max(home.c.day)).where(
-        home.c.village_id.in_(ids), home.c.status == "done").group_by(home.c.village_id)).all())
+        select(Redemption.village_id, func.count(), func.sum(Redemption.points)).where(
+            Redemption.village_id.in_(ids), Redemption.status == "done", Redemption.day.between(from_day, to_day))
+        .group_by(Redemption.village_id))}
+    last: dict[int, date] = dict(session.execute(select(Redemption.village_id, func.max(Redemption.day)).where(
+        Redemption.village_id.in_(ids), Redemption.status == "done").group_by(Redemption.village_id)).all())
     value: dict[int, int] = dict(session.execute(select(Store.village_id, func.sum(Item.stock_value_fen))
                                  .join(Item, Item.store_id == Store.id).where(Store.village_id.in_(ids))
                                  .group_by(Store.village_id)).all())
