@@ -1,7 +1,10 @@
 """`zhenfeng demo`: a demo county for trying the product: 2 townships, 6 villages with groups and stores, about
 1,500 households with their members, a year of monthly evaluations (committees, rounds in every state, points in
-the ledger, redemptions at the stores: see app/demo_rounds.py), and one account for every role.
-Later issues extend it with their own data.
+the ledger, redemptions at the stores, black-list postings lifted through rectification, credit-file consents: see
+app/demo_rounds.py), and one account for every role. The county's dashboard has something to point at: a village
+that finalised months late, one short of the red and black lists' coverage target, one whose objections were upheld
+three times; and one village's members rate separately, one of them out of line (the fairness page:
+app/demo_panel.py). Later issues extend it with their own data.
 
 Deterministic (seeded) except for the passwords, which are random and printed once.
 """
@@ -70,10 +73,12 @@ def roster_csv(maker: FamilyMaker, households: int, groups: int) -> bytes:
 
 
 def load(session: Session, settings: Settings, *, passwords: dict[str, str] | None = None,
-         households_per_village: int = 250, seed: int = 2026, history_months: int = 12) -> list[DemoAccount]:
+         households_per_village: int = 250, seed: int = 2026, history_months: int = 12,
+         now: datetime | None = None) -> list[DemoAccount]:
     """Fill an empty, migrated database. Raises Conflict if it already holds accounts.
 
-    The rosters go through the real import (preview, then apply), as a clerk's files would."""
+    The rosters go through the real import (preview, then apply), as a clerk's files would. The history ends in the
+    month of `now` (default: now; the tests pass a fixed day to get the same demo whatever the date)."""
     if not is_empty(session):
         raise Conflict("数据库中已有账号：演示数据只能装入空数据库")
     actor = Actor.system("演示数据")
@@ -94,7 +99,7 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         data = roster_csv(FamilyMaker(seed, index), households_per_village, n_groups)
         batch = imports.preview(session, actor, village_id=v.id, file_name=f"{v.name}花名册.csv", data=data)  # type: ignore[arg-type]
         imports.apply(session, actor, village_id=v.id, batch_id=batch.id)  # type: ignore[arg-type]
-    now = to_local(utcnow()) or utcnow()
+    now = to_local(now or utcnow()) or utcnow()
     start = (now.year * 12 + now.month - 1 - 12)  # the county default ruleset, in force for the past year
     rulesets.ensure_default(session, actor, from_month=(start // 12) * 100 + start % 12 + 1)
     # the rosters stand for households registered before the demo's year of evaluations began
@@ -123,7 +128,8 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         accounts.append(DemoAccount(login, name, role, scope_label, password))
         if login == "member":
             member = user
-    demo_rounds.load_history(session, actor, villages, seed=seed, first_member=member, months=history_months)
+    demo_rounds.load_history(session, actor, villages, seed=seed, first_member=member, months=history_months,
+                             now=now)
     return accounts
 
 
