@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=60 * 1024 * 1024, ge=1024)
+    # the address printed under a notice's QR code (https://zf.example.gov.cn); empty: the address the page was opened at
+    public_url: str = ""
     # black- and red-list records: years after a posting's period ends before its personal details are erased
     list_retention_years: int = Field(default=5, ge=1, le=30)
 

@@ -34,6 +34,7 @@ from app.households import imports
 from app.households import service as households
 from app.households.models import Household
 from app.org import service as org
+from app.org.models import Village
 from app.org.service import cn_number
 
 TOWNSHIPS = [
@@ -130,7 +131,27 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
             member = user
     demo_rounds.load_history(session, actor, villages, seed=seed, first_member=member, months=history_months,
                              now=now)
+    _notice(session, actor, first_village, settings)
     return accounts
+
+
+DEMO_NOTICE = "DEMQ2345"  # the first village's results notice: a known code to try the public verification with
+
+
+def _notice(session: Session, actor: Actor, village: Village, settings: Settings) -> None:
+    """The first village's latest public round as a registered results notice (with its PDF when the fonts are
+    installed)."""
+    from app.evaluation.models import EvalRound
+    from app.notices import render
+    from app.notices import service as notices
+
+    month = session.execute(select(func.max(EvalRound.month)).where(
+        EvalRound.village_id == village.id, EvalRound.status.in_(["publicised", "finalised"]))).scalar_one_or_none()
+    if month is None:
+        return
+    d = notices.draft(session, actor, "results", village.id, month,  # type: ignore[arg-type]
+                      verify_base=settings.public_url or f"http://{settings.host}:{settings.port}", code=DEMO_NOTICE)
+    notices.register(session, actor, d, None if render.missing_parts() else notices.render_pdf(d))
 
 
 def describe(accounts: list[DemoAccount]) -> str:

@@ -7,6 +7,7 @@ from app.evaluation.models import RulesetAssignment, RulesetVersion
 from app.households.models import Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
 from app.ledger.models import LedgerAccount, LedgerEntry, LedgerMonthTotal, LedgerPolicy, LedgerTransaction
 from app.lists.models import Rectification, RectificationVisit
+from app.notices.models import HouseholdPin, Notice, NoticeBatch
 from app.org.models import County, Group, Store, StoreVillage, Township, Village
 from app.reports.models import CreditConsent
 from app.store.models import Card, CardEvent, Fund, Item, Redemption, RedemptionLine, StockMovement
@@ -23,6 +24,7 @@ __all__ = [
            "Household",
            "HouseholdEvent",
            "HouseholdMembership",
+           "HouseholdPin",
            "ImportBatch",
            "Item",
            "LedgerAccount",
@@ -32,6 +34,8 @@ __all__ = [
            "LedgerTransaction",
            "LoginAttempt",
            "Member",
+           "Notice",
+           "NoticeBatch",
            "Rectification",
            "RectificationVisit",
            "Redemption",

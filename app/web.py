@@ -44,6 +44,7 @@ NAV: list[tuple[str, str, Perm]] = [
     ("评比", "/evaluation", Perm.EVAL_VIEW),
     ("红黑榜", "/lists", Perm.EVAL_VIEW),
     ("看板", "/dashboard", Perm.REPORTS_VIEW),
+    ("公示", "/notices", Perm.NOTICES_VIEW),
     ("超市", "/stores", Perm.STORE_VIEW),
     ("积分细则", "/rulesets", Perm.RULESET_VIEW),
     ("行政区划", "/org", Perm.ORG_VIEW),

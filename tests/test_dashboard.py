@@ -80,6 +80,13 @@ def test_lagging_villages_and_their_reasons(db: Database) -> None:
                                   now=datetime(2026, 4, 10, tzinfo=UTC))[0]
     assert early.late == [202601, 202602]
     assert reports._deadline(202612) == date(2027, 1, 20)
+    # a village whose first round was March's owes no round of January or February
+    with db.write_txn() as s:
+        newcomer = eval_village(s, households=2, members=0)
+    _round(db, newcomer.vid, 202603, datetime(2026, 4, 8, tzinfo=UTC))
+    with db.read_txn() as s:
+        row = reports.dashboard(s, [s.get(Village, newcomer.vid)], 2026, now=NOW)[0]  # type: ignore[list-item]
+    assert (row.months_due, row.late, row.finalised) == (1, [], 1)
     # a period of the year: February to March only
     with db.read_txn() as s:
         spring = reports.board(s, villages, 202602, 202603, now=NOW)  # type: ignore[arg-type]

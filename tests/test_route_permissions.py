@@ -72,13 +72,13 @@ ROLES = ["anonymous", *DEMO_ROLES]
 EXPECTED_PERMISSIONS: dict[str, frozenset[Perm]] = {
     "admin": frozenset(Perm) - {Perm.PUBLIC},
     "reviewer": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
-                           Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW, Perm.REPORTS_VIEW}),
+                           Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW, Perm.REPORTS_VIEW, Perm.NOTICES_VIEW}),
     "clerk": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL,
                         Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE,
                         Perm.EVAL_MANAGE, Perm.STORE_VIEW, Perm.STORE_STOCK, Perm.STORE_MANAGE, Perm.FUNDS_MANAGE,
-                        Perm.CARD_MANAGE, Perm.REPORTS_VIEW}),
+                        Perm.CARD_MANAGE, Perm.REPORTS_VIEW, Perm.NOTICES_VIEW, Perm.NOTICES_MANAGE}),
     "member": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
-                         Perm.EVAL_VIEW, Perm.EVAL_RATE}),
+                         Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.NOTICES_VIEW}),
     "storekeeper": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                               Perm.LEDGER_SPEND, Perm.RULESET_VIEW, Perm.STORE_VIEW, Perm.STORE_STOCK}),
     "household": frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
@@ -329,7 +329,7 @@ CHILD_PARAMS: dict[str, tuple[str, Callable[[Database, int], int | None]]] = {
 }
 
 # Path parameters that are not ids at all: a value the route accepts.
-FIXED_PARAMS: dict[str, str] = {"fmt": "csv"}
+FIXED_PARAMS: dict[str, str] = {"fmt": "csv", "code": "DEMQ2345"}  # code: the demo's results notice
 
 
 # ---- cases ----------------------------------------------------------------------------------------------------------

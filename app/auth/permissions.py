@@ -38,6 +38,8 @@ class Perm(StrEnum):
     FUNDS_MANAGE = "store.funds"  # record money received for the supermarket
     CARD_MANAGE = "store.cards"  # issue and print cards, report lost, reissue
     REPORTS_VIEW = "reports.view"  # the dashboard of the villages in scope: how each runs, which need attention
+    NOTICES_VIEW = "notices.view"  # the villages' generated notices (公示): see, print, download; a township's batch
+    NOTICES_MANAGE = "notices.manage"  # generate a village's notices; its name masking; households' portal PINs
 
 
 PERM_LABELS: dict[Perm, str] = {
@@ -67,20 +69,22 @@ PERM_LABELS: dict[Perm, str] = {
     Perm.FUNDS_MANAGE: "登记超市资金",
     Perm.CARD_MANAGE: "发放、挂失和补办积分卡",
     Perm.REPORTS_VIEW: "查看各村工作看板",
+    Perm.NOTICES_VIEW: "查看和打印公示",
+    Perm.NOTICES_MANAGE: "生成公示、设置姓名显示方式和农户查询密码",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.COUNTY_ADMIN: frozenset(Perm) - {Perm.PUBLIC},
     Role.TOWNSHIP_REVIEWER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                                        Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_REVIEW, Perm.STORE_VIEW,
-                                       Perm.REPORTS_VIEW}),
+                                       Perm.REPORTS_VIEW, Perm.NOTICES_VIEW}),
     Role.VILLAGE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.GROUP_MANAGE, Perm.HOUSEHOLD_VIEW,
                                    Perm.HOUSEHOLD_FULL, Perm.HOUSEHOLD_MANAGE, Perm.LEDGER_VIEW, Perm.RULESET_VIEW,
                                    Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.EVAL_MANAGE, Perm.STORE_VIEW,
                                    Perm.STORE_STOCK, Perm.STORE_MANAGE, Perm.FUNDS_MANAGE, Perm.CARD_MANAGE,
-                                   Perm.REPORTS_VIEW}),
+                                   Perm.REPORTS_VIEW, Perm.NOTICES_VIEW, Perm.NOTICES_MANAGE}),
     Role.COMMITTEE_MEMBER: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
-                                      Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE}),
+                                      Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.NOTICES_VIEW}),
     Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                                  Perm.LEDGER_SPEND, Perm.RULESET_VIEW, Perm.STORE_VIEW, Perm.STORE_STOCK}),
     Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,

@@ -857,6 +857,15 @@ def rebuild_list_counts(session: Session) -> int:
     return len(years)
 
 
+def first_months(session: Session, village_ids: Sequence[int]) -> dict[int, int]:
+    """Each village's first round (YYYYMM): months before it were not yet the village's to run."""
+    if not village_ids:
+        return {}
+    return {int(v): int(m) for v, m in session.execute(
+        select(EvalRound.village_id, func.min(EvalRound.month)).where(EvalRound.village_id.in_(list(village_ids)))
+        .group_by(EvalRound.village_id))}
+
+
 def refresh_list_counts(session: Session, village_id: int, year: int) -> None:
     """Rewrite the village's list_counts of `year` (each month, and the year) from its postings: called whenever
     postings are added or voided. A frozen year (its postings' personal details erased) keeps its counts."""

@@ -338,7 +338,9 @@ class Coverage:
 
     @property
     def on_track(self) -> bool:
-        return self.projected >= self.target_households
+        """At the pace so far, the year reaches the target. Before a month of the year is over there is no pace to
+        judge: on track."""
+        return self.months_done == 0 or self.projected >= self.target_households
 
     @property
     def ratio(self) -> str:

@@ -42,6 +42,8 @@ class Village(SQLModel, table=True):
     active: bool = Field(default=True)
     deactivated_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # how names appear on public notices and the portal: full 张三丰 | middle 张*丰 | surname 张某
+    name_masking: str = Field(default="middle", max_length=8)
 
 
 class Group(SQLModel, table=True):

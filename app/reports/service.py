@@ -130,13 +130,15 @@ def board(session: Session, villages: list[Village], first: int, last: int, *,
                                 year, as_of_month=this_month)
     objected = objections.counts(session, ids, first, last)
     activity = stores.village_activity(session, ids, _month_start(first), _month_end(last))
-    due = _months(first, due_until) if due_until >= first else []
+    due_all = _months(first, due_until) if due_until >= first else []
+    started = rounds.first_months(session, ids)  # a village that started mid-year owes no round before that
     out: list[VillageRow] = []
     late_by_month: dict[int, int] = {}
     for v in villages:
         vid = v.id
         assert vid is not None
         st = states.get(vid, {})
+        due = [m for m in due_all if m >= started.get(vid, 0)]
         late = [m for m in due if _late(st.get(m), _deadline(m), today)]
         for m in late:
             late_by_month[m] = late_by_month.get(m, 0) + 1
