@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
 from datetime import timedelta
 
@@ -27,10 +26,6 @@ PW = "Passw0rd-test"
 MONTH = 202609
 ID_NUMBER = "110101199003071233"
 PHONE = "13912345678"
-
-pytestmark = pytest.mark.skipif(bool(render.missing_parts()) or shutil.which("pdftotext") is None,
-                                reason="needs fonts-noto-cjk, libharfbuzz-subset0 and poppler-utils (scripts/test "
-                                       "installs them)")
 
 
 def _pdf_text(data: bytes) -> str:
@@ -53,7 +48,7 @@ def _public_round(db: Database) -> tuple[object, int, int]:
 
 
 def test_results_notice_pdf_and_verification(client: TestClient, db: Database) -> None:
-    ev, _home, rid = _public_round(db)
+    ev, _home, _rid = _public_round(db)
     login(client, "clerk1", PW)
     page = client.get(f"/villages/{ev.vid}/notices?month={MONTH}")  # type: ignore[attr-defined]
     assert page.status_code == 200 and "月度评比结果公示" in page.text
