@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from app import demo_rounds
 from app.auth import service as auth
@@ -146,7 +147,8 @@ def _notice(session: Session, actor: Actor, village: Village, settings: Settings
     from app.notices import service as notices
 
     month = session.execute(select(func.max(EvalRound.month)).where(
-        EvalRound.village_id == village.id, EvalRound.status.in_(["publicised", "finalised"]))).scalar_one_or_none()
+        col(EvalRound.village_id) == village.id, col(EvalRound.status).in_(["publicised", "finalised"]))
+    ).scalar_one_or_none()
     if month is None:
         return
     d = notices.draft(session, actor, "results", village.id, month,  # type: ignore[arg-type]

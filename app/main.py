@@ -36,7 +36,9 @@ from app.ledger import pages as ledger_pages
 from app.lists import pages as lists_pages
 from app.logs import configure as configure_logs
 from app.middleware import RequestContextMiddleware
+from app.notices import batch_pages as notices_batch
 from app.notices import pages as notices_pages
+from app.notices import portal as notices_portal
 from app.notices import public as notices_public
 from app.notices import render as notices_render
 from app.org import api as org_api
@@ -88,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, store_api, ledger_api, households_api, org_api, auth_api, evaluation_api, audit_api,
                    store_counter, auth_pages, org_pages, households_pages, ledger_pages, evaluation_pages,
                    evaluation_editor, evaluation_rounds, lists_pages, reports_pages, reports_credit, reports_fairness,
-                   store_pages, audit_pages, notices_pages, notices_public):
+                   store_pages, audit_pages, notices_pages, notices_public, notices_portal, notices_batch):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
