@@ -7,6 +7,7 @@ glyphs used); `missing_parts()` says which is missing and how to install it."""
 from __future__ import annotations
 
 import ctypes.util
+import io
 import shutil
 import subprocess
 import unicodedata
@@ -109,6 +110,37 @@ def pdf(page: str) -> bytes:
     import weasyprint  # heavy: imported when the first PDF is made
 
     return weasyprint.HTML(string=page, base_url=str(TEMPLATES)).write_pdf(uncompressed_pdf=False)  # type: ignore[no-any-return]
+
+
+def documents_pdf(pages: list[str]) -> bytes:
+    """Several notices in one PDF, each laid out on its own (its page numbers are its own: 第1页/共3页)."""
+    if missing_parts():
+        raise PdfUnavailable(install_hint())
+    import weasyprint
+
+    docs = [weasyprint.HTML(string=page, base_url=str(TEMPLATES)).render() for page in pages]
+    if not docs:
+        return b""
+    return docs[0].copy([pg for d in docs for pg in d.pages]).write_pdf()  # type: ignore[no-any-return]
+
+
+def merge_pdfs(files: list[bytes]) -> bytes:
+    """PDF files one after the other in one file (a township's batch: memory stays at about the files' size,
+    instead of every village's laid-out pages at once)."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for data in files:
+        writer.append(io.BytesIO(data))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def page_count(pdf: bytes) -> int:
+    from pypdf import PdfReader
+
+    return len(PdfReader(io.BytesIO(pdf)).pages)
 
 
 def month_label(period: int) -> str:
