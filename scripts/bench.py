@@ -2681,20 +2681,24 @@ household, issue account per village and redeemed account per store, an award tr
 template's total, at the round's finalisation, kind `award`, reference `round:<id>`, the finalise's idempotency key)
 and a redemption in two months of the year per household (on the 20th of the following month, at most that month's
 award, with its `redemptions` row; no redemption lines), each household's chain 1, 2, 3 … with `balance_after` built
-with window functions, and the account rows holding the final balances; `ledger verify` must be clean. Three
+with window functions, and the account rows holding the final balances; the summaries the posting and the
+finalisation keep (`ledger_month_totals`, `list_counts`, the rounds' counts, the redemptions' village) rebuilt from
+those rows; `ledger verify` (which also checks `ledger_month_totals`) must be clean. Three
 objections a village in the year (every 20th village four upheld, the others one upheld and two rejected). Penalties
 and determinations other than the template's, rectification plans and credit files are not built. Then VACUUM
 ANALYZE on PostgreSQL (a WAL checkpoint on SQLite), and a county admin (role `county_admin`, every village in scope).
 
-Measured: `GET /dashboard?year=<year>` as that county admin, logged in through the login form, on the real app
-(`create_app`) under starlette's TestClient; server time by the same ASGI wrapper as the rating grid (from the call to
-the end of the response: the session, permissions, the village list, `reports.dashboard` and the template). 20
-requests after 2 warm-ups; the aim is judged on p95.
+Measured: `GET /dashboard?year=<year>` (the first page of the village table, 50 villages; every village is still read,
+ranked and checked for the attention list) as that county admin, logged in through the login form, on the real app
+(`create_app`, started under starlette's TestClient, so its start-up ran: the worker freezes its import-time heap);
+server time by the same ASGI wrapper as the rating grid (from the call to the end of the response: the session,
+permissions, the village list, `reports.board` and the template). 20 requests after 2 warm-ups; the aim is judged on
+p95.
 
 Baseline, in the same run and database: `SELECT count(*) FROM eval_results` (1.2 million rows), median of 20 in a read
-transaction each: what one scan of the biggest table the dashboard touches costs. And the split: each of the seven
-batched readers `reports.dashboard` calls, timed alone in-process with the same arguments (one read transaction each,
-median of 20 after 2 warm-ups), with the time of its statements' `cursor.execute`; and `EXPLAIN QUERY PLAN` (SQLite) or
+transaction each: what one scan of the biggest table the dashboard used to touch costs. And the split: each batched
+reader `reports.board` calls, timed alone in-process with the same arguments (one read transaction each, median of 20
+after 2 warm-ups), with the time of its statements' `cursor.execute`; and `EXPLAIN QUERY PLAN` (SQLite) or
 `EXPLAIN (ANALYZE, BUFFERS)` (PostgreSQL) of the slowest statement of the two slowest readers.
 
 Every village is listed as lagging in this run, all for the same reason: the year measured is last year, so each
@@ -2702,42 +2706,18 @@ village's last redemption (December's, on the 20th of January) is more than 90 d
 redemption" criterion holds. By construction, 20 villages (every 15th) are also three months late and 15 (every
 20th) have four upheld objections. It does not change the work the page does.
 
-Findings (2026-11-22, commit 7dda788; the figures are in the notes below). The aim is missed by more than ten times on
-both databases, and no single reader is to blame: four of the seven readers each take longer than the whole budget.
-App code and migrations were not changed; what would fix each:
-
-1. `lists.coverage_many` (about 1.4 s on both; its statements about 0.1 s): it fetches every list posting of the year
-   (264,000 rows; PostgreSQL reads them with a sequential scan, as the year's rows are the whole table) and every
-   household (100,000) into Python and builds sets, to count distinct households per village, per list and per month.
-   An index does not help much; computing the counts in SQL does: `count(DISTINCT household_id)` grouped by village
-   and list, and by village, month and list (about 7,200 rows instead of 364,000), and the households on the rolls by a
-   grouped count; the list of households never recognised is not shown on the dashboard and need not be built there.
-   Better still, a summary table `list_coverage (village_id, year, households, covered, red, black)` plus a per-month
-   `(village_id, month, red, black)`, written when a round is finalised and when a posting is voided or lifted.
-2. `ledger.kind_totals` (about 1.1 s on SQLite, 0.74 s on PostgreSQL, all in the statement): it joins the year's 1.4
-   million transactions to their 2.8 million entries and to the accounts to sum the households' legs; the index on
-   `(village_id, month, kind)` finds the transactions, but every entry is then read one by one. This is the "scan of
-   every rating" the issue rules out. Fix: a summary table `ledger_month_totals (village_id, month, kind, points)`
-   maintained inside `post_many` / `post` (one upsert per village, month and kind of each batch, in the same
-   transaction, so it is as exact as the book; `ledger verify` can check it): the dashboard then reads 300 × 12 ×
-   a few rows. A covering index `ledger_entries (transaction_id, account_id, amount)` would only save the heap visits,
-   not the 2.8 million rows.
-3. `rounds.month_states` (about 0.8 s on both; its statements 0.1 to 0.16 s): it loads 3,600 whole `eval_rounds` rows
-   as ORM objects, parsing each round's roster JSON (333 entries, 1.2 million dicts in all) only to take its length,
-   and counts the 1.2 million `eval_results` rows per round (an index-only scan of `ix_eval_results_round_id`, 145 ms
-   under EXPLAIN ANALYZE on PostgreSQL). Fix: select only `village_id, month, status, finalised_at`, and keep the
-   two counts on the round (`roster_size`, `households_rated` columns written at submission and at finalisation),
-   or read the roster's length in SQL (`json_array_length`) and the count from those columns.
-4. `stores.village_activity` (150 ms on SQLite, 105 ms on PostgreSQL): it joins every redemption (198,000) to its
-   household for the village, twice (the year's totals, and the last day over all time). Fix: the village on the
-   redemption row (or the store's village, `ix_redemptions_store_day`, where a store serves only its village), with an
-   index `(village_id, status, day)`, or the same monthly summary as 2 with redemption counts.
-5. The rest of a request, beyond `reports.dashboard` (about 240 ms on SQLite; more and noisier on PostgreSQL, where the
-   requests alternate between about 3.0 and 4.5 s): the session, permissions, the village list and rendering 300
-   villages' rows (262 KB of HTML), plus the process's full garbage collections, which the millions of objects the
-   readers build set off (49 in 20 requests). With 1 to 4 done, most of those objects go too; the template alone is
-   close to the budget on this machine, so the page would need to be lighter too (say, the table paged or the
-   per-village detail loaded on demand) to meet 300 ms with room to spare.
+How the dashboard got here (2026-11-22). The first version read the rows it summarised: 3.6 s (SQLite) and 3.8 s
+(PostgreSQL) median for this page. Now every figure comes from a summary written in the same transaction as what it
+summarises, or from a covering index: `ledger_month_totals` (points per village, month and kind, spread over 8 slots
+by household account so two counters of a village rarely wait on one row; `ledger verify` checks it against the
+entries), `list_counts` (households on each list per village and month and per year, rewritten for the village's
+year when a round is finalised or an objection changes its postings), the round's `roster_size` and
+`households_rated`, the village on each redemption, and indexes that cover what the readers select
+(`ix_eval_rounds_states`, `ix_households_roll`, `ix_redemptions_village_status_day`). The page shows 50 villages at a
+time, the attention list 30, and the per-village charts the 30 villages with the lowest coverage when there are more
+(the .xlsx holds every village). The rest of the spread was the collector: a full collection walked some 450,000
+objects of imported code, about 170 ms, every few requests; the worker now moves them to the permanent generation
+after start-up (`gc.freeze()` in the app's lifespan).
 """
 NOTICES_METHOD = """\
 Setup: 30 villages of 600 households (3 with --quick), each with a month's round through the services (grades,
