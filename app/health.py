@@ -1,4 +1,4 @@
-"""/healthz (is the database reachable) and /metrics (Prometheus)."""
+"""/healthz (is the database reachable; can the notices' PDFs be made) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import text
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.deps import DbSession
+from app.notices import render
 
 router = APIRouter(tags=["运维"])
 
@@ -20,7 +21,8 @@ def healthz(session: DbSession) -> Response:
         session.execute(text("SELECT 1")).scalar_one()
     except Exception:
         return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+    missing = render.install_hint()  # the service runs without them; only the PDF notices cannot be made
+    return JSONResponse({"status": "ok", "database": "ok", "notices_pdf": missing or "ok"})
 
 
 @router.get("/metrics", summary="Prometheus 指标", dependencies=[Depends(authorize(Perm.PUBLIC))])

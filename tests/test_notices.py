@@ -143,3 +143,12 @@ def test_masking_and_a_round_not_yet_public(client: TestClient, db: Database) ->
     assert not names & heads
     assert d.content["objections_close_on"] == (rounds.month_start(rounds.next_month(MONTH))
                                                 + timedelta(days=4)).isoformat()
+
+
+def test_healthz_says_whether_pdfs_can_be_made(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert client.get("/healthz").json()["notices_pdf"] == "ok"
+    monkeypatch.setattr(render, "missing_parts", lambda: ("fonts-noto-cjk（中文字体）",))
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and "apt-get install -y fonts-noto-cjk" in body["notices_pdf"]
+    with pytest.raises(render.PdfUnavailable, match="fonts-noto-cjk"):
+        render.pdf("<p>公示</p>")
