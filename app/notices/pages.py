@@ -1,6 +1,7 @@
 """A village's notices (公示) for the staff: the month's kinds with a button each ("生成" registers a notice and its
-PDF), the notices generated so far (current and superseded), the village's name masking; a notice's printable page
-and its PDF."""
+PDF; a kind whose period is a year gets the month's year, YYYY00), a household's statement for a year (household
+number and year), the notices generated so far (current and superseded), the village's name masking; a notice's
+printable page and its PDF."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from app.core.clock import format_local, to_local, utcnow
 from app.core.scope import Scope
 from app.deps import DbSession
 from app.errors import AppError, Conflict, FormRejected
+from app.households import service as hh
 from app.notices import kinds, render
 from app.notices import service as notices
 from app.org import service as org
@@ -26,11 +28,13 @@ router = APIRouter(include_in_schema=False)
 View = Depends(authorize(Perm.NOTICES_VIEW))
 Manage = Depends(authorize(Perm.NOTICES_MANAGE))
 Month = Annotated[int | None, Query(ge=200001, le=210012)]
+STATEMENT = "statement"
 
 register_scope_resolver("notice_id", notices.scope_of_notice)
 
 
 def _month(month: int | None) -> int:
+    """The month asked for, or the month whose results are posted now (the previous one)."""
     if month and 1 <= month % 100 <= 12:
         return month
     local = to_local(utcnow()) or utcnow()
@@ -46,6 +50,7 @@ def base_url(request: Request) -> str:
 def _ctx(session: DbSession, p: Principal, village_id: int, month: int, **extra: object) -> dict[str, object]:
     village = org.get_village(session, p.filter(Perm.NOTICES_VIEW), village_id)
     scope = Scope(township_id=village.township_id, village_id=village.id)
+    extra.setdefault("statement_form", {"number": "", "year": month // 100})
     return {"village": village, "month": month, "kinds": kinds.KINDS, "maskings": notices.MASKINGS,
             "made": notices.village_notices(session, village_id), "can_manage": p.covers(Perm.NOTICES_MANAGE, scope),
             "format_local": format_local, "display_code": notices.display_code, "month_label": render.month_label,
@@ -86,6 +91,25 @@ def generate(request: Request, session: DbSession, village_id: int, p: Principal
     except AppError as e:
         raise FormRejected(e, "notices/village.html", lambda s: _ctx(s, p, village_id, period)) from e
     return redirect(f"/notices/{n.id}", request, "公示已生成：可以打印或下载 PDF 张贴")
+
+
+@router.post("/villages/{village_id}/statements")
+def generate_statement(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
+                       number: Annotated[str, Form(max_length=20)] = "",
+                       year: Annotated[int, Form(ge=2000, le=2100)] = 0) -> Response:
+    """A household's statement (农户积分对账单) for a year: the household's own paper, handed to it."""
+    y = year or _month(None) // 100
+    try:
+        household = hh.find_by_number(session, village_id, number)
+        d = notices.draft(session, p.actor(), STATEMENT, village_id, y * 100, verify_base=base_url(request),
+                          household_id=household.id)
+        n = notices.register(session, p.actor(), d, notices.render_pdf(d))
+    except (render.PdfUnavailable, AppError) as e:
+        error = Conflict(str(e), code="pdf_unavailable") if isinstance(e, render.PdfUnavailable) else e
+        form = {"number": number, "year": y}
+        raise FormRejected(error, "notices/village.html",
+                           lambda s: _ctx(s, p, village_id, _month(None), statement_form=form)) from e
+    return redirect(f"/notices/{n.id}", request, "对账单已生成：打印后交给农户")
 
 
 @router.post("/villages/{village_id}/notice-settings")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.clock import to_local
 from app.core.masking import mask_name
 from app.households.models import Household
 
@@ -35,3 +38,32 @@ def sort_key(number: str) -> tuple[int, str]:
     """Household numbers in their natural order: 2 before 10."""
     digits = "".join(ch for ch in number if ch.isdigit())
     return (int(digits) if digits else 10**9, number)
+
+
+# a phone (11 digits, also written 139-1234-5678), an ID number (18), a bank card: seven digits or more in a row
+LONG_DIGITS = re.compile(r"\d{7,}[Xx]?|1\d{2}[ -]\d{4}[ -]\d{4}")
+
+
+def scrub(text: object) -> str:
+    """A free text written by someone (a comment, a committee's reason, a memo) as a notice may print it: any run of
+    seven or more digits (a phone or an ID number typed into it) replaced by asterisks."""
+    return LONG_DIGITS.sub(lambda m: "＊" * 4, str(text or ""))
+
+
+def yuan(fen: int) -> str:
+    """Fen as yuan with two decimals and thousands separators: 123456 -> 1,234.56; -5 -> -0.05."""
+    sign, fen = ("-", -fen) if fen < 0 else ("", fen)
+    return f"{sign}{fen // 100:,}.{fen % 100:02d}"
+
+
+def local_text(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    local = to_local(ts)
+    return local.strftime(fmt) if local else ""
+
+
+def competition_ranks(values: list[int]) -> list[int]:
+    """Ranks of values already sorted best first, ties sharing a rank and the next rank skipping: 1, 1, 3."""
+    out: list[int] = []
+    for i, v in enumerate(values):
+        out.append(out[-1] if i and v == values[i - 1] else i + 1)
+    return out
