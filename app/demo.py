@@ -143,7 +143,7 @@ def _notice(session: Session, actor: Actor, village: Village, settings: Settings
     """The first village's latest public round as a registered results notice (with its PDF when the fonts are
     installed)."""
     from app.evaluation.models import EvalRound
-    from app.notices import render
+    from app.notices import batch, render
     from app.notices import service as notices
 
     month = session.execute(select(func.max(EvalRound.month)).where(
@@ -151,9 +151,13 @@ def _notice(session: Session, actor: Actor, village: Village, settings: Settings
     ).scalar_one_or_none()
     if month is None:
         return
-    d = notices.draft(session, actor, "results", village.id, month,  # type: ignore[arg-type]
-                      verify_base=settings.public_url or f"http://{settings.host}:{settings.port}", code=DEMO_NOTICE)
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    d = notices.draft(session, actor, "results", village.id, month, verify_base=base,  # type: ignore[arg-type]
+                      code=DEMO_NOTICE)
     notices.register(session, actor, d, None if render.missing_parts() else notices.render_pdf(d))
+    if not render.missing_parts():  # the month's notices of the first township, printed in one go
+        b = batch.start(session, actor, village.township_id, month, "pdf")
+        batch.build_here(session, actor, b.id, base)  # type: ignore[arg-type]
 
 
 def describe(accounts: list[DemoAccount]) -> str:

@@ -329,7 +329,8 @@ CHILD_PARAMS: dict[str, tuple[str, Callable[[Database, int], int | None]]] = {
 }
 
 # Path parameters that are not ids at all: a value the route accepts.
-FIXED_PARAMS: dict[str, str] = {"fmt": "csv", "code": "DEMQ2345"}  # code: the demo's results notice
+FIXED_PARAMS: dict[str, str] = {"fmt": "csv", "code": "DEMQ2345",  # code: the demo's results notice
+                               "village_code": "341000101001"}  # the demo's first village, on the public portal
 
 
 # ---- cases ----------------------------------------------------------------------------------------------------------

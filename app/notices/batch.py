@@ -6,6 +6,7 @@ is left out with the reason."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
@@ -90,6 +91,24 @@ def stalled(b: NoticeBatch) -> bool:
 def recent(session: Session, township_id: int, limit: int = 10) -> list[NoticeBatch]:
     return list(session.execute(select(NoticeBatch).where(NoticeBatch.township_id == township_id)
                                 .order_by(NoticeBatch.id.desc()).limit(limit)).scalars())
+
+
+class _OneSession:
+    """A Database's two transaction makers over one open session (the demo builds a batch inside its own
+    transaction)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def read_txn(self) -> contextlib.nullcontext[Session]:
+        return contextlib.nullcontext(self.session)
+
+    write_txn = read_txn
+
+
+def build_here(session: Session, actor: Actor, batch_id: int, verify_base: str) -> None:
+    """Build the batch now, in the caller's transaction (the demo)."""
+    _build(_OneSession(session), actor, batch_id, verify_base)  # type: ignore[arg-type]
 
 
 def build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
