@@ -100,3 +100,28 @@ def test_a_batch_not_ready_and_out_of_scope(client: TestClient, db: Database) ->
     login(client, "clerk1", PW)  # a village clerk has no township to print for
     assert client.get(f"/notice-batches/{batch_id}").status_code == 404
     assert client.get(f"/townships/{ev.village.township_id}/notices").status_code == 404
+
+
+def test_a_clerk_prints_the_month_in_one_click(client: TestClient, db: Database) -> None:
+    ev, _home = staffed_village(db)
+    with db.write_txn() as s:
+        rid = consensus_round(s, ev, MONTH)
+        agree_all(s, rid, ev.households)
+        rounds.submit(s, CLERK, rid)
+        rounds.approve(s, REVIEWER, rid)
+        rounds.publicise(s, CLERK, rid, on=rounds.month_start(rounds.next_month(MONTH)))
+    login(client, "clerk1", PW)
+    page = client.get(f"/villages/{ev.vid}/notices?month={MONTH}")
+    assert 'data-testid="print-month"' in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = client.post(f"/villages/{ev.vid}/notices/month", data={"month": MONTH, "csrf_token": csrf})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf", r.text[:300]
+    words = _text(r.content).replace(" ", "")
+    assert f"{ev.village.name}2026年9月评比结果公示" in words
+    with db.read_txn() as s:  # the results notice was registered on the way; a second click uses it
+        code = notices.current(s, "results", ev.vid, MONTH).code  # type: ignore[union-attr]
+    again = client.post(f"/villages/{ev.vid}/notices/month", data={"month": MONTH, "csrf_token": csrf})
+    assert notices.display_code(code) in _text(again.content)
+    # a month with nothing public yet: told why, nothing printed
+    empty = client.post(f"/villages/{ev.vid}/notices/month", data={"month": 202601, "csrf_token": csrf})
+    assert empty.status_code == 422 and "本月还没有可以张贴的公示" in empty.text

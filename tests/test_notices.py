@@ -152,3 +152,35 @@ def test_healthz_says_whether_pdfs_can_be_made(client: TestClient, monkeypatch: 
     assert body["status"] == "ok" and "apt-get install -y fonts-noto-cjk" in body["notices_pdf"]
     with pytest.raises(render.PdfUnavailable, match="fonts-noto-cjk"):
         render.pdf("<p>公示</p>")
+
+
+def test_every_kind_renders_for_a_demo_village(db: Database, demo: dict) -> None:
+    """The demo's first village: each kind's PDF holds the village, its title and no ID number or phone of anyone
+    on the roster."""
+    from sqlalchemy import func, select
+
+    from app.evaluation.models import EvalRound
+    from app.households.models import Household, Member
+    from app.notices import kinds
+    from app.org.models import Village
+
+    with db.read_txn() as s:
+        village = s.execute(select(Village).order_by(Village.id)).scalars().first()
+        assert village is not None
+        month = s.execute(select(func.max(EvalRound.month)).where(EvalRound.village_id == village.id,
+                                                                  EvalRound.status == "finalised")).scalar_one()
+        household = s.execute(select(Household.id).where(Household.village_id == village.id)
+                              .order_by(Household.id)).scalars().first()
+        secrets_ = {x for m in s.execute(select(Member.id_number, Member.phone)).all() for x in m if x}
+        secrets_ |= {h for h in s.execute(select(Household.phone)).scalars() if h}
+        assert secrets_, "the demo roster should hold ID numbers and phones to look for"
+        for kind, spec in kinds.KINDS.items():
+            period = month if spec.period == "month" else month // 100 * 100
+            d = notices.draft(s, CLERK, kind, village.id, period, verify_base="http://zf.test",  # type: ignore[arg-type]
+                              household_id=household if spec.per_household else None)
+            words = _pdf_text(notices.render_pdf(d))
+            flat = words.replace(" ", "")
+            assert d.title.replace(" ", "") in flat, kind
+            assert notices.display_code(d.code) in words, kind
+            leaked = [x for x in secrets_ if x in flat]
+            assert not leaked, (kind, leaked[:3])

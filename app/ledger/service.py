@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import BigInteger, String, any_, bindparam, case, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from app.audit import service as audit
@@ -653,13 +655,16 @@ def _add_month_totals(session: Session, month: int, legs: list[tuple[int, str, i
         return
     rows = [{"village_id": v, "month": month, "kind": k, "slot": slot, "points": pts}
             for (v, k, slot), pts in sorted(sums.items())]  # in key order: two batches lock rows in the same order
-    if _is_pg(session):
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-    stmt = upsert(MONTHS)
-    session.execute(stmt.on_conflict_do_update(index_elements=["village_id", "month", "kind", "slot"],
-                                               set_={"points": MONTHS.c.points + stmt.excluded.points}), rows)
+    session.execute(_MONTH_UPSERT["postgresql" if _is_pg(session) else "sqlite"], rows)
+
+
+def _month_upsert(insert_: Any) -> Any:
+    stmt = insert_(MONTHS)
+    return stmt.on_conflict_do_update(index_elements=["village_id", "month", "kind", "slot"],
+                                      set_={"points": MONTHS.c.points + stmt.excluded.points})
+
+
+_MONTH_UPSERT = {"postgresql": _month_upsert(pg_insert), "sqlite": _month_upsert(sqlite_insert)}  # built once
 
 
 def _write_balances(session: Session, state: dict[int, list[int]]) -> None:

@@ -137,14 +137,8 @@ def _build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
     skipped: list[str] = []
     per_village: list[tuple[str, bytes]] = []  # (file name, the village's notices as one PDF)
     for done, (vid, name, code) in enumerate(villages, start=1):
-        pdfs: list[bytes] = []
-        for kind in batch_kinds():
-            period = month if kinds.KINDS[kind].period == "month" else month // 100 * 100
-            got = _pdf(db, actor, kind, vid, period, verify_base)  # type: ignore[arg-type]
-            if isinstance(got, bytes):
-                pdfs.append(got)
-            else:
-                skipped.append(f"{name}·{kinds.KINDS[kind].label}：{got.message}")
+        pdfs, missed = _month_pdfs(db, actor, vid, month, verify_base)  # type: ignore[arg-type]
+        skipped.extend(f"{name}·{why}" for why in missed)
         if pdfs:
             per_village.append((f"{code}-{name}", render.merge_pdfs(pdfs)))
         with db.write_txn() as s:
@@ -183,6 +177,35 @@ def _pdf(db: Database, actor: Actor, kind: str, village_id: int, period: int, ve
     with db.write_txn() as s:
         notices.register(s, actor, d, pdf)
     return pdf
+
+
+def _month_pdfs(db: Database, actor: Actor, village_id: int, month: int,
+                verify_base: str) -> tuple[list[bytes], list[str]]:
+    """A village's monthly kinds as PDFs, and what was left out with the reason."""
+    pdfs: list[bytes] = []
+    missed: list[str] = []
+    for kind in batch_kinds():
+        period = month if kinds.KINDS[kind].period == "month" else month // 100 * 100
+        got = _pdf(db, actor, kind, village_id, period, verify_base)
+        if isinstance(got, bytes):
+            pdfs.append(got)
+        else:
+            missed.append(f"{kinds.KINDS[kind].label}：{got.message}")
+    return pdfs, missed
+
+
+def village_month(session: Session, actor: Actor, village_id: int, month: int,
+                  verify_base: str) -> tuple[bytes, str, list[str]]:
+    """A village's notices of a month as one PDF, for the clerk to print in one go: each monthly kind's current
+    notice, or a new one registered (in the caller's transaction). Returns (PDF, file name, what was left out and
+    why); refuses when nothing can be printed yet."""
+    village = session.get(Village, village_id)
+    if village is None:
+        raise NotFound("没有这个村")
+    pdfs, missed = _month_pdfs(_OneSession(session), actor, village_id, month, verify_base)  # type: ignore[arg-type]
+    if not pdfs:
+        raise ValidationFailed("本月还没有可以张贴的公示：" + "；".join(missed), code="nothing_to_print")
+    return render.merge_pdfs(pdfs), f"{village.name}{render.month_label(month)}公示.pdf", missed
 
 
 def launch(db: Database, actor: Actor, batch_id: int, verify_base: str) -> threading.Thread:

@@ -15,6 +15,7 @@ from app.core.clock import format_local
 from app.deps import DbSession
 from app.errors import AppError, Conflict, FormRejected
 from app.notices import batch, kinds, render
+from app.notices.pages import _ctx as village_ctx
 from app.notices.pages import base_url
 from app.org import service as org
 from app.web import download, redirect
@@ -22,6 +23,7 @@ from app.web import render as render_page
 
 router = APIRouter(include_in_schema=False)
 View = Depends(authorize(Perm.NOTICES_VIEW))
+Manage = Depends(authorize(Perm.NOTICES_MANAGE))
 Month = Annotated[int | None, Query(ge=200001, le=210012)]
 
 register_scope_resolver("notice_batch_id", batch.scope_of_batch)
@@ -51,6 +53,19 @@ def start_batch(request: Request, session: DbSession, township_id: int, p: Princ
         raise FormRejected(e, "notices/batch.html", lambda s: _ctx(s, p, township_id, batch.default_month(None))) from e
     batch.launch(request.app.state.db, p.actor(), b.id, base_url(request))  # type: ignore[arg-type]
     return redirect(f"/notice-batches/{b.id}", request, "已开始生成，完成后可下载")
+
+
+@router.post("/villages/{village_id}/notices/month")
+def village_month(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
+                  month: Annotated[int, Form(ge=0, le=210012)] = 0) -> Response:
+    """The village's notices of the month in one PDF, generating those not yet generated: open the page, click,
+    print."""
+    m = batch.default_month(month)
+    try:
+        data, name, _skipped = batch.village_month(session, p.actor(), village_id, m, base_url(request))
+    except AppError as e:
+        raise FormRejected(e, "notices/village.html", lambda s: village_ctx(s, p, village_id, m)) from e
+    return download((data, name, "application/pdf"))
 
 
 @router.get("/notice-batches/{notice_batch_id}")

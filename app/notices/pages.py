@@ -63,7 +63,10 @@ def index(request: Request, session: DbSession, p: Principal = View) -> Response
     villages = org.list_villages(session, p.filter(Perm.NOTICES_VIEW), include_inactive=False)
     if len(villages) == 1:
         return redirect(f"/villages/{villages[0].id}/notices")
-    return render_page(request, "notices/index.html", {"villages": villages, "month_label": render.month_label})
+    townships = org.list_townships(session, p.filter(Perm.NOTICES_VIEW))
+    batchable = [t for t in townships if p.covers(Perm.NOTICES_VIEW, Scope(township_id=t.id))]  # a whole township
+    return render_page(request, "notices/index.html", {"villages": villages, "townships": batchable,
+                                                       "month_label": render.month_label})
 
 
 @router.get("/villages/{village_id}/notices")
