@@ -11,13 +11,22 @@ import time
 import zipfile
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.evaluation import rounds
 from app.notices import service as notices
 from app.notices.models import NoticeBatch
 from tests.conftest import login
-from tests.eval_helpers import CLERK, REVIEWER, agree_all, consensus_round, eval_village, staffed_village
+from tests.eval_helpers import (
+    CLERK,
+    REVIEWER,
+    EvalVillage,
+    agree_all,
+    consensus_round,
+    eval_village,
+    staffed_village,
+)
 
 PW = "Passw0rd-test"
 MONTH = 202609
@@ -37,6 +46,15 @@ def _wait(db: Database, batch_id: int) -> NoticeBatch:
     raise AssertionError("the batch did not finish in 60 s")
 
 
+def _publicise(s: Session, ev: EvalVillage) -> None:
+    """The village's round of MONTH, graded, approved by the township and publicised."""
+    rid = consensus_round(s, ev, MONTH)
+    agree_all(s, rid, ev.households)
+    rounds.submit(s, CLERK, rid)
+    rounds.approve(s, REVIEWER, rid)
+    rounds.publicise(s, CLERK, rid, on=rounds.month_start(rounds.next_month(MONTH)))
+
+
 def _start(client: TestClient, township_id: int, form: str) -> int:
     page = client.get(f"/townships/{township_id}/notices?month={MONTH}")
     assert page.status_code == 200 and "批量打印公示" in page.text
@@ -50,11 +68,7 @@ def _start(client: TestClient, township_id: int, form: str) -> int:
 def test_township_batch_as_one_pdf_and_as_a_zip(client: TestClient, db: Database) -> None:
     ev, _home = staffed_village(db)
     with db.write_txn() as s:
-        rid = consensus_round(s, ev, MONTH)
-        agree_all(s, rid, ev.households)
-        rounds.submit(s, CLERK, rid)
-        rounds.approve(s, REVIEWER, rid)
-        rounds.publicise(s, CLERK, rid, on=rounds.month_start(rounds.next_month(MONTH)))
+        _publicise(s, ev)
         existing = notices.register(s, CLERK, notices.draft(s, CLERK, "results", ev.vid, MONTH,
                                                             verify_base="http://zf.test"), None)
         existing_code = existing.code
@@ -105,11 +119,7 @@ def test_a_batch_not_ready_and_out_of_scope(client: TestClient, db: Database) ->
 def test_a_clerk_prints_the_month_in_one_click(client: TestClient, db: Database) -> None:
     ev, _home = staffed_village(db)
     with db.write_txn() as s:
-        rid = consensus_round(s, ev, MONTH)
-        agree_all(s, rid, ev.households)
-        rounds.submit(s, CLERK, rid)
-        rounds.approve(s, REVIEWER, rid)
-        rounds.publicise(s, CLERK, rid, on=rounds.month_start(rounds.next_month(MONTH)))
+        _publicise(s, ev)
     login(client, "clerk1", PW)
     page = client.get(f"/villages/{ev.vid}/notices?month={MONTH}")
     assert 'data-testid="print-month"' in page.text
