@@ -268,10 +268,10 @@ def erase_due(session: Session, actor: Actor, *, years: int, month: int | None =
     due = session.execute(select(ListPosting.id, ListPosting.village_id, ListPosting.from_month).where(
         ListPosting.to_month < cutoff, ListPosting.erased_at.is_(None))).all()
     ids = [r.id for r in due]
-    plans = list(session.execute(select(Rectification.id).where(Rectification.posting_id.in_(ids))).scalars()) \
-        if ids else []
-    n_visits = int(session.execute(select(func.count()).select_from(RectificationVisit).where(
-        RectificationVisit.rectification_id.in_(plans))).scalar_one()) if plans else 0
+    plans = [pid for chunk in _chunks(ids) for pid in session.execute(
+        select(Rectification.id).where(Rectification.posting_id.in_(chunk))).scalars()]
+    n_visits = sum(int(session.execute(select(func.count()).select_from(RectificationVisit).where(
+        RectificationVisit.rectification_id.in_(chunk))).scalar_one()) for chunk in _chunks(plans))
     village_years = sorted({(r.village_id, r.from_month // 100) for r in due})
     run = Erasure(cutoff, len(ids), len(plans), n_visits, village_years)
     if dry_run or not ids:

@@ -209,5 +209,5 @@ def _reasons(r: VillageRow, today: date) -> list[str]:
         since = f"自 {r.last_redemption.isoformat()} 以来" if r.last_redemption else "一直"
         why.append(f"超市{since}没有兑换：积分没有变成实惠，请了解原因")
     if r.upheld >= UPHELD_OBJECTIONS:
-        why.append(f"本年有 {r.upheld} 件异议成立（共 {r.filed} 件）：请关注评分是否公正")
+        why.append(f"所选期间有 {r.upheld} 件异议成立（共 {r.filed} 件）：请关注评分是否公正")
     return why
