@@ -270,8 +270,10 @@ def erase_due(session: Session, actor: Actor, *, years: int, month: int | None =
     ids = [r.id for r in due]
     plans = [pid for chunk in _chunks(ids) for pid in session.execute(
         select(Rectification.id).where(Rectification.posting_id.in_(chunk))).scalars()]
-    n_visits = sum(int(session.execute(select(func.count()).select_from(RectificationVisit).where(
-        RectificationVisit.rectification_id.in_(chunk))).scalar_one()) for chunk in _chunks(plans))
+    n_visits = 0
+    for chunk in _chunks(plans):
+        n_visits += int(session.execute(select(func.count()).select_from(RectificationVisit).where(
+            RectificationVisit.rectification_id.in_(chunk))).scalar_one())
     village_years = sorted({(r.village_id, r.from_month // 100) for r in due})
     run = Erasure(cutoff, len(ids), len(plans), n_visits, village_years)
     if dry_run or not ids:
