@@ -1,5 +1,5 @@
 """`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, ledger verify|expire,
-store verify, lists expire|erase, rules import|export|assign, backup.
+ledger rebuild-summaries, store verify, lists expire|erase, rules import|export|assign, backup.
 
 Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
 """
@@ -137,6 +137,25 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(f"- [{p.kind}] {p.message}")
         return 1
     print(f"积分账本完好：共 {n} 笔交易；每笔借贷平衡，各户余额与明细相符，结余链连续，无透支，无重复冲正")
+    return 0
+
+
+def cmd_ledger_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    """Rewrite the summaries the dashboards read (points per village, month and kind; households on the lists per
+    village and period, the frozen years kept) from the book and the postings: the repair when `ledger verify`
+    reports summary_mismatch. The book itself is never changed."""
+    from app.audit import service as audit
+    from app.core.context import Actor
+    from app.evaluation import rounds
+    from app.ledger import service as ledger
+
+    db = _db(settings)
+    with db.write_txn() as session:
+        months = ledger.rebuild_month_totals(session)
+        years = rounds.rebuild_list_counts(session)
+        audit.record(session, Actor.system("重建汇总"), "ledger.rebuild_summaries", object_type="ledger",
+                     after={"month_total_rows": months, "village_years": years})
+    print(f"已按账本重建汇总：{months} 行月度积分汇总，{years} 个村年度的红黑榜户数（已删除个人信息的年度保留原数）")
     return 0
 
 
@@ -369,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg_sub = lg.add_subparsers(dest="ledger_command", required=True)
     lv = lg_sub.add_parser("verify", help="校验积分账本（借贷平衡、余额、结余链、透支、重复冲正）")
     lv.set_defaults(func=cmd_ledger_verify)
+    lr_ = lg_sub.add_parser("rebuild-summaries", help="按账本重建看板用的汇总（ledger verify 报 summary_mismatch 时用）")
+    lr_.set_defaults(func=cmd_ledger_rebuild)
     le = lg_sub.add_parser("expire", help="按县里的有效期政策记入积分到期清零（可重复执行，不会重复清零）")
     le.add_argument("--as-of", help="清零截至日期（不含当天），格式 2028-01-01；默认今天")
     le.add_argument("--village", type=int, action="append", help="只处理这个村（村 id，可重复）")

@@ -53,6 +53,13 @@ def test_migrate_demo_verify_backup(cli_env: dict[str, str], tmp_path: Path) -> 
     assert r.returncode == 1 and "[stock_mismatch] 商品 1" in r.stdout, r.stdout + r.stderr
     with sqlite3.connect(Path(cli_env["ZF_DATABASE_URL"].removeprefix("sqlite:///"))) as conn:
         conn.execute("UPDATE store_items SET stock = stock - 1 WHERE id = 1")
+    with sqlite3.connect(Path(cli_env["ZF_DATABASE_URL"].removeprefix("sqlite:///"))) as conn:
+        conn.execute("UPDATE ledger_month_totals SET points = points + 7 WHERE rowid = 1")  # a summary off the book
+    r = run(["ledger", "verify"], cli_env)
+    assert r.returncode == 1 and "[summary_mismatch]" in r.stdout, r.stdout + r.stderr
+    r = run(["ledger", "rebuild-summaries"], cli_env)
+    assert r.returncode == 0 and "已按账本重建汇总" in r.stdout, r.stdout + r.stderr
+    assert run(["ledger", "verify"], cli_env).returncode == 0
     r = run(["backup", "--out", str(tmp_path / "bk")], cli_env)
     assert r.returncode == 0, r.stderr
     backups = list((tmp_path / "bk").glob("zhenfeng-*.db"))
