@@ -1,12 +1,20 @@
-"""Writing spreadsheets that are safe to open: text a spreadsheet would run as a formula stays text."""
+"""Spreadsheets: writing ones safe to open (text a spreadsheet would run as a formula stays text), and what reading a
+damaged one can raise."""
 
 from __future__ import annotations
 
 import io
+import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from openpyxl import Workbook
+
+# What reading a damaged or hostile zip (an .xlsx) can raise besides BadZipFile: a header claiming a newer zip
+# version, a truncated or corrupt deflate stream, a bad offset. Each means "not a workbook we can read".
+ZIP_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, ValueError,
+                                           KeyError, zlib.error)
 
 
 def inert(value: Any) -> Any:

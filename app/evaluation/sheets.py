@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from app import rules
 from app.audit import service as audit
 from app.core.context import Actor
-from app.core.spreadsheet import inert
+from app.core.spreadsheet import ZIP_ERRORS, inert
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import committee, rounds
 from app.evaluation import service as rulesets
@@ -267,7 +267,7 @@ def _read(data: bytes) -> _Read:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             if sum(i.file_size for i in z.infolist()) > MAX_UNPACKED_BYTES:
                 raise _reject("文件内容过大，无法读取：请上传本系统下载的评分表")
-    except zipfile.BadZipFile:
+    except ZIP_ERRORS:
         raise unreadable from None
     try:
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))

@@ -16,7 +16,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from app.core.spreadsheet import inert, xlsx_bytes
+from app.core.spreadsheet import ZIP_ERRORS, inert, xlsx_bytes
 from app.errors import ValidationFailed
 from app.households.models import RELATIONS
 
@@ -108,7 +108,7 @@ def _xlsx_has_formulas(data: bytes, sheet_index: int = 0) -> bool:
                 while chunk := fh.read(1 << 20):
                     if b"<f>" in chunk or b"<f " in chunk:
                         return True
-    except zipfile.BadZipFile:
+    except ZIP_ERRORS:  # calamine read it; an unreadable part here only means no formulas were seen
         return False
     return False
 
