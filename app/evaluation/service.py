@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import rules
 from app.audit import service as audit
+from app.core.clock import to_local, utcnow
 from app.core.context import Actor
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation.models import RulesetAssignment, RulesetVersion
@@ -167,6 +168,15 @@ def ensure_default(session: Session, actor: Actor, *, from_month: int) -> Rulese
     row = import_toml(session, actor, rules.dumps(replace(rules.default_ruleset(), effective_from=from_month)))
     assign(session, actor, code=row.code, from_month=from_month)
     return row
+
+
+def point_value(session: Session, village_id: int, year: int) -> int | None:
+    """What one point is worth (fen) for the village in `year`: under the ruleset in force this month, or in
+    December of a past year; None where no ruleset applies. The finance page, the accounts notice and the portal
+    all read it here."""
+    local = to_local(utcnow()) or utcnow()
+    found = in_force(session, village_id, min(local.year * 100 + local.month, year * 100 + 12))
+    return found.ruleset.point_value_fen if found is not None else None
 
 
 def in_force(session: Session, village_id: int, month: int) -> StoredRuleset | None:

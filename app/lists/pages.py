@@ -17,7 +17,7 @@ from app.auth.service import Principal
 from app.core.clock import format_local
 from app.core.scope import EVERYTHING
 from app.deps import DbSession
-from app.errors import AppError, FormRejected, NotFound, ValidationFailed
+from app.errors import AppError, FormRejected, ValidationFailed
 from app.evaluation import service as rulesets
 from app.households import service as hh
 from app.lists import service as lists
@@ -38,13 +38,9 @@ def _year(year: int | None) -> int:
     return year or lists.this_month() // 100
 
 
-def _target(session: DbSession, village_id: int, year: int) -> int:
-    """The coverage target of the ruleset in force (the year's last month so far); the policy's 60 % without one."""
-    month = min(lists.this_month(), year * 100 + 12)
-    try:
-        return int(rulesets.applicable(session, village_id, month).ruleset.coverage_target_pct)
-    except NotFound:
-        return 60
+def _targets(session: DbSession, village_ids: list[int], year: int) -> dict[int, int]:
+    """Each village's coverage target under the ruleset in force (the year's last month so far); 60 % without one."""
+    return rulesets.coverage_targets(session, village_ids, min(lists.this_month(), year * 100 + 12))
 
 
 def _date(text: str, label: str) -> date:
@@ -73,14 +69,15 @@ def overview(request: Request, session: DbSession, p: Principal = View, year: Ye
     villages = org.list_villages(session, flt, include_inactive=False)
     if not villages and flt.household_ids:  # a household: its own history
         return redirect(f"/households/{sorted(flt.household_ids)[0]}/lists")
-    rows = [(v, lists.coverage(session, v.id, y, target_pct=_target(session, v.id, y)))  # type: ignore[arg-type]
-            for v in villages]
+    ids = [v.id for v in villages if v.id is not None]
+    cover = lists.coverage_many(session, _targets(session, ids, y), y)  # two grouped reads for all the villages
+    rows = [(v, cover[v.id]) for v in villages if v.id is not None]
     return render(request, "lists/index.html", {"rows": rows, "year": y, "nav_active": "/lists", **LABELS})
 
 
 def _village_ctx(session: DbSession, p: Principal, village_id: int, year: int, list_: str) -> dict[str, Any]:
     village = org.get_village(session, EVERYTHING, village_id)
-    cov = lists.coverage(session, village_id, year, target_pct=_target(session, village_id, year))
+    cov = lists.coverage(session, village_id, year, target_pct=_targets(session, [village_id], year)[village_id])
     rows = lists.postings(session, village_id, year=year, list_=list_ or None)
     month = lists.this_month()
     shown = lists.shown_now(session, village_id, month)

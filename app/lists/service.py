@@ -325,7 +325,7 @@ class Coverage:
 
     @property
     def target_households(self) -> int:
-        return math.ceil(self.households * self.target_pct / 100)
+        return -(-self.households * self.target_pct // 100)  # rounded up, in integers
 
     @property
     def needed(self) -> int:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
-from app.core.clock import to_local, utcnow
+from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope
 from app.db import Database
@@ -33,14 +33,6 @@ log = logging.getLogger("zhenfeng.notices")
 MONTHLY = ("results", "red", "black", "finance")  # what a month's notice board holds, when those kinds exist
 FORMS = {"pdf": "一个 PDF（按村顺序）", "zip": "压缩包（每村一个 PDF）"}
 STALLED = timedelta(minutes=30)  # a batch not finished by then was cut off (the worker stopped)
-
-
-def default_month(month: int | None) -> int:
-    """The month asked for, or the month whose notices go up now (the previous one)."""
-    if month and 1 <= month % 100 <= 12:
-        return month
-    local = to_local(utcnow()) or utcnow()
-    return local.year * 100 + local.month - 1 if local.month > 1 else (local.year - 1) * 100 + 12
 
 
 def batch_kinds() -> list[str]:

@@ -15,6 +15,7 @@ from app.core.clock import format_local
 from app.deps import DbSession
 from app.errors import AppError, Conflict, FormRejected
 from app.notices import batch, kinds, render
+from app.notices import service as notices
 from app.notices.pages import _ctx as village_ctx
 from app.notices.pages import base_url
 from app.org import service as org
@@ -40,7 +41,7 @@ def _ctx(session: DbSession, p: Principal, township_id: int, month: int) -> dict
 @router.get("/townships/{township_id}/notices")
 def township_notices(request: Request, session: DbSession, township_id: int, p: Principal = View,
                      month: Month = None) -> Response:
-    return render_page(request, "notices/batch.html", _ctx(session, p, township_id, batch.default_month(month)))
+    return render_page(request, "notices/batch.html", _ctx(session, p, township_id, notices.default_month(month)))
 
 
 @router.post("/townships/{township_id}/notice-batches")
@@ -50,7 +51,7 @@ def start_batch(request: Request, session: DbSession, township_id: int, p: Princ
     try:
         b = batch.start(session, p.actor(), township_id, month, form)
     except AppError as e:
-        raise FormRejected(e, "notices/batch.html", lambda s: _ctx(s, p, township_id, batch.default_month(None))) from e
+        raise FormRejected(e, "notices/batch.html", lambda s: _ctx(s, p, township_id, notices.default_month(None))) from e
     batch.launch(request.app.state.db, p.actor(), b.id, base_url(request))  # type: ignore[arg-type]
     return redirect(f"/notice-batches/{b.id}", request, "已开始生成，完成后可下载")
 
@@ -60,7 +61,7 @@ def village_month(request: Request, session: DbSession, village_id: int, p: Prin
                   month: Annotated[int, Form(ge=0, le=210012)] = 0) -> Response:
     """The village's notices of the month in one PDF, generating those not yet generated: open the page, click,
     print."""
-    m = batch.default_month(month)
+    m = notices.default_month(month)
     try:
         data, name, _skipped = batch.village_month(session, p.actor(), village_id, m, base_url(request))
     except AppError as e:

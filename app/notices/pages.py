@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from app.auth.deps import authorize, register_scope_resolver
 from app.auth.permissions import Perm
 from app.auth.service import Principal
-from app.core.clock import format_local, to_local, utcnow
+from app.core.clock import format_local
 from app.core.scope import Scope
 from app.deps import DbSession
 from app.errors import AppError, Conflict, FormRejected
@@ -31,15 +31,6 @@ Month = Annotated[int | None, Query(ge=200001, le=210012)]
 STATEMENT = "statement"
 
 register_scope_resolver("notice_id", notices.scope_of_notice)
-
-
-def _month(month: int | None) -> int:
-    """The month asked for, or the month whose results are posted now (the previous one)."""
-    if month and 1 <= month % 100 <= 12:
-        return month
-    local = to_local(utcnow()) or utcnow()
-    prev = local.year * 100 + local.month - 1  # this month's notices are last month's results
-    return prev if prev % 100 else (local.year - 1) * 100 + 12
 
 
 def base_url(request: Request) -> str:
@@ -72,7 +63,7 @@ def index(request: Request, session: DbSession, p: Principal = View) -> Response
 @router.get("/villages/{village_id}/notices")
 def village_notices(request: Request, session: DbSession, village_id: int, p: Principal = View,
                     month: Month = None) -> Response:
-    return render_page(request, "notices/village.html", _ctx(session, p, village_id, _month(month)))
+    return render_page(request, "notices/village.html", _ctx(session, p, village_id, notices.default_month(month)))
 
 
 @router.post("/villages/{village_id}/notices")
@@ -80,7 +71,7 @@ def generate(request: Request, session: DbSession, village_id: int, p: Principal
              kind: Annotated[str, Form(max_length=12)] = "", month: Annotated[int, Form(ge=200001, le=210012)] = 0,
              ) -> Response:
     """Draft, render and register one notice; the clerk lands on it, ready to print."""
-    period = _month(month)
+    period = notices.default_month(month)
     spec = kinds.KINDS.get(kind)
     try:
         if spec is not None and spec.period == "year":
@@ -101,7 +92,7 @@ def generate_statement(request: Request, session: DbSession, village_id: int, p:
                        number: Annotated[str, Form(max_length=20)] = "",
                        year: Annotated[int, Form(ge=2000, le=2100)] = 0) -> Response:
     """A household's statement (农户积分对账单) for a year: the household's own paper, handed to it."""
-    y = year or _month(None) // 100
+    y = year or notices.default_month(None) // 100
     try:
         household = hh.find_by_number(session, village_id, number)
         d = notices.draft(session, p.actor(), STATEMENT, village_id, y * 100, verify_base=base_url(request),
@@ -111,7 +102,7 @@ def generate_statement(request: Request, session: DbSession, village_id: int, p:
         error = Conflict(str(e), code="pdf_unavailable") if isinstance(e, render.PdfUnavailable) else e
         form = {"number": number, "year": y}
         raise FormRejected(error, "notices/village.html",
-                           lambda s: _ctx(s, p, village_id, _month(None), statement_form=form)) from e
+                           lambda s: _ctx(s, p, village_id, notices.default_month(None), statement_form=form)) from e
     return redirect(f"/notices/{n.id}", request, "对账单已生成：打印后交给农户")
 
 
@@ -121,7 +112,7 @@ def set_masking(request: Request, session: DbSession, village_id: int, p: Princi
     try:
         notices.set_masking(session, p.actor(), village_id, masking)
     except AppError as e:
-        raise FormRejected(e, "notices/village.html", lambda s: _ctx(s, p, village_id, _month(None))) from e
+        raise FormRejected(e, "notices/village.html", lambda s: _ctx(s, p, village_id, notices.default_month(None))) from e
     return redirect(f"/villages/{village_id}/notices", request, "已保存：以后生成的公示按新的方式显示姓名")
 
 

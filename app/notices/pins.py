@@ -42,6 +42,7 @@ from app.households.models import Household
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.notices import service as notices
+from app.notices.kinds import ranking as ranking_kind
 from app.notices.kinds.common import heads, sort_key
 from app.notices.models import HouseholdPin, Notice
 from app.org import service as org
@@ -308,14 +309,6 @@ def masking_of(village: Village) -> str:
     return village.name_masking if village.name_masking in notices.MASKINGS else "middle"
 
 
-def point_value(session: Session, village_id: int, month: int) -> int | None:
-    """What one point is worth under the ruleset the village uses in `month` (None when it has none)."""
-    try:
-        return evaluation.applicable(session, village_id, month).ruleset.point_value_fen
-    except AppError:
-        return None
-
-
 def board(session: Session, village: Village, *, month: int | None = None) -> Board:
     """The village's current notices, the red list shown this month (names by the village's policy, reason and
     period), the black list as counts by reason, this year's ranking (points earned less points deducted, top 20)
@@ -328,23 +321,15 @@ def board(session: Session, village: Village, *, month: int | None = None) -> Bo
     shown = lists.shown_now(session, village.id, month)
     red = [p for p in shown if p.list == "red" and p.household_id is not None]
     black = [p for p in shown if p.list == "black"]
-    totals = ledger.household_kind_totals(session, village.id, year * 100 + 1, year * 100 + 12)
-    earned = {hid: k.get("award", 0) + k.get("penalty", 0) for hid, k in totals.items()}
-    points = sorted((pts for pts in earned.values() if pts > 0), reverse=True)
-    cut = points[RANKING_SIZE - 1] if len(points) >= RANKING_SIZE else 1  # ties at the 20th place: by number
-    top_ids = [hid for hid, pts in earned.items() if pts >= cut]
-    names = heads(session, [p.household_id for p in red] + top_ids, masking)  # type: ignore[misc]
+    names = heads(session, [p.household_id for p in red], masking)  # type: ignore[misc]
     red_rows = sorted((RedRow(*names.get(p.household_id, ("", "")), p.reason, p.from_month, p.to_month)  # type: ignore[arg-type]
                        for p in red), key=lambda r: (sort_key(r.number), r.reason))
-    ranking: list[RankRow] = []
-    order = sorted(((earned[h], names.get(h, ("", ""))) for h in top_ids),
-                   key=lambda t: (-t[0], sort_key(t[1][0])))
-    for i, (pts, (number, name)) in enumerate(order[:RANKING_SIZE]):
-        rank = ranking[-1].rank if ranking and ranking[-1].points == pts else i + 1  # equal points, equal rank
-        ranking.append(RankRow(rank, number, name, pts))
+    # the ranking notice's own rows (points earned less deducted, ties sharing a rank), its top households with points
+    ranked = ranking_kind.gather(session, village, year * 100, masking=masking).content["rows"]
+    ranking = [RankRow(r["rank"], r["number"], r["name"], r["points"]) for r in ranked if r["points"] > 0][:RANKING_SIZE]
     reasons = Counter((p.reason, p.household_id) for p in black)
     by_reason = Counter(reason for reason, _hid in reasons)
-    pv = point_value(session, village.id, month)
+    pv = evaluation.point_value(session, village.id, year)
     township = session.get(Township, village.township_id)
     return Board(village=village, township=township.name if township else "", month=month, year=year,
                  notices=[n for n in made if n.kind in PORTAL_KINDS][:12],

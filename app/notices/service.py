@@ -23,6 +23,7 @@ from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope
 from app.errors import NotFound, ValidationFailed
+from app.evaluation import rounds
 from app.notices import kinds, render
 from app.notices.models import Notice
 from app.org.models import Township, Village
@@ -30,6 +31,13 @@ from app.org.models import Township, Village
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0, 1, I, O: nothing to mistake when typed from paper
 CODE_LENGTH = 8
 MASKINGS = {"full": "全名（张三丰）", "middle": "中间隐去（张*丰）", "surname": "只留姓（张某）"}
+
+
+def default_month(month: int | None) -> int:
+    """The month asked for, or the month whose notices go up now: the previous one (as the rounds page offers)."""
+    if month and 1 <= month % 100 <= 12:
+        return month
+    return rounds.prev_month(rounds.current_month())
 
 
 def new_code() -> str:
@@ -76,9 +84,7 @@ class Draft:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
-        return {"kind": self.kind, "code": self.code, "display_code": display_code(self.code), "title": self.title,
-                "period": self.period, "generated_at": self.generated_at, "generated_by": self.generated_by,
-                "audit_seq": self.audit_seq, "audit_hash": self.audit_hash, "masking": self.masking}
+        return meta_of(self)
 
 
 def draft(session: Session, actor: Actor, kind: str, village_id: int, period: int, *, verify_base: str,
@@ -175,7 +181,8 @@ def scope_of_notice(session: Session, notice_id: int) -> Scope | None:
     return Scope(township_id=row.township_id, village_id=row.village_id, household_id=row.household_id)
 
 
-def meta_of(n: Notice) -> dict[str, Any]:
+def meta_of(n: Notice | Draft) -> dict[str, Any]:
+    """What the paper prints about a notice besides its content: the same for a draft and a registered notice."""
     return {"kind": n.kind, "code": n.code, "display_code": display_code(n.code), "title": n.title,
             "period": n.period, "generated_at": n.generated_at, "generated_by": n.generated_by,
             "audit_seq": n.audit_seq, "audit_hash": n.audit_hash, "masking": n.masking}

@@ -4,6 +4,7 @@ month, and every posting), as .xlsx with the same figures the pages show."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -39,7 +40,7 @@ def dashboard_rows(rows: Sequence[reports.VillageRow]) -> list[list[Any]]:
     """The dashboard table as spreadsheet rows: numbers stay numbers (percentages to one decimal)."""
     return [[r.village.name, r.months_due, r.finalised, len(r.late), round(r.participation_pct, 1), r.issued,
              r.redeemed, r.outstanding, r.coverage.red, r.coverage.black, round(r.coverage.share_pct, 1),
-             r.coverage.target_pct, r.filed, r.upheld, r.redemptions, r.stock_value_fen / 100,
+             r.coverage.target_pct, r.filed, r.upheld, r.redemptions, Decimal(r.stock_value_fen) / 100,  # exact yuan
              "；".join(r.reasons)] for r in rows]
 
 

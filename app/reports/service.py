@@ -129,7 +129,7 @@ def board(session: Session, villages: list[Village], first: int, last: int, *,
     cover = lists.coverage_many(session, rulesets.coverage_targets(session, ids, min(this_month, year * 100 + 12)),
                                 year, as_of_month=this_month)
     objected = objections.counts(session, ids, first, last)
-    activity = stores.village_activity(session, ids, _month_start(first), _month_end(last))
+    activity = stores.village_activity(session, ids, rounds.month_start(first), _month_end(last))
     due_all = _months(first, due_until) if due_until >= first else []
     started = rounds.first_months(session, ids)  # a village that started mid-year owes no round before that
     out: list[VillageRow] = []
@@ -171,12 +171,8 @@ def board(session: Session, villages: list[Village], first: int, last: int, *,
     return Board(first, last, out, trends)
 
 
-def _month_start(month: int) -> date:
-    return date(month // 100, month % 100, 1)
-
-
 def _month_end(month: int) -> date:
-    return _month_start(rounds.next_month(month)) - timedelta(days=1)
+    return rounds.month_start(rounds.next_month(month)) - timedelta(days=1)
 
 
 def _late(state: rounds.MonthState | None, deadline: date, today: date) -> bool:

@@ -406,22 +406,12 @@ def store_redemptions(request: Request, session: DbSession, store_id: int, p: Pr
 
 # ---- a village's finance and funds ----------------------------------------------------------------------------------
 
-def _point_value(session: DbSession, village_id: int, year: int) -> int | None:
-    """What one point is worth under the ruleset in force (this month, or December of a past year)."""
-    today = counter.today()
-    month = year * 100 + (today.month if year == today.year else 12)
-    try:
-        return evaluation.applicable(session, village_id, month).ruleset.point_value_fen
-    except AppError:
-        return None
-
-
 def _finance_ctx(session: DbSession, p: Principal, village_id: int, year: int | None = None,
                  **extra: Any) -> dict[str, Any]:
     this_year = counter.today().year
     year = year or this_year
     village = org.get_village(session, EVERYTHING, village_id)
-    point_value = _point_value(session, village_id, year)
+    point_value = evaluation.point_value(session, village_id, year)
     fin = service.finance(session, village_id, year, point_value_fen=point_value or 0)
     return {"village": village, "year": year, "fin": fin, "point_value": point_value,
             "funds": service.funds(session, [village_id], year=year),

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.clock import to_local
 from app.core.masking import mask_name
 from app.households.models import Household
 
@@ -48,17 +46,6 @@ def scrub(text: object) -> str:
     """A free text written by someone (a comment, a committee's reason, a memo) as a notice may print it: any run of
     seven or more digits (a phone or an ID number typed into it) replaced by asterisks."""
     return LONG_DIGITS.sub(lambda m: "＊" * 4, str(text or ""))
-
-
-def yuan(fen: int) -> str:
-    """Fen as yuan with two decimals and thousands separators: 123456 -> 1,234.56; -5 -> -0.05."""
-    sign, fen = ("-", -fen) if fen < 0 else ("", fen)
-    return f"{sign}{fen // 100:,}.{fen % 100:02d}"
-
-
-def local_text(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    local = to_local(ts)
-    return local.strftime(fmt) if local else ""
 
 
 def competition_ranks(values: list[int]) -> list[int]:

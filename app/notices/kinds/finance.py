@@ -10,22 +10,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from app.errors import AppError, Conflict
+from app.errors import Conflict
 from app.evaluation import rounds
 from app.evaluation import service as rulesets
-from app.notices.kinds.common import Gathered, scrub, yuan
+from app.notices.kinds.common import Gathered, scrub
 from app.org.models import Village
 from app.store import service as store
-
-
-def point_value(session: Session, village_id: int, year: int) -> int | None:
-    """What one point is worth under the ruleset in force (this month, or December of a past year); None without
-    one. The same month the store's finance page reads."""
-    now = rounds.current_month()
-    try:
-        return rulesets.applicable(session, village_id, min(now, year * 100 + 12)).ruleset.point_value_fen
-    except AppError:
-        return None
+from app.store.stock import yuan
 
 
 def gather(session: Session, village: Village, period: int, *, masking: str, **_: object) -> Gathered:
@@ -34,7 +25,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
     now = rounds.current_month()
     if year > now // 100:
         raise Conflict(f"{year}年还没有开始，没有收支可以公示", code="year_not_started")
-    value = point_value(session, village.id, year)
+    value = rulesets.point_value(session, village.id, year)
     f = store.finance(session, village.id, year, point_value_fen=value or 0)
     kept = store.funds(session, [village.id], year=year)
     if not (f.stores or kept or f.money_left_fen or f.outstanding_points):

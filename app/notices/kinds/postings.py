@@ -20,6 +20,7 @@ from app.errors import Conflict
 from app.evaluation import rounds
 from app.lists import service as lists
 from app.notices.kinds.common import Gathered, heads, sort_key
+from app.notices.render import month_label
 from app.org.models import Village
 
 WAY_OFF = ("上黑榜的农户按与村评比委员会商定的措施整改（教育转化），经委员会回访核实、到会委员过半数同意，可提前移出黑榜；"
@@ -30,22 +31,18 @@ _PLACE = re.compile(r"排第\s*(\d+)\s*名")
 _RUN = re.compile(r"连续\s*(\d+)\s*个月评为\s*([^（(，,\s]+)")
 
 
-def _month_text(month: int) -> str:
-    return f"{month // 100}年{month % 100}月"
-
-
 def period_text(p: Any) -> str:
     """2026年9月 (one month) or 2026年9月至2026年11月."""
     if p.from_month == p.to_month:
-        return _month_text(p.from_month)
-    return f"{_month_text(p.from_month)}至{_month_text(p.to_month)}"
+        return month_label(p.from_month)
+    return f"{month_label(p.from_month)}至{month_label(p.to_month)}"
 
 
 def plain_reason(p: Any, ruleset: rules.Ruleset | None) -> str:
     """Why the household is on the list, in words a villager reads at the notice board (not the rule's trace): a
     determination's description as the ruleset words it, the month's total and place for the red policy, the theme
     graded lowest month after month for the black policy."""
-    month = _month_text(p.from_month)
+    month = month_label(p.from_month)
     if p.source == "red_policy":
         total, place = _TOTAL.search(p.explanation or ""), _PLACE.search(p.explanation or "")
         words = f"{month}评比总分 {total.group(1)} 分" if total else f"{month}评比成绩优秀"

@@ -12,10 +12,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app import rules
+from app.core.clock import format_local
 from app.errors import Conflict
 from app.evaluation import objections, rounds
 from app.evaluation.models import Motion, Objection
-from app.notices.kinds.common import Gathered, heads, local_text, scrub
+from app.notices.kinds.common import Gathered, heads, scrub
 from app.org.models import Village
 
 ACTIONS = {("draft", "draft"): "开始评比", ("draft", "submitted"): "提交乡镇审核", ("returned", "submitted"): "修改后重新提交",
@@ -48,7 +49,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
         raise Conflict(f"{period // 100}年{period % 100}月的评比{state}，没有审核记录", code="round_not_submitted")
     assert rnd.id is not None
     ruleset = rounds.ruleset_of(session, rnd)
-    events = [{"at": local_text(e.at), "action": ACTIONS.get((e.from_status, e.to_status),
+    events = [{"at": format_local(e.at), "action": ACTIONS.get((e.from_status, e.to_status),
                                                            rounds.STATUS_LABELS.get(e.to_status, e.to_status)),
                "by": e.actor_name, "comment": scrub(e.comment or "")}
               for e in rounds.events(session, rnd.id)]
@@ -57,11 +58,11 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
     rows = []
     for o in filed:
         number, name = names.get(o.household_id, ("", ""))
-        rows.append({"filed": local_text(o.created_at, "%Y-%m-%d"), "number": number, "name": name,
+        rows.append({"filed": format_local(o.created_at, "%Y-%m-%d"), "number": number, "name": name,
                      "target": _target(session, o, ruleset), "how": "书面或口头，文书登记" if o.on_paper else "本户在线提出",
                      "status": objections.STATUS_LABELS.get(o.status, o.status),
                      "resolution": scrub(o.resolution or ""), "resolved_by": o.resolved_by or "",
-                     "resolved": local_text(o.resolved_at, "%Y-%m-%d") if o.resolved_at else "",
+                     "resolved": format_local(o.resolved_at, "%Y-%m-%d") if o.resolved_at else "",
                      "after": o.after_finalisation, "delta": o.delta})
     views = rounds.views(session, rnd)
     t = rounds.stored_totals(views.values())
@@ -70,7 +71,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
         "month": period, "status": rounds.STATUS_LABELS.get(rnd.status, rnd.status),
         "ruleset": f"{rnd.ruleset_code} 第{rnd.ruleset_version}版（{ruleset.name}）",
         "mode": rounds.MODE_LABELS.get(rnd.mode, rnd.mode), "committee": sorted(str(n) for n in members.values()),
-        "opened": local_text(rnd.created_at), "opened_by": rnd.created_by,
+        "opened": format_local(rnd.created_at), "opened_by": rnd.created_by,
         "objections_close_on": rnd.objections_close_on.isoformat() if rnd.objections_close_on else "",
         "events": events, "objections": rows,
         "totals": {"households": t.households_eligible, "rated": sum(1 for v in views.values() if v.lines),

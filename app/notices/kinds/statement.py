@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.core.clock import format_local
 from app.errors import Conflict, ValidationFailed
 from app.evaluation import rounds
 from app.households.models import HOUSEHOLD_STATUS_LABELS, Household, HouseholdStatus
 from app.ledger import service as ledger
-from app.notices.kinds.common import Gathered, local_text, scrub
+from app.notices.kinds.common import Gathered, scrub
 from app.org import service as org
 from app.org.models import Village
 
@@ -44,7 +45,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, hou
     # brought forward: the balance before the year's first line, so that it plus the lines is the closing balance
     opening = mine[0].balance_after - mine[0].amount if mine else before
     closing = mine[-1].balance_after if mine else before
-    lines = [{"date": local_text(ln.occurred_at, "%Y-%m-%d"), "kind": ln.kind_label, "what": scrub(ln.memo),
+    lines = [{"date": format_local(ln.occurred_at, "%Y-%m-%d"), "kind": ln.kind_label, "what": scrub(ln.memo),
               "points": ln.amount, "balance": ln.balance_after} for ln in mine]
     points_in = sum(ln.amount for ln in mine if ln.amount > 0)
     points_out = -sum(ln.amount for ln in mine if ln.amount < 0)
