@@ -25,9 +25,10 @@ from app.ledger import service as ledger
 from app.lists import service as lists
 from app.notices import kinds
 from app.notices import service as notices
-from app.notices.kinds.common import competition_ranks, scrub, yuan
+from app.notices.kinds.common import competition_ranks, scrub
 from app.store import counter, stock
 from app.store import service as store_service
+from app.store.stock import yuan
 from tests import eval_helpers
 from tests.conftest import login
 from tests.eval_helpers import CLERK, NAMES, REVIEWER, THEMES, EvalVillage, agree_all, consensus_round, staffed_village
