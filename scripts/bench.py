@@ -2049,11 +2049,14 @@ def _dash_template(db: Database, vid: int, hids: list[int], members: list[int], 
     return out
 
 
-def fill_dashboard(db: Database, year: int, villages: int, households: int) -> dict[str, Any]:
+def fill_dashboard(db: Database, year: int, villages: int, households: int, *,
+                   store_rows: bool = True) -> dict[str, Any]:
     """A county's year of monthly closes (setup, not measured): DASH_VILLAGES villages in one township, DASH_HOUSEHOLDS
     households, a store each, and twelve finalised rounds per village, written set-based (INSERT … SELECT per month
     over every household at once), shaped on one village's round that went through the services (and was rolled
-    back). Returns what was built (counts, seconds)."""
+    back). Returns what was built (counts, seconds). Without `store_rows`, the year has no redemptions and the stores
+    no stock: the set-based ones have no lines or stock movements (what `store verify` checks; the dashboard does not
+    read them)."""
     import json
 
     from app.evaluation import rounds
@@ -2159,6 +2162,8 @@ def fill_dashboard(db: Database, year: int, villages: int, households: int) -> d
                     "JOIN eval_rounds r ON r.village_id = h.village_id AND r.month = :m "
                     f"JOIN bench_tpl t ON t.k = h.id % {n_tpl} WHERE t.total > 0 AND h.village_id IN ({vids})"),
                     {"m": month, "txm": ledger.month_of(at)})
+            if not store_rows:
+                continue
             conn.execute(text(
                 "INSERT INTO bench_ev SELECT h.id, h.village_id, a.id, d.id, st.id, NULL, :m, 'redemption', "
                 f"-(CASE WHEN t.total < 10 + h.id % 5 * 2 THEN t.total ELSE 10 + h.id % 5 * 2 END), :txm, "
@@ -2249,13 +2254,16 @@ def fill_dashboard(db: Database, year: int, villages: int, households: int) -> d
                                    "status": "upheld" if k < upheld else "rejected", "resolution": "经核实",
                                    "resolved_by": EVAL_CLERK.name, "resolved_at": at, "after_finalisation": False})
         for name, points, cost in (("食用油", 50, 5_900), ("洗衣粉", 20, 1_500), ("大米", 60, 6_500), ("毛巾", 10, 800)):
+            if not store_rows:
+                break
             stock = rng.randrange(20, 200)
             item_rows.append({"store_id": stores_of[vid], "name": name, "unit": "件", "category": "日用品",
                               "points": points, "cost_fen": cost, "low_stock": 10, "active": True, "stock": stock,
                               "stock_value_fen": stock * cost, "created_at": REGISTERED, "updated_at": REGISTERED})
     with db.write_txn() as s:
         s.execute(insert(Objection), objection_rows)
-        s.execute(insert(Item), item_rows)
+        if item_rows:
+            s.execute(insert(Item), item_rows)
         # the summaries the posting and the finalisation keep, from what was written directly above
         ledger.rebuild_month_totals(s)
         rounds.rebuild_list_counts(s)

@@ -34,6 +34,9 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import _report  # noqa: E402
 
 from app import migrate  # noqa: E402
 from app.config import Settings  # noqa: E402
@@ -243,7 +246,7 @@ def main() -> int:
               flush=True)
         results.append(r)
     text_ = report(results, args.seconds)
-    Path(args.out).write_text("# 演练\n\nScripts anyone can rerun; the last results.\n\n" + text_)
+    _report.write_section(Path(args.out), text_)
     print(text_)
     bad = any(r["wrong"] or r["ledger"] or r["store"] or r["audit"] or r["errors"] for r in results)
     return 1 if bad else 0
