@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from app.auth import service as auth
 from app.auth.deps import authorize
@@ -54,7 +54,8 @@ def my_tokens(session: DbSession, p: auth.Principal = SignedIn) -> list[TokenOut
 
 
 @router.post("/me/tokens", response_model=NewTokenOut, status_code=201, summary="新建 API 令牌（只显示一次）")
-def create_token(body: TokenIn, session: DbSession, p: auth.Principal = SignedIn) -> NewTokenOut:
+def create_token(body: TokenIn, session: DbSession, response: Response, p: auth.Principal = SignedIn) -> NewTokenOut:
+    response.headers["Cache-Control"] = "no-store"  # the secret is in this answer, once
     new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=body.grant_id, name=body.name,
                                 days=body.days, via=p.via)
     return NewTokenOut(**TokenOut.model_validate(new.token).model_dump(), token=new.secret)

@@ -22,6 +22,7 @@ from app.core.scope import Scope
 from app.deps import SAFE_METHODS, DbSession
 from app.errors import CsrfFailed, NotAuthenticated, NotFound, PermissionDenied
 from app.households import service as households
+from app.logs import log
 from app.org import service as org
 
 SESSION_COOKIE = "zf_session"
@@ -63,6 +64,15 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _token_prefix(raw: str) -> str | None:
+    """The public part of an API token (`zf_<prefix>_...`), when the value has that shape: enough to find the token
+    in the account page, useless to sign in with."""
+    parts = raw.split("_", 2)
+    if len(parts) == 3 and parts[0] == auth.TOKEN_PREFIX and parts[1].isalnum() and len(parts[1]) <= 16:
+        return parts[1]
+    return None
+
+
 def current_principal(request: Request, session: DbSession) -> auth.Principal | None:
     """The signed-in user, or None. Also remembered on request.state for error pages and audit."""
     if hasattr(request.state, "principal"):
@@ -71,13 +81,23 @@ def current_principal(request: Request, session: DbSession) -> auth.Principal | 
     header = request.headers.get("authorization", "")
     rid, ip = request_id(request), client_ip(request)
     if header.lower().startswith("bearer "):
-        principal = auth.principal_from_token(session, header[7:].strip(), request_id=rid, ip=ip)
+        raw = header[7:].strip()
+        try:
+            principal = auth.principal_from_token(session, raw, request_id=rid, ip=ip)
+        except NotAuthenticated as e:
+            # every refused credential is logged (never the token: at most its public prefix), ASVS 7.2.1
+            log.warning("auth.token_refused", reason=e.message, token_prefix=_token_prefix(raw), ip=ip,
+                        method=request.method, path=request.url.path)
+            raise
     else:
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             found = auth.principal_from_session(session, request.app.state.settings, token, request_id=rid, ip=ip)
             principal = found.principal
             request.state.session_problem = found.reason
+            if found.reason:
+                log.info("auth.session_refused", reason=found.reason, ip=ip, method=request.method,
+                         path=request.url.path)
             if found.needs_touch and principal is not None and principal.session_id is not None:
                 if request.method in SAFE_METHODS:
                     with request.app.state.db.write_txn() as ws:

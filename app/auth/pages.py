@@ -13,6 +13,7 @@ from app.auth.deps import SESSION_COOKIE, authorize, client_ip, request_id
 from app.auth.models import ROLE_LABELS, Role
 from app.auth.permissions import Perm
 from app.auth.security import generate_password, same
+from app.config import Settings
 from app.deps import DbSession
 from app.errors import AppError, CsrfFailed, FormRejected
 from app.org import service as org
@@ -23,6 +24,13 @@ router = APIRouter(include_in_schema=False)
 Public = Depends(authorize(Perm.PUBLIC))
 SignedIn = Depends(authorize(Perm.SIGNED_IN))
 UsersManage = Depends(authorize(Perm.USERS_MANAGE))
+
+
+def _private(response: Response) -> Response:
+    """Pages with an account's details or a secret shown once (a new token, a temporary password): no browser or
+    proxy keeps a copy that the back button or the next user of a shared village PC could bring back."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _safe_next(target: str | None) -> str:
@@ -77,6 +85,8 @@ def logout(request: Request, session: DbSession, p: auth.Principal = SignedIn) -
     auth.logout(session, p)
     response = redirect("/login", request, "您已安全退出")
     response.delete_cookie(SESSION_COOKIE)
+    # the browser drops what it cached and stored for this site while signed in (a shared PC in the village office)
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
     return response
 
 
@@ -101,15 +111,17 @@ def home(request: Request, session: DbSession, p: auth.Principal | None = Public
 
 # ---- own account --------------------------------------------------------------------------------------------------
 
-def _account_ctx(session: DbSession, p: auth.Principal, **extra: object) -> dict[str, object]:
+def _account_ctx(session: DbSession, p: auth.Principal, settings: Settings, **extra: object) -> dict[str, object]:
     return {"user": auth.get_user(session, p.user_id), "tokens": auth.list_api_tokens(session, p.user_id),
-            "grants": p.grants, **extra}
+            "grants": p.grants, "sessions": auth.active_sessions(session, settings, p.user_id),
+            "current_session_id": p.session_id, **extra}
 
 
 @router.get("/account")
 def account(request: Request, session: DbSession, p: auth.Principal = SignedIn,
             must_change: Annotated[int, Query(ge=0, le=1)] = 0) -> Response:
-    return render(request, "auth/account.html", _account_ctx(session, p, must_change=bool(must_change)))
+    ctx = _account_ctx(session, p, request.app.state.settings, must_change=bool(must_change))
+    return _private(render(request, "auth/account.html", ctx))
 
 
 @router.post("/account/password")
@@ -125,8 +137,21 @@ def change_password(request: Request, session: DbSession, p: auth.Principal = Si
         auth.change_own_password(session, p.actor(), p.user_id, current=current_password, new=new_password,
                                  keep_session_id=p.session_id)
     except AppError as e:
-        raise FormRejected(e, "auth/account.html", lambda s: _account_ctx(s, p)) from e
+        raise FormRejected(e, "auth/account.html",
+                           lambda s: _account_ctx(s, p, request.app.state.settings)) from e
     return redirect("/account", request, "密码已修改；您在其他设备上的登录已退出")
+
+
+@router.post("/account/sessions/end-others")
+def end_other_sessions(request: Request, session: DbSession, p: auth.Principal = SignedIn,
+                       password: Annotated[str, Form(max_length=256)] = "") -> Response:
+    try:
+        ended = auth.end_other_sessions(session, p.actor(), p.user_id, password=password,
+                                        keep_session_id=p.session_id)
+    except AppError as e:
+        raise FormRejected(e, "auth/account.html",
+                           lambda s: _account_ctx(s, p, request.app.state.settings)) from e
+    return redirect("/account", request, f"已退出其他 {ended} 处登录" if ended else "没有其他设备在登录")
 
 
 @router.post("/account/preferences")
@@ -152,8 +177,10 @@ def create_token(request: Request, session: DbSession, p: auth.Principal = Signe
         new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=grant_id, name=name, days=days,
                                     via=p.via)
     except AppError as e:
-        raise FormRejected(e, "auth/account.html", lambda s: _account_ctx(s, p)) from e
-    return render(request, "auth/account.html", _account_ctx(session, p, new_token=new.secret))
+        raise FormRejected(e, "auth/account.html",
+                           lambda s: _account_ctx(s, p, request.app.state.settings)) from e
+    ctx = _account_ctx(session, p, request.app.state.settings, new_token=new.secret)
+    return _private(render(request, "auth/account.html", ctx))
 
 
 @router.post("/account/tokens/{token_id}/revoke")
@@ -174,7 +201,7 @@ def _scope_choices(session: DbSession, p: auth.Principal) -> dict[str, object]:
 def users_page(request: Request, session: DbSession, p: auth.Principal = UsersManage,
                q: Annotated[str | None, Query(max_length=40)] = None,
                page: Annotated[int, Query(ge=1, le=100000)] = 1) -> Response:
-    return render(request, "auth/users.html", _users_ctx(session, q=q, page=page))
+    return _private(render(request, "auth/users.html", _users_ctx(session, q=q, page=page)))
 
 
 def _users_ctx(session: DbSession, *, q: str | None = None, page: int = 1, **extra: object) -> dict[str, object]:
@@ -194,15 +221,15 @@ def create_user(request: Request, session: DbSession, p: auth.Principal = UsersM
     except AppError as e:
         form = {"login": login, "display_name": display_name, "phone": phone}
         raise FormRejected(e, "auth/users.html", lambda s: _users_ctx(s, form=form)) from e
-    return render(request, "auth/user_detail.html", {"user": user, "grants": [], "new_password": password,
-                                                     **_scope_choices(session, p)})
+    return _private(render(request, "auth/user_detail.html", {"user": user, "grants": [], "new_password": password,
+                                                              **_scope_choices(session, p)}))
 
 
 @router.get("/admin/users/{user_id}")
 def user_page(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage) -> Response:
-    return render(request, "auth/user_detail.html", {"user": auth.get_user(session, user_id),
-                                                     "grants": auth.grant_views(session, user_id),
-                                                     **_scope_choices(session, p)})
+    return _private(render(request, "auth/user_detail.html", {"user": auth.get_user(session, user_id),
+                                                              "grants": auth.grant_views(session, user_id),
+                                                              **_scope_choices(session, p)}))
 
 
 def _user_ctx(session: DbSession, p: auth.Principal, user_id: int) -> dict[str, object]:
@@ -235,7 +262,8 @@ def set_active(request: Request, session: DbSession, user_id: int, p: auth.Princ
 def reset_password(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage) -> Response:
     password = generate_password()
     auth.admin_reset_password(session, p.actor(), user_id, password)
-    return render(request, "auth/user_detail.html", {**_user_ctx(session, p, user_id), "new_password": password})
+    return _private(render(request, "auth/user_detail.html", {**_user_ctx(session, p, user_id),
+                                                              "new_password": password}))
 
 
 @router.post("/admin/users/{user_id}/grants")

@@ -13,7 +13,15 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.models import ROLE_LABELS, ROLE_SCOPE_COLUMN, ApiToken, LoginAttempt, Role, RoleGrant, User, UserSession
 from app.auth.permissions import STORE_BOUND, Perm, role_has
-from app.auth.security import hash_password, new_token, password_problem, same, sha256_hex, verify_password
+from app.auth.security import (
+    TEMP_PASSWORD_DAYS,
+    hash_password,
+    new_token,
+    password_problem,
+    same,
+    sha256_hex,
+    verify_password,
+)
 from app.config import Settings
 from app.core.clock import utcnow
 from app.core.context import Actor
@@ -372,6 +380,13 @@ def _throttle(session: Session, settings: Settings, login: str, ip: str, now: da
     return None
 
 
+def _temporary_password_expired(user: User, now: datetime) -> bool:
+    """A password set by someone else (must_change_password) and not changed within TEMP_PASSWORD_DAYS."""
+    issued = user.password_changed_at
+    return bool(user.must_change_password and issued is not None
+                and issued + timedelta(days=TEMP_PASSWORD_DAYS) <= now)
+
+
 def login(session: Session, settings: Settings, *, login: str, password: str, ip: str, user_agent: str | None,
           request_id: str | None) -> LoginResult:
     """Check the password with throttling; on success open a new session (a new id every login)."""
@@ -394,6 +409,12 @@ def login(session: Session, settings: Settings, *, login: str, password: str, ip
         session.flush()
         raise NotAuthenticated("登录名或密码不正确" if not (ok and user) else "该账号已停用，请联系管理员",
                                code="login_failed")
+    if _temporary_password_expired(user, now):
+        session.add(LoginAttempt(login=name, ip=ip, at=now, success=False))
+        audit.record(session, anon, "auth.login_failed", object_type="login", object_id=name, note="临时密码已过期")
+        session.flush()
+        raise NotAuthenticated(f"临时密码超过 {TEMP_PASSWORD_DAYS} 天没有修改，已经失效：请联系县管理员重新重置密码",
+                               code="temporary_password_expired")
     grants = active_grants(session, user.id)  # type: ignore[arg-type]
     session.add(LoginAttempt(login=name, ip=ip, at=now, success=True))
     token = new_token()
@@ -440,6 +461,33 @@ def logout(session: Session, principal: Principal) -> None:
         session.execute(update(UserSession).where(UserSession.id == principal.session_id)
                         .values(revoked_at=utcnow()))
     audit.record(session, principal.actor(), "auth.logout", object_type="user", object_id=principal.user_id)
+
+
+def active_sessions(session: Session, settings: Settings, user_id: int) -> list[UserSession]:
+    """The user's sessions that would still be accepted now (newest use first): what the account page lists."""
+    now = utcnow()
+    idle_since = now - timedelta(minutes=settings.session_idle_minutes)
+    return list(session.execute(select(UserSession).where(
+        UserSession.user_id == user_id, UserSession.revoked_at.is_(None), UserSession.expires_at > now,
+        UserSession.last_seen_at > idle_since).order_by(UserSession.last_seen_at.desc(), UserSession.id.desc()))
+        .scalars())
+
+
+def end_other_sessions(session: Session, actor: Actor, user_id: int, *, password: str,
+                       keep_session_id: int | None) -> int:
+    """Sign the user out everywhere else, once the password is typed again (a session left open on another PC is not
+    enough to end the others). Returns how many sessions ended."""
+    user = get_user(session, user_id)
+    if not verify_password(password[:256], user.password_hash):
+        raise ValidationFailed("密码不正确：退出其他设备前，请输入您当前的登录密码", details={"field": "password"})
+    stmt = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+    if keep_session_id is not None:
+        stmt = stmt.where(UserSession.id != keep_session_id)
+    ended = session.execute(stmt.values(revoked_at=utcnow())).rowcount or 0  # type: ignore[attr-defined]
+    session.flush()
+    audit.record(session, actor, "auth.session.end_others", object_type="user", object_id=user.id,
+                 after={"ended": ended})
+    return int(ended)
 
 
 def revoke_all_sessions(session: Session, user_id: int) -> None:
