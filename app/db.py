@@ -56,7 +56,16 @@ def build_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if u.get_backend_name() == "postgresql" and u.drivername in ("postgresql", "postgres"):
         url = u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    # A statement waits at most LOCK_TIMEOUT_MS for a lock, and a transaction left idle is ended after IDLE_TXN_MS:
+    # whatever goes wrong (a request stuck while holding locks, a lost client), the others are refused after a
+    # bounded wait (503, "try again") instead of queueing behind it for ever.
+    options = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_TXN_MS}"
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                         connect_args={"options": options})
+
+
+LOCK_TIMEOUT_MS = 15_000
+IDLE_TXN_MS = 300_000
 
 
 class FairLock:

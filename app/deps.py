@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from app.db import Database
 from app.errors import AppError
@@ -38,3 +39,22 @@ def db_session(request: Request) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(db_session, scope="function")]
+
+
+# A route that touches the database is a plain `def`: FastAPI runs it in a worker thread. Run on the event loop (an
+# `async def` route), a query that waits (for a row lock, the audit chain's lock, a pooled connection) stops every
+# other request of the worker, and the transactions those requests hold stay open with their locks, so the wait
+# may never end. A route that needs the raw body or the form takes it from one of these (read on the event loop,
+# before the route runs).
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form()
+
+
+RawBody = Annotated[bytes, Depends(_raw_body)]
+PostedForm = Annotated[FormData, Depends(_form)]

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import FormData
 
 from app import rules
 from app.auth.deps import authorize, register_scope_resolver
@@ -23,7 +25,7 @@ from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.pinyin import initials
 from app.core.scope import EVERYTHING, Scope
-from app.deps import DbSession
+from app.deps import DbSession, PostedForm, RawBody
 from app.errors import AppError, FormRejected, NotFound, ValidationFailed
 from app.evaluation import committee, motions, objections, rounds, sheets, signals
 from app.evaluation import service as rulesets
@@ -204,8 +206,8 @@ def round_page(request: Request, session: DbSession, round_id: int, p: Principal
 
 
 @router.post("/rounds/{round_id}/present")
-async def round_present(request: Request, session: DbSession, round_id: int, p: Principal = Manage) -> Response:
-    form = await request.form()
+def round_present(request: Request, session: DbSession, form: PostedForm, round_id: int,
+                  p: Principal = Manage) -> Response:
     try:
         ids = [_int(str(v), "委员") for v in form.getlist("member")]
         rounds.set_present(session, p.actor(), round_id, ids)
@@ -315,15 +317,21 @@ def _cell_id(value: Any) -> int:
     raise ValueError(value)
 
 
+def _parse_form(request: Request, raw: bytes) -> FormData:
+    """The plain grid form (application/x-www-form-urlencoded), from the body already read."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raise ValueError("not a form")
+    return FormData(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=50_000))
+
+
 @router.post("/rounds/{round_id}/grid")
-async def grid_save(request: Request, session: DbSession, round_id: int, p: Principal = Rate) -> Response:
+def grid_save(request: Request, session: DbSession, raw_body: RawBody, round_id: int, p: Principal = Rate) -> Response:
     """Save cells: JSON {"cells": [{"h": id, "t": theme, "g": grade}]} from the page's autosave, or the plain form
     (fields g:<household>:<theme>). One bad cell saves nothing."""
     rnd = rounds.get_round(session, round_id)
     as_json = request.headers.get("content-type", "").startswith("application/json")
     try:
         if as_json:
-            raw_body = await request.body()
             if len(raw_body) > MAX_GRID_JSON:
                 raise ValidationFailed("一次保存的内容太多：请分组保存")
             try:
@@ -335,9 +343,8 @@ async def grid_save(request: Request, session: DbSession, round_id: int, p: Prin
                 raise ValidationFailed("请求格式不对：应为 {\"cells\": [{\"h\": 户id, \"t\": 项目, \"g\": 等级}]}")
             cells = [rounds.Cell(_cell_id(c["h"]), str(c["t"]), str(c.get("g") or "")) for c in raw]
         else:
-            form = await request.form()
             cells = []
-            for key, value in form.multi_items():
+            for key, value in _parse_form(request, raw_body).multi_items():
                 if key.startswith("g:") and key.count(":") == 2:
                     _, h, t = key.split(":")
                     cells.append(rounds.Cell(_cell_id(h), t, str(value)))
@@ -387,13 +394,13 @@ def _sheet_ctx(session: DbSession, p: Principal, round_id: int, upload_id: int, 
 
 
 @router.post("/rounds/{round_id}/sheet")
-async def sheet_upload(request: Request, session: DbSession, round_id: int, p: Principal = Rate,
-                       file: Annotated[UploadFile | None, File()] = None) -> Response:
+def sheet_upload(request: Request, session: DbSession, round_id: int, p: Principal = Rate,
+                 file: Annotated[UploadFile | None, File()] = None) -> Response:
     rnd = rounds.get_round(session, round_id)
     try:
         if file is None or not file.filename:
             raise ValidationFailed("请选择填好的评分表（.xlsx）")
-        data = await file.read(sheets.MAX_BYTES + 1)
+        data = file.file.read(sheets.MAX_BYTES + 1)
         up = sheets.upload(session, p.actor(), round_id, file_name=file.filename, data=data,
                            rater_id=_writer(session, p, rnd))
     except AppError as e:
@@ -461,12 +468,12 @@ def vote(request: Request, session: DbSession, motion_id: int, p: Principal = Ra
 
 
 @router.post("/motions/{motion_id}/evidence")
-async def add_evidence(request: Request, session: DbSession, motion_id: int, p: Principal = Rate,
-                       file: Annotated[UploadFile | None, File()] = None) -> Response:
+def add_evidence(request: Request, session: DbSession, motion_id: int, p: Principal = Rate,
+                 file: Annotated[UploadFile | None, File()] = None) -> Response:
     try:
         if file is None or not file.filename:
             raise ValidationFailed("请选择照片或 PDF 文件")
-        data = await file.read(motions.MAX_EVIDENCE_BYTES + 1)
+        data = file.file.read(motions.MAX_EVIDENCE_BYTES + 1)
         motions.add_evidence(session, p.actor(), motion_id, file_name=file.filename,
                              media_type=file.content_type or "", data=data)
     except AppError as e:

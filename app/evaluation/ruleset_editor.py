@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 
 from app import rules
 from app.auth.deps import authorize
@@ -53,9 +54,13 @@ def edit(request: Request, session: DbSession, code: Code, version: Version, p: 
     return render(request, TEMPLATE, _ctx(session, state, (code, str(version))))
 
 
+async def _posted(request: Request) -> FormData:
+    return await request.form(max_fields=MAX_FIELDS)
+
+
 @router.post("/rulesets/edit")
-async def save(request: Request, session: DbSession, p: Principal = Manage) -> Response:
-    posted = await request.form(max_fields=MAX_FIELDS)
+def save(request: Request, session: DbSession, posted: Annotated[FormData, Depends(_posted)],
+         p: Principal = Manage) -> Response:
     fields = {k: v for k, v in posted.items() if isinstance(v, str)}
     base = (fields.get("base_code", "")[:40], fields.get("base_version", "")[:8])
     state = form.state_from_fields(fields)

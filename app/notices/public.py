@@ -50,7 +50,7 @@ def verify(request: Request, session: DbSession, code: str, p: object = Public) 
 
 
 @router.post("/v/{code}/check")
-async def check_file(request: Request, session: DbSession, code: str, p: object = Public,
+def check_file(request: Request, session: DbSession, code: str, p: object = Public,
                      file: Annotated[UploadFile | None, File()] = None) -> Response:
     """Is this PDF file exactly the notice handed out under this code?"""
     n = notices.by_code(session, code)
@@ -58,7 +58,7 @@ async def check_file(request: Request, session: DbSession, code: str, p: object 
         return render_page(request, "notices/verify.html", _ctx(code=code[:12], found=None), status_code=404)
     if file is None:
         raise ValidationFailed("请选择要核对的 PDF 文件", details={"field": "file"})
-    data = await file.read(MAX_CHECK_BYTES + 1)
+    data = file.file.read(MAX_CHECK_BYTES + 1)
     if len(data) > MAX_CHECK_BYTES:
         raise ValidationFailed("文件太大：公示的 PDF 不会超过 20 MB", details={"field": "file"})
     c = notices.check(session, n, data)
