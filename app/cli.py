@@ -350,8 +350,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print("SQLite 只能由一个进程写入：--workers 必须为 1；多进程请使用 PostgreSQL", file=sys.stderr)
         return 2
     settings.check_safe()
+    # SlowClientProtocol: uvicorn's HTTP protocol with a time limit on request headers (ZF_HEADER_TIMEOUT_SECONDS)
     uvicorn.run("app.main:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port,
-                workers=workers, proxy_headers=True, access_log=False, log_level="warning")
+                workers=workers, proxy_headers=True, access_log=False, log_level="warning",
+                http="app.middleware:SlowClientProtocol", timeout_keep_alive=settings.keep_alive_seconds)
     return 0
 
 

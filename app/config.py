@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=60 * 1024 * 1024, ge=1024)
+    # slow clients: seconds allowed for a request's headers; the longest pause inside a body; the whole body
+    header_timeout_seconds: float = Field(default=10.0, ge=0.5, le=300)
+    body_timeout_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+    body_deadline_seconds: float = Field(default=600.0, ge=1, le=24 * 3600)
+    # seconds an idle kept-alive connection stays open
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     # the address printed under a notice's QR code (https://zf.example.gov.cn); empty: the address the page was opened at
     public_url: str = ""
     # black- and red-list records: years after a posting's period ends before its personal details are erased

@@ -15,7 +15,8 @@ from app.notices import render
 router = APIRouter(tags=["运维"])
 
 
-@router.get("/healthz", summary="健康检查", dependencies=[Depends(authorize(Perm.PUBLIC))])
+@router.get("/healthz", summary="健康检查", dependencies=[Depends(authorize(Perm.PUBLIC))],
+            responses={503: {"description": "数据库不可达"}})
 def healthz(session: DbSession) -> Response:
     try:
         session.execute(text("SELECT 1")).scalar_one()
@@ -25,6 +26,8 @@ def healthz(session: DbSession) -> Response:
     return JSONResponse({"status": "ok", "database": "ok", "notices_pdf": missing or "ok"})
 
 
-@router.get("/metrics", summary="Prometheus 指标", dependencies=[Depends(authorize(Perm.PUBLIC))])
+@router.get("/metrics", summary="Prometheus 指标", dependencies=[Depends(authorize(Perm.PUBLIC))],
+            response_class=Response, responses={200: {"description": "Prometheus 文本格式", "content": {
+                CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
 def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

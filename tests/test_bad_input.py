@@ -450,3 +450,31 @@ def test_html_pages_with_bad_ids_or_parameters(app, db, demo, path):
     r = c.get(path, follow_redirects=False)
     assert r.status_code in (404, 422), (r.status_code, r.text[:300])
     assert CJK.search(r.text)
+
+
+def test_control_characters_in_a_reason_do_not_break_the_statement_export(app, db, demo):
+    """Found by schemathesis: a reason holding control characters (a scanner's stray BEL, text pasted from a
+    terminal) made the household's statement.xlsx a 500: openpyxl refuses them. Every sheet now drops them."""
+    import io
+
+    from openpyxl import load_workbook
+
+    c = api_login(app, "admin")
+    hid = c.get("/api/v1/households", params={"limit": 1}).json()["items"][0]["id"]
+    r = c.post(f"/api/v1/households/{hid}/points/adjustments", json={"amount": 5, "reason": "补录\x07积分\x0e\x1b[0m"})
+    assert r.status_code == 201, r.text
+    r = c.get(f"/api/v1/households/{hid}/points/statement.xlsx")
+    assert r.status_code == 200, r.text[:300]
+    cells = [str(v) for row in load_workbook(io.BytesIO(r.content)).active.iter_rows(values_only=True)
+             for v in row if v is not None]
+    assert any("补录积分[0m" in v for v in cells), cells
+
+
+@pytest.mark.parametrize("path", ["/api/v1/households", "/api/v1/villages/{红旗村}/roster/export"])
+@pytest.mark.parametrize("params", [{"q": "a\x00b"}, {"status": "x\x00"}, {"q": "\x1b[0m"}])
+def test_search_text_with_control_characters_is_refused(app, db, ids, path, params):
+    """Found by schemathesis on PostgreSQL: a NUL in the search text reached the database, which refuses NUL in
+    text (a 500). Search text with control characters is bad input on every database."""
+    c = api_login(app, "clerk")
+    r = c.get(_fill(path, ids), params=params)
+    api_error(r, 422, "invalid")

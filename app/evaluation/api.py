@@ -60,12 +60,18 @@ def get_ruleset(session: DbSession, code: Code, version: Version, p: Principal =
     return rules.to_dict(rulesets.get(session, code, version).ruleset)
 
 
-@router.get("/ruleset.toml", summary="下载一版积分细则（TOML）")
+@router.get("/ruleset.toml", summary="下载一版积分细则（TOML）", response_class=Response,
+            responses={200: {"description": "积分细则的 TOML 文本", "content": {
+                rulesets.TOML_MEDIA.split(";")[0]: {"schema": {"type": "string"}}}}})
 def ruleset_toml(session: DbSession, code: Code, version: Version, p: Principal = View) -> Response:
     return download(rulesets.export_file(session, code, version))
 
 
-@router.post("/rulesets", response_model=RulesetOut, status_code=201, summary="导入一版积分细则（TOML，逐项校验）")
+@router.post("/rulesets", response_model=RulesetOut, status_code=201, summary="导入一版积分细则（TOML，逐项校验）",
+             responses={201: {"description": "成功", "links": {name: {
+                 "operationId": op, "parameters": {"code": "$response.body#/code", "version": "$response.body#/version"}}
+                 for name, op in (("get", "get_ruleset_api_v1_ruleset_get"),
+                                  ("toml", "ruleset_toml_api_v1_ruleset_toml_get"))}}})
 def import_ruleset(body: RulesetImportIn, session: DbSession, p: Principal = Manage) -> RulesetOut:
     return _out(rulesets.import_toml(session, p.actor(), body.toml))
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from app.auth.deps import authorize
@@ -33,9 +32,26 @@ from app.households.schemas import (
     StatusIn,
 )
 from app.households.service import MemberInput
+from app.org.api import links
 from app.web import download
 
 router = APIRouter(prefix="/api/v1", tags=["农户"])
+# Search text: no control characters (PostgreSQL refuses a NUL in text outright)
+Search = Annotated[str | None, Query(max_length=40, pattern=r"^[^\x00-\x1f\x7f]*$")]
+StatusText = Annotated[str | None, Query(max_length=12, pattern=r"^[^\x00-\x1f\x7f]*$")]
+HOUSEHOLD_USES = dict(get="detail_api_v1_households__household_id__get",
+                      patch="patch_api_v1_households__household_id__patch",
+                      add_member="add_member_api_v1_households__household_id__members_post",
+                      head="change_head_api_v1_households__household_id__head_post",
+                      group="move_group_api_v1_households__household_id__group_post",
+                      split="split_api_v1_households__household_id__split_post",
+                      merge="merge_api_v1_households__household_id__merge_post",
+                      move_out="move_out_api_v1_households__household_id__move_out_post",
+                      points="points_api_v1_households__household_id__points_get",
+                      statement="statement_api_v1_households__household_id__points_statement_get",
+                      adjust="adjust_api_v1_households__household_id__points_adjustments_post")
+MEMBER_USES = dict(update="update_member_api_v1_members__member_id__patch",
+                   status="member_status_api_v1_members__member_id__status_put")
 View = Depends(authorize(Perm.HOUSEHOLD_VIEW))
 Manage = Depends(authorize(Perm.HOUSEHOLD_MANAGE))
 
@@ -56,10 +72,11 @@ def _input(m: MemberIn) -> MemberInput:
     return MemberInput(**m.model_dump())
 
 
-@router.get("/households", response_model=HouseholdPage, summary="查找农户（姓名、拼音、首字母、户号、身份证号）")
+@router.get("/households", response_model=HouseholdPage, summary="查找农户（姓名、拼音、首字母、户号、身份证号）",
+            responses=links(200, "/items/0/id", "household_id", HOUSEHOLD_USES))
 def search(session: DbSession, p: Principal = View,
-           q: Annotated[str | None, Query(max_length=40)] = None, village_id: int | None = None,
-           group_id: int | None = None, status: Annotated[str | None, Query(max_length=12)] = None,
+           q: Search = None, village_id: int | None = None,
+           group_id: int | None = None, status: StatusText = None,
            sort: Annotated[str, Query(pattern="^(number|pinyin)$")] = "number",
            offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
            limit: Annotated[int, Query(ge=1, le=200)] = 50) -> HouseholdPage:
@@ -72,14 +89,16 @@ def search(session: DbSession, p: Principal = View,
     return HouseholdPage(items=items, total=res.total, total_exact=res.total_exact, offset=offset, limit=limit)
 
 
-@router.post("/villages/{village_id}/households", response_model=HouseholdDetailOut, status_code=201, summary="新建农户")
+@router.post("/villages/{village_id}/households", response_model=HouseholdDetailOut, status_code=201, summary="新建农户",
+             responses=links(201, "/id", "household_id", HOUSEHOLD_USES))
 def create(village_id: int, body: HouseholdIn, session: DbSession, p: Principal = Manage) -> HouseholdDetailOut:
     h = hh.create_household(session, p.actor(), village_id=village_id, number=body.number, head=_input(body.head),
                             group_id=body.group_id, address=body.address, phone=body.phone, notes=body.notes)
     return _detail(session, p, h.id)  # type: ignore[arg-type]
 
 
-@router.get("/households/{household_id}", response_model=HouseholdDetailOut, summary="农户详情（含成员）")
+@router.get("/households/{household_id}", response_model=HouseholdDetailOut, summary="农户详情（含成员）",
+            responses=links(200, "/members/0/id", "member_id", MEMBER_USES))
 def detail(household_id: int, session: DbSession, p: Principal = View) -> HouseholdDetailOut:
     return _detail(session, p, household_id)
 
@@ -90,7 +109,8 @@ def patch(household_id: int, body: HouseholdPatch, session: DbSession, p: Princi
     return _detail(session, p, household_id)
 
 
-@router.post("/households/{household_id}/members", response_model=MemberOut, status_code=201, summary="添加成员")
+@router.post("/households/{household_id}/members", response_model=MemberOut, status_code=201, summary="添加成员",
+             responses=links(201, "/id", "member_id", MEMBER_USES))
 def add_member(household_id: int, body: MemberIn, session: DbSession, p: Principal = Manage) -> MemberOut:
     return MemberOut.build(hh.add_member(session, p.actor(), household_id, _input(body)), True)
 
@@ -140,16 +160,14 @@ def move_out(household_id: int, body: MoveOutIn, session: DbSession, p: Principa
 
 
 @router.post("/villages/{village_id}/roster/imports", response_model=ImportPreviewOut, status_code=201,
-             summary="上传花名册并预览问题（不写入）")
-async def upload(village_id: int, session: DbSession, file: Annotated[UploadFile, File()],
-                 p: Principal = Manage) -> ImportPreviewOut:
-    data = await file.read(imports.roster.MAX_FILE_BYTES + 1)
-
-    def work() -> ImportPreviewOut:
-        return _preview_out(imports.preview(session, p.actor(), village_id=village_id, file_name=file.filename or "",
-                                            data=data))
-
-    return await run_in_threadpool(work)  # reading and checking a big file must not block the event loop
+             summary="上传花名册并预览问题（不写入）", responses={201: {"description": "成功", "links": {"confirm": {
+                 "operationId": "confirm_api_v1_villages__village_id__roster_imports__batch_id__confirm_post",
+                 "parameters": {"village_id": "$request.path.village_id", "batch_id": "$response.body#/batch_id"}}}}})
+def upload(village_id: int, session: DbSession, file: Annotated[UploadFile, File()],
+           p: Principal = Manage) -> ImportPreviewOut:
+    data = file.file.read(imports.roster.MAX_FILE_BYTES + 1)  # a plain def: this runs in a worker thread
+    return _preview_out(imports.preview(session, p.actor(), village_id=village_id, file_name=file.filename or "",
+                                        data=data))
 
 
 def _preview_out(batch: imports.ImportBatch) -> ImportPreviewOut:
@@ -165,16 +183,24 @@ def confirm(village_id: int, batch_id: int, body: ImportConfirmIn, session: DbSe
                          create_missing_groups=body.create_missing_groups)
 
 
-@router.get("/villages/{village_id}/roster/export", summary="导出花名册（xlsx 或 csv）")
+def _file(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+    """The documented 200 of a download: a file of these media types, not JSON."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {200: {"description": description, "content": {m.split(";")[0]: binary for m in media_types}}}
+
+
+@router.get("/villages/{village_id}/roster/export", summary="导出花名册（xlsx 或 csv）", response_class=Response,
+            responses=_file("花名册文件", exports.XLSX, exports.CSV))
 def export(village_id: int, session: DbSession, p: Principal = View,
            format: Annotated[str, Query(pattern="^(xlsx|csv)$")] = "xlsx",
-           q: Annotated[str | None, Query(max_length=40)] = None, group_id: int | None = None,
-           status: Annotated[str | None, Query(max_length=12)] = None) -> Response:
+           q: Search = None, group_id: int | None = None,
+           status: StatusText = None) -> Response:
     full = p.covers(Perm.HOUSEHOLD_FULL, Scope(village_id=village_id))
     return download(exports.export_file(session, p.filter(Perm.HOUSEHOLD_VIEW), village_id=village_id, fmt=format,
                                         full=full, q=q, group_id=group_id, status=status))
 
 
-@router.get("/villages/{village_id}/roster/template.xlsx", summary="下载花名册模板")
+@router.get("/villages/{village_id}/roster/template.xlsx", summary="下载花名册模板", response_class=Response,
+            responses=_file("花名册模板", exports.XLSX))
 def template(village_id: int, session: DbSession, p: Principal = Manage) -> Response:
     return download(exports.template_file(session, village_id))

@@ -7,7 +7,6 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from app.auth.deps import authorize
@@ -24,6 +23,9 @@ from app.org import service as org
 from app.web import download, redirect, render
 
 router = APIRouter(include_in_schema=False)
+# Search text: no control characters (PostgreSQL refuses a NUL in text outright)
+Search = Annotated[str | None, Query(max_length=40, pattern=r"^[^\x00-\x1f\x7f]*$")]
+StatusText = Annotated[str | None, Query(max_length=12, pattern=r"^[^\x00-\x1f\x7f]*$")]
 View = Depends(authorize(Perm.HOUSEHOLD_VIEW))
 Manage = Depends(authorize(Perm.HOUSEHOLD_MANAGE))
 PAGE = 50
@@ -70,10 +72,10 @@ def _list_ctx(session: DbSession, p: Principal, *, q: str | None, village_id: in
 
 @router.get("/households")
 def list_page(request: Request, session: DbSession, p: Principal = View,
-              q: Annotated[str | None, Query(max_length=40)] = None,
+              q: Search = None,
               village_id: Annotated[str | None, Query(max_length=12)] = None,
               group_id: Annotated[str | None, Query(max_length=12)] = None,
-              status: Annotated[str | None, Query(max_length=12)] = None,
+              status: StatusText = None,
               sort: Annotated[str, Query(pattern="^(number|pinyin)$")] = "number",
               page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
     vid = int(village_id) if village_id and village_id.isdigit() else None
@@ -285,9 +287,9 @@ def template(session: DbSession, village_id: int, p: Principal = Manage) -> Resp
 
 @router.get("/villages/{village_id}/roster/export.{fmt}")
 def export(session: DbSession, village_id: int, fmt: str, p: Principal = View,
-           q: Annotated[str | None, Query(max_length=40)] = None,
+           q: Search = None,
            group_id: Annotated[str | None, Query(max_length=12)] = None,
-           status: Annotated[str | None, Query(max_length=12)] = None) -> Response:
+           status: StatusText = None) -> Response:
     if fmt not in ("xlsx", "csv"):
         raise ValidationFailed("只能导出为 xlsx 或 csv")
     full = p.covers(Perm.HOUSEHOLD_FULL, Scope(village_id=village_id))
@@ -298,20 +300,16 @@ def export(session: DbSession, village_id: int, fmt: str, p: Principal = View,
 
 
 @router.post("/villages/{village_id}/roster/imports")
-async def upload(request: Request, session: DbSession, village_id: int,
-                 file: Annotated[UploadFile | None, File()] = None, p: Principal = Manage) -> Response:
-    data = await file.read(imports.roster.MAX_FILE_BYTES + 1) if file is not None else b""
+def upload(request: Request, session: DbSession, village_id: int,
+           file: Annotated[UploadFile | None, File()] = None, p: Principal = Manage) -> Response:
+    data = file.file.read(imports.roster.MAX_FILE_BYTES + 1) if file is not None else b""  # in a worker thread
     name = file.filename if file is not None else ""
-
-    def work() -> int:
-        try:
-            if not name:
-                raise ValidationFailed("请选择要上传的花名册文件（.xlsx、.xls 或 .csv）")
-            return imports.preview(session, p.actor(), village_id=village_id, file_name=name or "", data=data).id  # type: ignore[return-value]
-        except AppError as e:
-            raise FormRejected(e, "households/roster.html", lambda s: _roster_ctx(s, p, village_id)) from e
-
-    batch_id = await run_in_threadpool(work)  # reading and checking a big file must not block the event loop
+    try:
+        if not name:
+            raise ValidationFailed("请选择要上传的花名册文件（.xlsx、.xls 或 .csv）")
+        batch_id = imports.preview(session, p.actor(), village_id=village_id, file_name=name or "", data=data).id
+    except AppError as e:
+        raise FormRejected(e, "households/roster.html", lambda s: _roster_ctx(s, p, village_id)) from e
     return redirect(f"/villages/{village_id}/roster/imports/{batch_id}", request)
 
 

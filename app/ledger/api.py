@@ -28,11 +28,14 @@ from app.ledger.schemas import (
     TransactionOut,
     VillageSummaryOut,
 )
+from app.org.api import links
 from app.web import download
 
 register_scope_resolver("transaction_id", ledger.scope_of_transaction)
 
 router = APIRouter(prefix="/api/v1", tags=["积分账本"])
+TRANSACTION_USES = dict(get="transaction_api_v1_ledger_transactions__transaction_id__get",
+                        reverse="reverse_api_v1_ledger_transactions__transaction_id__reversal_post")
 View = Depends(authorize(Perm.LEDGER_VIEW))
 Manage = Depends(authorize(Perm.LEDGER_MANAGE))
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=120,
@@ -63,20 +66,24 @@ def points(household_id: int, session: DbSession, p: Principal = View) -> Points
 
 
 @router.get("/households/{household_id}/points/statement", response_model=StatementOut,
-            summary="农户积分明细（最新在前，含每笔后的余额）")
+            summary="农户积分明细（最新在前，含每笔后的余额）",
+            responses=links(200, "/items/0/transaction_id", "transaction_id", TRANSACTION_USES))
 def statement(household_id: int, session: DbSession, p: Principal = View,
               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> StatementOut:
     return StatementOut.build(ledger.statement(session, household_id, offset=offset, limit=limit))
 
 
-@router.get("/households/{household_id}/points/statement.xlsx", summary="导出农户积分明细（xlsx）")
+@router.get("/households/{household_id}/points/statement.xlsx", summary="导出农户积分明细（xlsx）",
+            response_class=Response, responses={200: {"description": "积分明细表", "content": {
+                exports.XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
 def statement_xlsx(household_id: int, session: DbSession, p: Principal = View) -> Response:
     return download(exports.statement_file(session, household_id))
 
 
 @router.post("/households/{household_id}/points/adjustments", response_model=PostedOut, status_code=201,
-             summary="积分调整（县管理员；须写明原因）")
+             summary="积分调整（县管理员；须写明原因）",
+             responses=links(201, "/transaction/id", "transaction_id", TRANSACTION_USES))
 def adjust(household_id: int, body: AdjustIn, session: DbSession, response: Response, p: Principal = Manage,
            idempotency_key: IdempotencyKey = None) -> PostedOut:
     result = ledger.adjust(session, p.actor(), household_id=household_id, amount=body.amount, reason=body.reason,

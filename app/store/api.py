@@ -15,6 +15,7 @@ from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.deps import DbSession
 from app.ledger import service as ledger
+from app.org.api import links
 from app.store import cards, counter
 from app.store import service as stores
 from app.store.schemas import (
@@ -40,7 +41,9 @@ def _key(request: Request) -> bytes:
 
 
 @router.post("/stores/{store_id}/scan", response_model=HouseholdAtCounterOut,
-             summary="读积分卡：返回这一户、余额和即将到期的积分（挂失或伪造的卡被拒绝并记入审计）")
+             summary="读积分卡：返回这一户、余额和即将到期的积分（挂失或伪造的卡被拒绝并记入审计）",
+             responses=links(200, "/household_id", "household_id",
+                             {"points": "points_api_v1_households__household_id__points_get"}))
 def scan(store_id: int, body: ScanIn, request: Request, session: DbSession,
          p: Principal = Counter) -> HouseholdAtCounterOut:
     found = cards.read(session, p.actor(), _key(request), body.code, store_id=store_id)
@@ -68,7 +71,8 @@ def _out(session: DbSession, done: counter.Redeemed) -> RedemptionOut:
 
 
 @router.post("/stores/{store_id}/redemptions", response_model=RedemptionOut, status_code=201,
-             summary="兑换：积分和库存同时扣减，或都不扣（只能全额用积分；请带 Idempotency-Key）")
+             summary="兑换：积分和库存同时扣减，或都不扣（只能全额用积分；请带 Idempotency-Key）",
+             responses=links(201, "/id", "redemption_id", {"void": "void_api_v1_redemptions__redemption_id__void_post"}))
 def redeem(store_id: int, body: RedemptionIn, request: Request, response: Response, session: DbSession,
            p: Principal = Counter, idempotency_key: IdempotencyKey = None) -> RedemptionOut:
     scanned = cards.read(session, p.actor(), _key(request), body.card, store_id=store_id) if body.card else None
