@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 
 from app.db import Database
 from app.errors import AppError
+from app.logs import log
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -36,6 +37,12 @@ def db_session(request: Request) -> Iterator[Session]:
         finally:
             if request.method in SAFE_METHODS:
                 session.close()
+    after = getattr(request.state, "after_read", None)
+    if after is not None:  # a write a read request asked for, once its own connection is back in the pool
+        try:
+            after()
+        except Exception:
+            log.exception("after_read_failed", path=request.url.path)
 
 
 DbSession = Annotated[Session, Depends(db_session, scope="function")]

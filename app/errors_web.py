@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.audit import service as audit
@@ -81,11 +83,32 @@ def _error_json(status: int, code: str, message: str, details: Any = None,
                         headers=headers)
 
 
+def back_link(request: Request) -> str | None:
+    """Where "返回上一页" may lead: the Referer only when it is a page of this site, as a path ("/households?page=2").
+    A Referer naming another host, a scheme-relative "//evil.example" or "/\\evil.example" (browsers read both
+    as another host) or a "javascript:" URL is never put in a link."""
+    referer = request.headers.get("referer") or ""
+    if not referer or len(referer) > 2000 or any(ord(ch) < 0x20 or ch == "\x7f" for ch in referer):
+        return None
+    try:
+        parts = urlsplit(referer)
+    except ValueError:
+        return None
+    same_site = parts.scheme in ("http", "https") and parts.netloc.lower() == (request.headers.get("host") or "").lower()
+    if (parts.scheme or parts.netloc) and not same_site:  # an absolute URL: only one naming this very site
+        return None
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not path.startswith("/") or path.startswith(("//", "/\\")):
+        return None
+    return path
+
+
 def _error_page(request: Request, status: int, message: str) -> Response:
     titles = {400: "请求有误", 401: "请先登录", 403: "无法提交", 404: "未找到", 405: "不支持的操作",
-              409: "操作冲突", 413: "内容过大", 422: "内容有误", 429: "操作过于频繁", 500: "系统出错"}
+              409: "操作冲突", 413: "内容过大", 422: "内容有误", 429: "操作过于频繁", 500: "系统出错",
+              503: "系统繁忙"}
     return render(request, "error.html", {"status": status, "title": titles.get(status, "出错了"),
-                                          "message": message}, status_code=status)
+                                          "message": message, "back": back_link(request)}, status_code=status)
 
 
 def _record_denial(request: Request, exc: PermissionDenied) -> None:
@@ -99,8 +122,10 @@ def _record_denial(request: Request, exc: PermissionDenied) -> None:
 def _render_rejected_form(request: Request, exc: FormRejected) -> Response:
     with request.app.state.db.read_txn() as session:
         context = exc.context(session)
-        return render(request, exc.template, {**context, "error": exc.message, "error_details": exc.details},
-                      status_code=exc.status)
+        response = render(request, exc.template, {**context, "error": exc.message, "error_details": exc.details},
+                          status_code=exc.status)
+    response.headers["Cache-Control"] = "no-store"  # the page holds what the user typed
+    return response
 
 
 async def app_error_handler(request: Request, exc: Exception) -> Response:
@@ -130,7 +155,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     messages = {404: "未找到该页面或对象", 405: "不支持这种请求方式", 400: "请求格式不正确"}
     message = messages.get(exc.status_code, str(exc.detail) if exc.detail else "请求有误")
     if wants_json(request):
-        code = "too_large" if exc.status_code == 413 else f"http_{exc.status_code}"
+        code = {413: "too_large", 408: "timeout"}.get(exc.status_code, f"http_{exc.status_code}")
         return _error_json(exc.status_code, code, message)
     return _error_page(request, exc.status_code, message)
 
@@ -144,9 +169,37 @@ def _out_of_range(exc: BaseException) -> bool:
     return isinstance(exc, DataError) and "out of range" in str(orig or exc)
 
 
+UNAVAILABLE_MESSAGE = "系统繁忙或数据库暂时连不上，这次操作没有保存。请过几秒钟再试一次"
+NUL_MESSAGE = "文字里不能有空字符（\\0）：请删去后重新提交"
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The database could not be reached, or did not answer in time: a lock waited for longer than the connection's
+    lock timeout, no pooled connection came free, the server restarted under the request. Nothing was saved (the
+    transaction is rolled back), and the same request a little later will do."""
+    return isinstance(exc, SATimeoutError | InterfaceError | OperationalError)
+
+
+def _nul(exc: Exception) -> bool:
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, DataError) and "0x00" in str(orig or exc)
+
+
 async def database_error_handler(request: Request, exc: Exception) -> Response:
     """An id or number beyond the database's range is bad input (422); a unique key taken by a concurrent request
-    is a conflict (409). Neither is a server error."""
+    is a conflict (409); a database that is busy or away is 503 with Retry-After. None is a server error."""
+    if _unavailable(exc):
+        log.warning("database_unavailable", path=request.url.path, error_type=type(exc).__name__,
+                    error=str(getattr(exc, "orig", None) or exc)[:300])
+        if wants_json(request):
+            return _error_json(503, "unavailable", UNAVAILABLE_MESSAGE, headers={"Retry-After": "5"})
+        page = _error_page(request, 503, UNAVAILABLE_MESSAGE)
+        page.headers["Retry-After"] = "5"
+        return page
+    if _nul(exc):
+        if wants_json(request):
+            return _error_json(422, "invalid", NUL_MESSAGE)
+        return _error_page(request, 422, NUL_MESSAGE)
     if isinstance(exc, IntegrityError):
         message = "提交时数据已被其他人修改（编号或身份证号已被占用），没有保存。请刷新页面后重试"
         if wants_json(request):

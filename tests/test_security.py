@@ -332,3 +332,137 @@ def test_a_forged_flash_cookie_is_ignored(client, demo) -> None:
     r = client.post("/account/preferences", data={"csrf_token": csrf_from(client.get("/account").text),
                                                  "large_font": "1"})
     assert "显示设置已保存" in r.text  # a genuine flash, signed by the server, is shown
+
+
+# ---- fixes of the second review round (12.2.1, 8.3.5, open redirect on the error page, 12.6.1) --------------------
+
+PNG_1PX = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+           b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_an_item_photo_is_typed_by_its_bytes_not_by_what_the_browser_claims(db: Database) -> None:
+    """12.2.1: a page or script sent as "image/png" is refused; a PNG sent as "image/jpeg" is stored as PNG."""
+    from app.errors import ValidationFailed
+    from app.store import stock
+    from tests.eval_helpers import CLERK
+
+    with db.write_txn() as s:
+        v = factories.make_village(s)
+        item_id = factories.make_stocked_item(s, factories.make_store(s, v), stock=0).id
+    for claimed, body in (("image/png", b"<html><script>alert(1)</script></html>"),
+                          ("image/jpeg", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>"),
+                          ("image/webp", b"RIFF\x10\x00\x00\x00WAVEfmt ")):
+        with pytest.raises(ValidationFailed, match="照片须为 JPG、PNG 或 WebP 图片：这个文件的内容不是"), db.write_txn() as s:
+            stock.set_photo(s, CLERK, item_id, body, claimed)
+    with db.write_txn() as s:
+        stock.set_photo(s, CLERK, item_id, PNG_1PX, "image/jpeg")
+    with db.write_txn() as s:
+        stock.set_photo(s, CLERK, item_id, b"\xff\xd8\xff\xe0" + b"\0" * 20, "application/octet-stream")
+        assert stock.get_item(s, item_id).photo_type == "image/jpeg"
+        stock.set_photo(s, CLERK, item_id, b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\0" * 8, "")
+        assert stock.get_item(s, item_id).photo_type == "image/webp"
+    with db.read_txn() as s:
+        assert stock.get_item(s, item_id).photo_type == "image/webp"
+    assert stock.photo_type(PNG_1PX) == "image/png"
+
+
+def test_opening_a_full_record_and_a_full_roster_export_are_audited(db: Database) -> None:
+    """8.3.5: reading unmasked ID numbers and phones leaves an audit event (who, which household or village, how
+    many rows), and the event never holds an ID number. A masked export is not audited."""
+    from app.core.scope import EVERYTHING
+    from app.households import exports
+    from app.households import service as hh
+    from tests.eval_helpers import CLERK
+
+    with db.write_txn() as s:
+        v = factories.make_village(s)
+        h = hh.create_household(s, CLERK, village_id=v.id, number="0901",
+                                head=hh.MemberInput(name="赵六", relation="户主", id_number="11010519491231002X"))
+        hid, vid = h.id, v.id
+    with db.write_txn() as s:
+        hh.record_full_view(s, CLERK, hid)
+    with db.write_txn() as s:
+        data, _, _ = exports.export_file(s, EVERYTHING, village_id=vid, fmt="csv", full=True, actor=CLERK)
+        assert "11010519491231002X" in data.decode("utf-8-sig")
+    with db.write_txn() as s:
+        exports.export_file(s, EVERYTHING, village_id=vid, fmt="csv", full=False, actor=CLERK)
+    [view] = _events(db, "households.view_full")
+    assert (view.object_type, view.object_id, view.actor_name) == ("household", str(hid), CLERK.name)
+    assert view.summary == {"after": {"members": 1}}
+    [export] = _events(db, "households.export")  # only the full export
+    assert (export.object_type, export.object_id) == ("village", str(vid))
+    assert export.summary["after"]["rows"] == 1 and export.summary["after"]["format"] == "csv"
+    assert "11010519491231002X" not in json.dumps(view.summary) + json.dumps(export.summary)
+
+
+@pytest.mark.parametrize(("referer", "back"), [
+    ("http://testserver/households?page=2", "/households?page=2"),
+    ("/stores/1", "/stores/1"),
+    ("https://evil.example/phish", None),
+    ("//evil.example/phish", None),
+    ("/\\evil.example/phish", None),
+    ("javascript:alert(1)", None),
+    ("http://testserver.evil.example/x", None),
+    ("ftp://testserver/x", None),
+])
+def test_the_error_page_links_back_only_to_a_page_of_this_site(client, referer: str, back: str | None) -> None:
+    """The "返回上一页" link of an error page never leads off the site (no open redirect from a forged Referer)."""
+    r = client.get("/no-such-page", headers={"Referer": referer, "Accept": "text/html"})
+    assert r.status_code == 404
+    links = re.findall(r'<a href="([^"]*)">返回上一页</a>', r.text)
+    assert links == ([back.replace("&", "&amp;")] if back else [])
+    assert "evil.example" not in r.text and "javascript:" not in r.text
+
+
+def test_a_notice_pdf_fetches_nothing_but_the_apps_own_files(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """12.6.1, 5.2.6: WeasyPrint's fetcher refuses file:///etc/passwd, a file outside the app, http(s) and ftp;
+    it serves data: URIs and the app's own templates and static files."""
+    import base64
+    import http.server
+    import threading
+    from urllib import request as urllib_request
+
+    from app.notices import render
+
+    if render.missing_parts():
+        pytest.skip("WeasyPrint's system libraries or fonts are missing")
+    hits: list[str] = []
+
+    class Counting(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *_a: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Counting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    opened: list[str] = []
+    real_open = urllib_request.OpenerDirector.open
+
+    def spy(self, req, *a, **k):  # type: ignore[no-untyped-def]
+        opened.append(req if isinstance(req, str) else req.full_url)
+        return real_open(self, req, *a, **k)
+
+    monkeypatch.setattr(urllib_request.OpenerDirector, "open", spy)
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(PNG_1PX)
+    port = server.server_address[1]
+    try:
+        page = (f'<p>公示</p><img src="file:///etc/passwd"><img src="http://127.0.0.1:{port}/a.png">'
+                f'<img src="{outside.as_uri()}"><img src="../../../../../../etc/hostname">'
+                f'<link rel="stylesheet" href="http://127.0.0.1:{port}/s.css">'
+                f'<img src="data:image/png;base64,{base64.b64encode(PNG_1PX).decode()}">')
+        assert render.pdf(page).startswith(b"%PDF")
+    finally:
+        server.shutdown()
+    assert hits == []
+    assert not [u for u in opened if "passwd" in u or "127.0.0.1" in u or "secret.png" in u or "hostname" in u]
+    assert render.fetch_allowed("data:image/png;base64,AAAA")
+    assert render.fetch_allowed((render.FETCH_ROOTS[1] / "app.css").as_uri())
+    for url in ("file:///etc/passwd", f"http://127.0.0.1:{port}/a.png", "https://example.com/x.png",
+                outside.as_uri(), (render.FETCH_ROOTS[0] / ".." / ".." / "pyproject.toml").as_uri(),
+                "file://evil.example/share/x.png", "ftp://example.com/x"):
+        assert not render.fetch_allowed(url), url

@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.auth import service as auth
 from app.auth.permissions import Perm
@@ -100,12 +102,19 @@ def current_principal(request: Request, session: DbSession) -> auth.Principal | 
                          path=request.url.path)
             if found.needs_touch and principal is not None and principal.session_id is not None:
                 if request.method in SAFE_METHODS:
-                    with request.app.state.db.write_txn() as ws:
-                        auth.touch_session(ws, principal.session_id)
+                    # not now: this request's read session holds a pooled connection, and a second one taken while
+                    # holding it can wait for ever when every connection is held the same way (the month-end rush
+                    # found it); app.deps.db_session runs it once the read session has given its connection back
+                    request.state.after_read = partial(_touch, request.app.state.db, principal.session_id)
                 else:
                     auth.touch_session(session, principal.session_id)
     request.state.principal = principal
     return principal
+
+
+def _touch(db: Any, session_id: int) -> None:
+    with db.write_txn() as ws:
+        auth.touch_session(ws, session_id)
 
 
 OptionalPrincipal = Annotated[auth.Principal | None, Depends(current_principal)]
@@ -147,7 +156,7 @@ def authorize(perm: Perm) -> Callable[..., Awaitable[Any]]:
                 raise NotFound() from None
             if not 0 < object_id < 2**31:  # no such id, and one the database could not even compare
                 raise NotFound()
-            scope = resolver(session, object_id)
+            scope = await run_in_threadpool(resolver, session, object_id)  # a query: never on the event loop
             if scope is None:
                 raise NotFound()
             if not principal.covers(perm, scope):

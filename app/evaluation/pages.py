@@ -55,14 +55,14 @@ def download_toml(session: DbSession, code: Code, version: Version, p: Principal
 
 
 @router.post("/rulesets/import")
-async def import_version(request: Request, session: DbSession, p: Principal = Manage,
-                         file: Annotated[UploadFile | None, File()] = None,
-                         text: Annotated[str, Form(max_length=rulesets.MAX_TOML_BYTES)] = "",
-                         back_code: Annotated[str, Form(max_length=40)] = "",
-                         back_version: Annotated[int, Form(ge=0, le=1_000_000)] = 0) -> Response:
+def import_version(request: Request, session: DbSession, p: Principal = Manage,
+                   file: Annotated[UploadFile | None, File()] = None,
+                   text: Annotated[str, Form(max_length=rulesets.MAX_TOML_BYTES)] = "",
+                   back_code: Annotated[str, Form(max_length=40)] = "",
+                   back_version: Annotated[int, Form(ge=0, le=1_000_000)] = 0) -> Response:
     data: str | bytes = text
     if file is not None and file.filename:
-        data = await file.read(rulesets.MAX_TOML_BYTES + 1)
+        data = file.file.read(rulesets.MAX_TOML_BYTES + 1)
     try:
         if not data:
             raise ValidationFailed("请选择 .toml 文件，或在文本框中填写积分细则")

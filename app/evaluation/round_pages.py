@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as PostedFile
 
 from app import rules
 from app.auth.deps import authorize, register_scope_resolver
@@ -321,7 +322,9 @@ def _parse_form(request: Request, raw: bytes) -> FormData:
     """The plain grid form (application/x-www-form-urlencoded), from the body already read."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raise ValueError("not a form")
-    return FormData(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=50_000))
+    pairs: list[tuple[str, str | PostedFile]] = list(parse_qsl(raw.decode("utf-8", errors="replace"),
+                                                               keep_blank_values=True, max_num_fields=50_000))
+    return FormData(pairs)
 
 
 @router.post("/rounds/{round_id}/grid")

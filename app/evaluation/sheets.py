@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -32,7 +31,7 @@ from sqlalchemy.orm import Session
 from app import rules
 from app.audit import service as audit
 from app.core.context import Actor
-from app.core.spreadsheet import ZIP_ERRORS, inert
+from app.core.spreadsheet import WorkbookRefused, WorkbookUnreadable, inert, workbook_extent
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import committee, rounds
 from app.evaluation import service as rulesets
@@ -263,12 +262,16 @@ def _read(data: bytes) -> _Read:
                          "请上传本系统下载并填写好的评分表")
     if data[:4] != _ZIP_MAGIC:
         raise unreadable
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            if sum(i.file_size for i in z.infolist()) > MAX_UNPACKED_BYTES:
-                raise _reject("文件内容过大，无法读取：请上传本系统下载的评分表")
-    except ZIP_ERRORS:
+    try:  # measured before calamine sees it: one far-away cell must not make it allocate gigabytes
+        height, width = workbook_extent(data, max_unpacked=MAX_UNPACKED_BYTES)
+    except WorkbookUnreadable:
         raise unreadable from None
+    except WorkbookRefused as e:
+        raise _reject(str(e)) from None
+    if height > MAX_ROWS:
+        raise _reject(f"表格有 {height} 行，太多了：评分表最多 {MAX_ROWS} 行。请上传本系统下载的评分表")
+    if width > MAX_COLUMNS:  # the sheet is read as a full rectangle: a far-away cell must not make it huge
+        raise _reject(f"表格有 {width} 列，太多了：评分表最多 {MAX_COLUMNS} 列。请上传本系统下载的评分表")
     try:
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
         names = list(wb.sheet_names)

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
+from app.core.context import Actor
 from app.core.masking import mask_id_number, mask_phone
 from app.core.scope import ScopeFilter
 from app.households import roster
@@ -56,10 +58,15 @@ def roster_rows(session: Session, flt: ScopeFilter, *, village_id: int, full: bo
 
 
 def export_file(session: Session, flt: ScopeFilter, *, village_id: int, fmt: str, full: bool,
-                q: str | None = None, group_id: int | None = None, status: str | None = None) -> tuple[bytes, str, str]:
-    """(content, file name, media type) of the filtered roster as .xlsx or .csv."""
+                q: str | None = None, group_id: int | None = None, status: str | None = None,
+                actor: Actor | None = None) -> tuple[bytes, str, str]:
+    """(content, file name, media type) of the filtered roster as .xlsx or .csv. A full export (unmasked ID numbers
+    and phones) is audited (ASVS 8.3.5): who, which village, which filter, how many rows; never an ID number."""
     v = session.get(Village, village_id)
     rows = roster_rows(session, flt, village_id=village_id, full=full, q=q, group_id=group_id, status=status)
+    if full and actor is not None:
+        audit.record(session, actor, "households.export", object_type="village", object_id=village_id,
+                     after={"format": fmt, "rows": len(rows), "q": bool(q), "group_id": group_id, "status": status})
     stamp = date.today().strftime("%Y%m%d")
     name = f"{v.name if v else ''}花名册{stamp}"
     if fmt == "csv":

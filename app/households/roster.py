@@ -16,12 +16,17 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from app.core.spreadsheet import ZIP_ERRORS, inert, xlsx_bytes
+from app.core.spreadsheet import ZIP_ERRORS, WorkbookRefused, WorkbookUnreadable, check_extent, inert, workbook_extent, xlsx_bytes
 from app.errors import ValidationFailed
 from app.households.models import RELATIONS
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 200_000
+# The grid calamine may build: the largest roster (MAX_ROWS members, a header, blank rows) at 16 columns. A file whose
+# farthest cell lies beyond is refused before calamine reads it (one far-away cell would make it allocate gigabytes).
+MAX_GRID_ROWS = MAX_ROWS + 1_000
+MAX_GRID_CELLS = MAX_GRID_ROWS * 16
+MAX_UNPACKED_BYTES = 400 * 1024 * 1024
 
 # canonical field -> (template header, accepted variants). Matching ignores spaces, "*" and "(必填)" notes.
 COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -114,11 +119,19 @@ def _xlsx_has_formulas(data: bytes, sheet_index: int = 0) -> bool:
 
 
 def _cells_from_workbook(data: bytes, kind: str) -> tuple[list[list[Any]], list[Any], bool]:
+    unreadable = _reject(f"无法读取这个文件：它不是有效的 {kind} 表格（可能是改了扩展名的图片或其他文件，"
+                         "或文件已损坏）。请用 Excel 打开后另存为 .xlsx 再上传")
+    try:  # measured before calamine sees it: one far-away cell must not make it allocate gigabytes
+        rows, cols = workbook_extent(data, max_unpacked=MAX_UNPACKED_BYTES)
+        check_extent(rows, cols, max_rows=MAX_GRID_ROWS, max_cells=MAX_GRID_CELLS)
+    except WorkbookUnreadable:
+        raise unreadable from None
+    except WorkbookRefused as e:
+        raise _reject(str(e)) from None
     try:
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except Exception:
-        raise _reject(f"无法读取这个文件：它不是有效的 {kind} 表格（可能是改了扩展名的图片或其他文件，"
-                      "或文件已损坏）。请用 Excel 打开后另存为 .xlsx 再上传") from None
+        raise unreadable from None
     visible = [i for i, m in enumerate(wb.sheets_metadata) if str(m.visible).endswith("Visible")]
     index = visible[0] if visible else 0
     try:

@@ -204,6 +204,15 @@ def get_member(session: Session, member_id: int) -> Member:
     return m
 
 
+def record_full_view(session: Session, actor: Actor, household_id: int) -> None:
+    """ASVS 8.3.5: opening a household's full record (unmasked ID numbers and phones) leaves an audit event, with
+    the household's id and how many members were shown, never an ID number. The page and the API call this when,
+    and only when, they show the record unmasked."""
+    n = session.execute(select(func.count()).select_from(Member).where(Member.household_id == household_id)).scalar_one()
+    audit.record(session, actor, "households.view_full", object_type="household", object_id=household_id,
+                 after={"members": n})
+
+
 def members_of(session: Session, household_id: int, *, include_former: bool = True) -> list[Member]:
     stmt = select(Member).where(Member.household_id == household_id)
     if not include_former:

@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -22,6 +23,8 @@ from app.core.clock import to_local
 from app.store.cards import qr_svg
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "notices"
+# The only places WeasyPrint may read from (ASVS 12.6.1, 5.2.6): the app's own templates and static files.
+FETCH_ROOTS = (Path(__file__).resolve().parent.parent / "templates", Path(__file__).resolve().parent.parent / "static")
 INSTALL = "apt-get install -y fonts-noto-cjk libharfbuzz-subset0"
 
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
@@ -103,13 +106,46 @@ def html(meta: dict[str, Any], content: dict[str, Any], *, for_pdf: bool = False
         generated=when.strftime("%Y年%-m月%-d日 %H:%M") if when else "", month_label=month_label)
 
 
+def fetch_allowed(url: str) -> bool:
+    """Whether WeasyPrint may load this URL: a data: URI, or a file:// URL inside FETCH_ROOTS (after resolving
+    "..", symlinks and %-escapes). Nothing else: no http(s), no ftp, no file:///etc/passwd."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "data":
+        return True
+    if scheme != "file":
+        return False
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        return False
+    try:
+        path = Path(unquote(parts.path)).resolve()
+    except (OSError, ValueError):
+        return False
+    return any(path.is_relative_to(root) for root in FETCH_ROOTS)
+
+
+@lru_cache(maxsize=1)
+def url_fetcher() -> Any:
+    """A WeasyPrint fetcher that serves only what fetch_allowed admits; any other URL fails (WeasyPrint then
+    leaves that image or stylesheet out and goes on)."""
+    from weasyprint.urls import URLFetcher
+
+    class LocalOnly(URLFetcher):  # type: ignore[misc]
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            if not fetch_allowed(url):
+                raise ValueError(f"refused to fetch {url[:200]!r}: not one of the app's own files")
+            return super().fetch(url, headers)
+
+    return LocalOnly(allowed_protocols=("file", "data"), allow_redirects=False)
+
+
 def pdf(page: str) -> bytes:
     """The page as PDF bytes (A4). Deterministic for the same page: the document's dates come from the page."""
     if missing_parts():
         raise PdfUnavailable(install_hint())
     import weasyprint  # heavy: imported when the first PDF is made
 
-    return weasyprint.HTML(string=page, base_url=str(TEMPLATES)).write_pdf(uncompressed_pdf=False)  # type: ignore[no-any-return]
+    return weasyprint.HTML(string=page, base_url=str(TEMPLATES), url_fetcher=url_fetcher()).write_pdf(uncompressed_pdf=False)  # type: ignore[no-any-return]
 
 
 def documents_pdf(pages: list[str]) -> bytes:
@@ -118,7 +154,7 @@ def documents_pdf(pages: list[str]) -> bytes:
         raise PdfUnavailable(install_hint())
     import weasyprint
 
-    docs = [weasyprint.HTML(string=page, base_url=str(TEMPLATES)).render() for page in pages]
+    docs = [weasyprint.HTML(string=page, base_url=str(TEMPLATES), url_fetcher=url_fetcher()).render() for page in pages]
     if not docs:
         return b""
     return docs[0].copy([pg for d in docs for pg in d.pages]).write_pdf()  # type: ignore[no-any-return]

@@ -22,7 +22,7 @@ from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.masking import mask_name
 from app.core.scope import EVERYTHING, Scope, ScopeFilter
-from app.deps import DbSession
+from app.deps import DbSession, PostedForm
 from app.errors import AppError, FormRejected, NotFound, ValidationFailed
 from app.evaluation import service as evaluation
 from app.households import service as hh
@@ -208,9 +208,9 @@ def store_settings(request: Request, session: DbSession, store_id: int, p: Princ
 
 
 @router.post("/stores/{store_id}/villages")
-async def store_villages(request: Request, session: DbSession, store_id: int, p: Principal = OrgManage) -> Response:
+def store_villages(request: Request, session: DbSession, form: PostedForm, store_id: int,
+                   p: Principal = OrgManage) -> Response:
     """Which other villages of the township the store serves: the county administrator's decision."""
-    form = await request.form()
     chosen = [str(v)[:12] for v in form.getlist("villages")][:200]
     try:
         service.set_served_villages(session, p.actor(), store_id, [_id(v, "村") for v in chosen])
@@ -275,12 +275,12 @@ def item_update(request: Request, session: DbSession, item_id: int, p: Principal
 
 
 @router.post("/items/{item_id}/photo")
-async def item_photo_upload(request: Request, session: DbSession, item_id: int, p: Principal = Stock,
-                            photo: Annotated[UploadFile | None, File()] = None) -> Response:
+def item_photo_upload(request: Request, session: DbSession, item_id: int, p: Principal = Stock,
+                      photo: Annotated[UploadFile | None, File()] = None) -> Response:
     try:
         if photo is None or not photo.filename:
             raise ValidationFailed("请选择商品照片（JPG、PNG 或 WebP，不超过 2 MB）", details={"field": "photo"})
-        data = await photo.read(stock.MAX_PHOTO_BYTES + 1)
+        data = photo.file.read(stock.MAX_PHOTO_BYTES + 1)
         stock.set_photo(session, p.actor(), item_id, data, (photo.content_type or "").lower())
     except AppError as e:
         raise _item_rejected(e, p, item_id, "photo", {}) from e

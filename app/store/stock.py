@@ -148,17 +148,32 @@ def update_item(session: Session, actor: Actor, item_id: int, data: ItemInput) -
 
 
 def set_photo(session: Session, actor: Actor, item_id: int, content: bytes, content_type: str) -> Item:
-    if content_type not in PHOTO_TYPES:
-        raise ValidationFailed("照片须为 JPG、PNG 或 WebP 图片", details={"field": "photo"})
+    """The photo's type is read from its first bytes, never taken from the browser's Content-Type (content_type is
+    only a hint, unused): a page or a script sent as "image/png" is refused, and the stored type is the true one."""
     if not content or len(content) > MAX_PHOTO_BYTES:
         raise ValidationFailed("照片不能为空，也不能超过 2 MB：请用手机拍照后选“压缩”或截图再上传",
                                details={"field": "photo"})
+    found = photo_type(content)
+    if found is None:
+        raise ValidationFailed("照片须为 JPG、PNG 或 WebP 图片：这个文件的内容不是（可能是改了扩展名的其他文件）。"
+                               "请用手机拍照或截图，保存为 JPG 或 PNG 后再上传", details={"field": "photo"})
     item = get_item(session, item_id)
-    item.photo, item.photo_type, item.updated_at = content, content_type, utcnow()
+    item.photo, item.photo_type, item.updated_at = content, found, utcnow()
     session.flush()
     audit.record(session, actor, "store.item.photo", object_type="store_item", object_id=item.id,
                  after={"bytes": len(content)})
     return item
+
+
+def photo_type(content: bytes) -> str | None:
+    """The image type the bytes themselves say (JPEG, PNG or WebP magic numbers), or None."""
+    if content[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if content[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def get_item(session: Session, item_id: int) -> Item:

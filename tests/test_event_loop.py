@@ -1,0 +1,102 @@
+"""No route touches the database on the event loop.
+
+A route declared `async def` runs on the worker's event loop. If it queries the database and the query waits (for a
+row lock, the audit chain's lock, a pooled connection), every other request of that worker stops with it, and the
+transactions those requests hold keep their locks, so the wait can become a deadlock between workers. The month-end
+rush (scripts/rush.py) found exactly that: the rating grid's save, then an `async def`, waited on the event loop for
+the audit lock held by a redemption in the other worker, which waited for a row locked by a transaction of the
+stalled worker. Routes that need the raw body or the form take it from a dependency (app.deps.RawBody, PostedForm)
+and are plain `def`s, run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy import text
+
+from app.db import Database
+from app.deps import db_session
+from app.main import create_app
+
+
+def _uses_session(route: APIRoute) -> bool:
+    todo, seen = list(route.dependant.dependencies), set()
+    while todo:
+        dep = todo.pop()
+        if id(dep) in seen:
+            continue
+        seen.add(id(dep))
+        if dep.call is db_session:
+            return True
+        todo.extend(dep.dependencies)
+    return False
+
+
+def test_no_route_that_takes_a_database_session_runs_on_the_event_loop(settings) -> None:
+    app = create_app(settings)
+    offending = []
+    checked = 0
+    for ctx in iter_route_contexts(app.routes):
+        route = ctx.original_route
+        if isinstance(route, APIRoute) and _uses_session(route):
+            checked += 1
+            if inspect.iscoroutinefunction(route.endpoint):
+                offending.append(f"{sorted(route.methods)} {ctx.path} ({route.endpoint.__module__}."
+                                 f"{route.endpoint.__name__})")
+    assert checked > 100  # the walk reached the routes
+    assert offending == [], "async routes that take a database session:\n" + "\n".join(offending)
+
+
+def test_postgresql_waits_for_a_lock_a_bounded_time(db: Database) -> None:
+    """On PostgreSQL every connection carries a lock timeout and an idle-transaction timeout (SQLite waits on its
+    own busy timeout)."""
+    if db.is_sqlite:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15_000
+        return
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "15s"
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "5min"
+
+
+def test_no_pooled_connection_free_is_a_503_that_says_try_again(app, db, demo) -> None:
+    """Every pooled connection taken (the rush found requests queueing for them): the request is refused after the
+    pool's wait with 503, Retry-After and a Chinese message, and nothing is saved, instead of a 500."""
+    from sqlalchemy import create_engine
+
+    from app.db import WRITE_OPTION
+    from tests.test_bad_input import api_login
+
+    c = api_login(app, "admin")
+    hid = c.get("/api/v1/households", params={"limit": 1}).json()["items"][0]["id"]
+    before = c.get(f"/api/v1/households/{hid}/points").json()
+    served = app.state.db
+    small = create_engine(served.engine.url, pool_size=1, max_overflow=0, pool_timeout=0.2,
+                          connect_args={"check_same_thread": False} if served.is_sqlite else {})
+    served.engine, served._write_engine = small, small.execution_options(**{WRITE_OPTION: True})
+    held = small.connect()  # the one connection, taken
+    try:
+        r = c.post(f"/api/v1/households/{hid}/points/adjustments", json={"amount": 5, "reason": "补录"})
+    finally:
+        held.close()
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "5"
+    assert r.json()["error"]["code"] == "unavailable" and "没有保存" in r.json()["error"]["message"]
+    assert c.get(f"/api/v1/households/{hid}/points").json() == before
+    small.dispose()
+
+
+def test_a_nul_character_in_text_is_bad_input_not_a_server_error(app, db, demo) -> None:
+    """PostgreSQL refuses NUL in text (found by schemathesis): a 422 that says what to remove. SQLite stores it."""
+    from tests.test_bad_input import api_login
+
+    c = api_login(app, "admin")
+    hid = c.get("/api/v1/households", params={"limit": 1}).json()["items"][0]["id"]
+    r = c.post(f"/api/v1/households/{hid}/points/adjustments", json={"amount": 5, "reason": "补录\x00积分"})
+    if db.is_sqlite:
+        assert r.status_code == 201, r.text
+    else:
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "invalid" and "空字符" in r.json()["error"]["message"]
