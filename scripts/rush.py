@@ -307,6 +307,7 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
         groups = [hids[k:k + 20] for k in range(0, len(hids), 20)]
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, cookies=cookies,
                                      headers={"X-CSRF-Token": csrf, "Accept": "application/json"}) as c:
+            await asyncio.sleep(rng.uniform(0, think["grid"] / pace))
             began = time.perf_counter()
             try:
                 r = await c.get(f"/rounds/{rid}/grid")
@@ -587,7 +588,7 @@ KIND_NAMES = {"redeem": "兑换（收银台，POST）", "grid save": "评分表�
               "dashboard": "县看板（审核员，GET）", "public": "公开页面与公示核验（群众，GET）"}
 FAULT_NAMES = {"kill-worker": "中途 SIGKILL 一个 worker", "kill-server": "中途 SIGKILL 服务进程",
                "restart-db": "中途重启 PostgreSQL"}
-THINK = {"redeem": 10.0, "grid": 6.0, "dashboard": 10.0, "public": 5.0}
+THINK = {"redeem": 10.0, "grid": 6.0, "dashboard": 10.0, "public": 15.0}
 
 
 def cpu_of(server: Server, t_machine: float, t_wall: float, t_self: float, srv0: float) -> str:
@@ -596,6 +597,30 @@ def cpu_of(server: Server, t_machine: float, t_wall: float, t_self: float, srv0:
     return (f"CPU during the rush: the machine {t_machine / t_wall / cores:.0%} busy of its {cores} cores; the "
             f"workers {srv / t_wall:.2f} cores (the current ones), the load script {t_self / t_wall:.2f}, the rest "
             f"(the database server, other processes) {(t_machine - srv - t_self) / t_wall:.2f}.")
+
+
+def watch(url: str, server: Server, stop: threading.Event, every: float = 5.0) -> None:
+    """Every few seconds while the load runs, print what the workers and the database are doing."""
+    pg = not url.startswith("sqlite")
+    db = Database(url) if pg else None
+    last_m, last_s, last_t = bm._machine_cpu(), bm._cpu_of(server.pids), time.perf_counter()
+    while not stop.wait(every):
+        now, m, srv = time.perf_counter(), bm._machine_cpu(), bm._cpu_of(server.pids)
+        line = (f"    [{time.strftime('%H:%M:%S')}] machine {(m - last_m) / (now - last_t):.2f} cores, workers "
+                f"{(srv - last_s) / (now - last_t):.2f}")
+        if db is not None:
+            try:
+                with db.engine.connect() as conn:
+                    rows = conn.execute(text(
+                        "SELECT state, coalesce(wait_event_type, '-'), count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() GROUP BY 1, 2")).all()
+                line += ", database: " + ", ".join(f"{n} {st}/{w}" for st, w, n in rows)
+            except Exception as e:  # the database may be restarting: that is what is being watched
+                line += f", database: {type(e).__name__}"
+        print(line, flush=True)
+        last_m, last_s, last_t = m, srv, now
+    if db is not None:
+        db.dispose()
 
 
 def run_rush(args: argparse.Namespace) -> tuple[str, bool]:
@@ -612,7 +637,15 @@ def run_rush(args: argparse.Namespace) -> tuple[str, bool]:
             print(f"==> the rush: {args.seconds:.0f} s", flush=True)
             m0, c0, s0 = bm._machine_cpu(), time.process_time(), bm._cpu_of(server.pids)
             t0 = time.perf_counter()
-            tally = asyncio.run(rush(county, server.url, args.seconds, args.pace, THINK, args.readers, sessions, fault))
+            watching = threading.Event()
+            watcher = threading.Thread(target=watch, args=(url, server, watching), daemon=True)
+            watcher.start()
+            try:
+                    tally = asyncio.run(rush(county, server.url, args.seconds, args.pace, THINK, args.readers, sessions,
+                                         fault))
+            finally:
+                watching.set()
+                watcher.join()
             wall = time.perf_counter() - t0
             cpu = cpu_of(server, bm._machine_cpu() - m0, wall, time.process_time() - c0, s0)
             for kind, xs in tally.ok.items():
