@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     body_deadline_seconds: float = Field(default=600.0, ge=1, le=24 * 3600)
     # seconds an idle kept-alive connection stays open
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # Requests a worker serves at once (the others wait their turn in the worker, holding nothing), at most the
+    # database connections it may open (app.db.POOL_CAPACITY); one that waits longer than queue_wait_seconds gets 503.
+    max_inflight: int = Field(default=20, ge=1, le=20)
+    queue_wait_seconds: float = Field(default=10.0, ge=0.1, le=300)
     # the address printed under a notice's QR code (https://zf.example.gov.cn); empty: the address the page was opened at
     public_url: str = ""
     # black- and red-list records: years after a posting's period ends before its personal details are erased

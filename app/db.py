@@ -45,12 +45,17 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
-def build_engine(url: str, *, pool_size: int = 10) -> Engine:
+POOL_SIZE = 10  # connections a process keeps open
+POOL_CAPACITY = 20  # the most it opens at once (the app admits at most this many requests at a time)
+
+
+def build_engine(url: str, *, pool_size: int = POOL_SIZE) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15},
+                               pool_size=POOL_SIZE, max_overflow=POOL_CAPACITY - POOL_SIZE)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -60,7 +65,7 @@ def build_engine(url: str, *, pool_size: int = 10) -> Engine:
     # whatever goes wrong (a request stuck while holding locks, a lost client), the others are refused after a
     # bounded wait (503, "try again") instead of queueing behind it for ever.
     options = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_TXN_MS}"
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+    return create_engine(url, pool_size=pool_size, max_overflow=POOL_CAPACITY - pool_size, pool_pre_ping=True,
                          connect_args={"options": options})
 
 

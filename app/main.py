@@ -25,7 +25,7 @@ from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.auth.deps import declared_permission
 from app.config import Settings, get_settings
-from app.db import Database
+from app.db import POOL_CAPACITY, Database
 from app.errors import AppError
 from app.evaluation import api as evaluation_api
 from app.evaluation import pages as evaluation_pages
@@ -37,7 +37,7 @@ from app.ledger import api as ledger_api
 from app.ledger import pages as ledger_pages
 from app.lists import pages as lists_pages
 from app.logs import configure as configure_logs
-from app.middleware import RequestContextMiddleware
+from app.middleware import AdmissionMiddleware, RequestContextMiddleware
 from app.notices import batch_pages as notices_batch
 from app.notices import pages as notices_pages
 from app.notices import portal as notices_portal
@@ -153,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, errors_web.unhandled_error_handler)
 
     document_errors(app)
+    app.add_middleware(AdmissionMiddleware, limit=min(settings.max_inflight, POOL_CAPACITY),
+                       wait=settings.queue_wait_seconds)
     app.add_middleware(PrometheusMiddleware, app_name="zhenfeng", group_paths=True,
                        skip_paths=["/metrics", "/healthz"], filter_unhandled_paths=True)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,

@@ -113,6 +113,46 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, too_large_message(limit))
 
 
+BUSY_MESSAGE = "系统正忙，这次请求没有处理：请过几秒钟再试一次"
+
+
+class AdmissionMiddleware:
+    """At most `limit` requests inside the application at once; the others wait here, holding nothing, for at most
+    `wait` seconds and are then refused with 503 and Retry-After.
+
+    Why: a request takes a pooled database connection in one worker thread and later needs a thread again (for the
+    route, for the session's commit) while keeping the connection. With more requests in the application than
+    connections, every thread can end up waiting for a connection held by a request that waits for a thread, until
+    the pool's timeout; the month-end rush (scripts/rush.py) stalled that way. With `limit` at most the pool's
+    capacity, every admitted request gets its connection. The health check, the metrics and static files pass."""
+
+    PASS = ("/healthz", "/metrics", "/static/")
+
+    def __init__(self, app: Any, limit: int, wait: float) -> None:
+        self.app = app
+        self.limit = limit
+        self.wait = wait
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.PASS):
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=self.wait)
+        except TimeoutError:
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json; charset=utf-8"), (b"retry-after", b"5")]})
+            await send({"type": "http.response.body", "body": _error_body("busy", BUSY_MESSAGE)})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()
+
+
 BODY_TIMEOUT_MESSAGE = "上传太慢，已停止接收：请检查网络后重新提交（大文件请在网络好的地方上传）"
 HEADER_TIMEOUT_MESSAGE = "请求发送太慢，连接已关闭：请检查网络后重试"
 HEADER_TOO_LARGE_MESSAGE = "请求头过大，连接已关闭：请清除本站的 Cookie 后重试"

@@ -100,3 +100,63 @@ def test_a_nul_character_in_text_is_bad_input_not_a_server_error(app, db, demo) 
     else:
         assert r.status_code == 422, r.text
         assert r.json()["error"]["code"] == "invalid" and "空字符" in r.json()["error"]["message"]
+
+
+def test_requests_beyond_the_workers_capacity_wait_their_turn_then_get_503() -> None:
+    """At most `limit` requests inside the application; one more waits, and is refused with 503 and Retry-After
+    when its wait runs out. The health check is never held back."""
+    import asyncio
+    import json
+
+    from app.middleware import AdmissionMiddleware
+
+    release = asyncio.Event()
+    inside: list[str] = []
+
+    async def slow_app(scope, receive, send):  # type: ignore[no-untyped-def]
+        inside.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(mw: AdmissionMiddleware, path: str) -> tuple[int, dict[str, str], bytes]:
+        sent: list[dict] = []
+
+        async def receive():  # type: ignore[no-untyped-def]
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):  # type: ignore[no-untyped-def]
+            sent.append(message)
+
+        await mw({"type": "http", "path": path, "method": "GET", "headers": []}, receive, send)
+        head = sent[0]
+        return head["status"], {k.decode(): v.decode() for k, v in head["headers"]}, sent[1]["body"]
+
+    async def scenario() -> None:
+        mw = AdmissionMiddleware(slow_app, limit=2, wait=0.2)
+        first = [asyncio.create_task(call(mw, f"/a{i}")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        assert inside == ["/a0", "/a1"]
+        status, headers, body = await call(mw, "/a2")  # a third: waits 0.2 s, refused
+        assert status == 503 and headers["retry-after"] == "5"
+        assert json.loads(body)["error"]["code"] == "busy" and "再试" in json.loads(body)["error"]["message"]
+        health = asyncio.create_task(call(mw, "/healthz"))  # passes even now
+        await asyncio.sleep(0.05)
+        assert "/healthz" in inside
+        later = asyncio.create_task(call(mw, "/a3"))  # waits for a turn, which comes when the first two end
+        await asyncio.sleep(0.05)
+        release.set()
+        assert [(await t)[0] for t in (*first, health, later)] == [200, 200, 200, 200]
+        assert inside[-1] == "/a3"
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_admits_no_more_requests_than_its_database_connections(app) -> None:
+    from app.db import POOL_CAPACITY
+    from app.middleware import AdmissionMiddleware
+
+    found = [m for m in app.user_middleware if m.cls is AdmissionMiddleware]
+    assert found and found[0].kwargs["limit"] <= POOL_CAPACITY
+    pool = app.state.db.engine.pool
+    assert pool.size() + pool._max_overflow == POOL_CAPACITY
