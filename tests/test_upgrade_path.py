@@ -38,7 +38,7 @@ from app.evaluation import service as rulesets
 from app.ledger import service as ledger
 from app.notices import service as notices
 from app.store import counter
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, empty_database
 from tests.test_migrations import _diff
 
 FIRST, HEAD = "0001", "0010"
