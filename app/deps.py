@@ -6,7 +6,7 @@ anything raised.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Annotated
 
@@ -37,12 +37,27 @@ def db_session(request: Request) -> Iterator[Session]:
         finally:
             if request.method in SAFE_METHODS:
                 session.close()
-    after = getattr(request.state, "after_read", None)
-    if after is not None:  # a write a read request asked for, once its own connection is back in the pool
+    queued = getattr(request.state, "after_read", None)
+    if queued:  # the writes a read request asked for, once its own connection is back in the pool
         try:
-            after()
+            with db.write_txn() as ws:
+                for work in queued:
+                    work(ws)
         except Exception:
             log.exception("after_read_failed", path=request.url.path)
+
+
+def write_after_read(request: Request, session: Session, work: Callable[[Session], None]) -> None:
+    """A small write a request needs besides its own work (the session's last-seen time, an audit event of what it
+    showed). In a write request: now, in its transaction. In a read request: after its read-only session is closed,
+    in one write transaction of its own. Not while holding the read session's connection: a second pooled connection
+    taken then can wait for ever when every connection is held the same way (the month-end rush found it)."""
+    if request.method not in SAFE_METHODS:
+        work(session)
+        return
+    if not hasattr(request.state, "after_read"):
+        request.state.after_read = []
+    request.state.after_read.append(work)
 
 
 DbSession = Annotated[Session, Depends(db_session, scope="function")]

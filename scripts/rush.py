@@ -236,6 +236,7 @@ class Tally:
     failed: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # kind -> what -> n
     timeline: list[tuple[float, str, bool]] = field(default_factory=list)  # (s since t0, kind, ok)
     settled: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # latencies after WARMUP
+    failures: list[tuple[float, str, str]] = field(default_factory=list)  # (s since t0 when sent, kind, what)
     redeemed: dict[int, tuple[int, int, tuple[tuple[int, int], ...]]] = field(default_factory=dict)
     # ^ redemption id -> (household, points, lines) for every one answered with success
     lost: list[tuple[int, dict[str, Any], str]] = field(default_factory=list)  # (till, body, key): answer never read
@@ -251,6 +252,7 @@ class Tally:
                 self.settled[kind].append((now - began) * 1000)
         else:
             self.failed[kind][what] += 1
+            self.failures.append((began - self.t0, kind, what))
         self.timeline.append((now - self.t0, kind, ok))
 
 
@@ -535,11 +537,23 @@ def _p(xs: list[float], p: float) -> str:
 
 
 def outage(tally: Tally) -> str:
-    """From the first failed request to the last, and how many failed."""
-    bad = [t for t, _, ok in tally.timeline if not ok]
-    if not bad:
+    """Which requests failed and when they were sent, in runs of requests sent within a second of each other."""
+    if not tally.failures:
         return "no request failed"
-    return f"{len(bad):,} requests failed, between {bad[0]:.1f} s and {bad[-1]:.1f} s after the start"
+    runs: list[list[tuple[float, str, str]]] = []
+    for f in sorted(tally.failures):
+        if runs and f[0] - runs[-1][-1][0] <= 1.0:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    parts = []
+    for run in runs[:8]:
+        what = Counter(f"{KIND_NAMES[k].split('（')[0]} {w}" for _, k, w in run)
+        span = f"{run[0][0]:.1f} s" if len(run) == 1 else f"{run[0][0]:.1f}–{run[-1][0]:.1f} s"
+        parts.append(f"sent at {span}: " + ", ".join(f"{n} × {w}" for w, n in what.most_common()))
+    n = len(tally.failures)
+    return (f"{n:,} request{'s' if n != 1 else ''} failed ({'; '.join(parts)}"
+            + (f"; and {len(runs) - 8} more runs" if len(runs) > 8 else "") + ")")
 
 
 def rush_report(args: argparse.Namespace, county: County, tally: Tally, seconds: float, verify: dict[str, Any],
@@ -570,7 +584,8 @@ def rush_report(args: argparse.Namespace, county: County, tally: Tally, seconds:
     if fault_log:
         lines += ["The fault: " + "; ".join(fault_log) + f". {outage(tally)}.", ""]
     else:
-        lines += [f"{outage(tally).capitalize()}.", ""]
+        said = outage(tally)
+        lines += [f"{said[0].upper()}{said[1:]}.", ""]
     if tally.lost:
         lines += [f"Redemptions whose answer was lost, sent again with their Idempotency-Key afterwards: "
                   f"{len(tally.lost):,} ({', '.join(f'{n:,} {w}' for w, n in settled.items())}).", ""]

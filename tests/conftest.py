@@ -12,6 +12,7 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,24 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@contextmanager
+def empty_database(tmp_path: Path, prefix: str) -> Iterator[str]:
+    """An empty database of its own (no tables): a SQLite file under tmp_path, or on PostgreSQL (ZF_TEST_DATABASE_URL)
+    a database `<prefix>_<pid>` created for the test and dropped after it."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path / (prefix + '.db')}"
+        return
+    base = make_url(PG_URL).set(drivername="postgresql+psycopg")
+    name = f"{prefix}_{os.getpid()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

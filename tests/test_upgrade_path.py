@@ -12,7 +12,6 @@ run on real old rows. At head the app's services write on top (an award, a redem
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Connection, MetaData, Table, create_engine, func, inspect, select, text
+from sqlalchemy import Column, Connection, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -39,7 +38,7 @@ from app.evaluation import service as rulesets
 from app.ledger import service as ledger
 from app.notices import service as notices
 from app.store import counter
-from tests.conftest import PG_URL, TEST_SECRET
+from tests.conftest import TEST_SECRET, empty_database
 from tests.test_migrations import _diff
 
 FIRST, HEAD = "0001", "0010"
@@ -51,19 +50,8 @@ NOTICE_CODE = "UPGR2345"
 @pytest.fixture
 def old_url(tmp_path: Path) -> Iterator[str]:
     """An empty database (no tables at all): a SQLite file, or a fresh PostgreSQL database of its own."""
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / 'upgrade.db'}"
-        return
-    base = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    name = f"zf_upgrade_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_database(tmp_path, "zf_upgrade") as url:
+        yield url
 
 
 # ---- what was put in, to check against afterwards ------------------------------------------------------------------

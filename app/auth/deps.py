@@ -21,7 +21,7 @@ from app.auth import service as auth
 from app.auth.permissions import Perm
 from app.auth.security import same
 from app.core.scope import Scope
-from app.deps import SAFE_METHODS, DbSession
+from app.deps import SAFE_METHODS, DbSession, write_after_read
 from app.errors import CsrfFailed, NotAuthenticated, NotFound, PermissionDenied
 from app.households import service as households
 from app.logs import log
@@ -101,20 +101,13 @@ def current_principal(request: Request, session: DbSession) -> auth.Principal | 
                 log.info("auth.session_refused", reason=found.reason, ip=ip, method=request.method,
                          path=request.url.path)
             if found.needs_touch and principal is not None and principal.session_id is not None:
-                if request.method in SAFE_METHODS:
-                    # not now: this request's read session holds a pooled connection, and a second one taken while
-                    # holding it can wait for ever when every connection is held the same way (the month-end rush
-                    # found it); app.deps.db_session runs it once the read session has given its connection back
-                    request.state.after_read = partial(_touch, request.app.state.db, principal.session_id)
-                else:
-                    auth.touch_session(session, principal.session_id)
+                write_after_read(request, session, partial(_touch, session_id=principal.session_id))
     request.state.principal = principal
     return principal
 
 
-def _touch(db: Any, session_id: int) -> None:
-    with db.write_txn() as ws:
-        auth.touch_session(ws, session_id)
+def _touch(ws: Session, *, session_id: int) -> None:
+    auth.touch_session(ws, session_id)
 
 
 OptionalPrincipal = Annotated[auth.Principal | None, Depends(current_principal)]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.scope import Scope
-from app.deps import DbSession
+from app.deps import DbSession, write_after_read
 from app.households import exports, imports
 from app.households import service as hh
 from app.households.schemas import (
@@ -61,9 +61,11 @@ def can_see_full(session: DbSession, p: Principal, household_id: int) -> bool:
     return scope is not None and p.covers(Perm.HOUSEHOLD_FULL, scope)
 
 
-def _detail(session: DbSession, p: Principal, household_id: int) -> HouseholdDetailOut:
+def _detail(session: DbSession, p: Principal, household_id: int, request: Request | None = None) -> HouseholdDetailOut:
     h = hh.get_household(session, household_id)
     full = can_see_full(session, p, household_id)
+    if full and request is not None:  # ID numbers and phones shown unmasked: in the audit log (ASVS 8.3.5)
+        write_after_read(request, session, lambda ws: hh.record_full_view(ws, p.actor(), household_id))
     return HouseholdDetailOut(**HouseholdOut.build(h, full).model_dump(),
                               members=[MemberOut.build(m, full) for m in hh.members_of(session, household_id)])
 
@@ -99,8 +101,8 @@ def create(village_id: int, body: HouseholdIn, session: DbSession, p: Principal 
 
 @router.get("/households/{household_id}", response_model=HouseholdDetailOut, summary="农户详情（含成员）",
             responses=links(200, "/members/0/id", "member_id", MEMBER_USES))
-def detail(household_id: int, session: DbSession, p: Principal = View) -> HouseholdDetailOut:
-    return _detail(session, p, household_id)
+def detail(request: Request, household_id: int, session: DbSession, p: Principal = View) -> HouseholdDetailOut:
+    return _detail(session, p, household_id, request)
 
 
 @router.patch("/households/{household_id}", response_model=HouseholdDetailOut, summary="修改户信息")
@@ -191,13 +193,18 @@ def _file(description: str, *media_types: str) -> dict[int | str, dict[str, Any]
 
 @router.get("/villages/{village_id}/roster/export", summary="导出花名册（xlsx 或 csv）", response_class=Response,
             responses=_file("花名册文件", exports.XLSX, exports.CSV))
-def export(village_id: int, session: DbSession, p: Principal = View,
+def export(request: Request, village_id: int, session: DbSession, p: Principal = View,
            format: Annotated[str, Query(pattern="^(xlsx|csv)$")] = "xlsx",
            q: Search = None, group_id: int | None = None,
            status: StatusText = None) -> Response:
     full = p.covers(Perm.HOUSEHOLD_FULL, Scope(village_id=village_id))
+
+    def audited(rows: int) -> None:  # a full export in the audit log (ASVS 8.3.5)
+        write_after_read(request, session, lambda ws: exports.record_export(
+            ws, p.actor(), village_id=village_id, fmt=format, rows=rows, q=q, group_id=group_id, status=status))
+
     return download(exports.export_file(session, p.filter(Perm.HOUSEHOLD_VIEW), village_id=village_id, fmt=format,
-                                        full=full, q=q, group_id=group_id, status=status))
+                                        full=full, q=q, group_id=group_id, status=status, on_full=audited))
 
 
 @router.get("/villages/{village_id}/roster/template.xlsx", summary="下载花名册模板", response_class=Response,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -57,16 +58,24 @@ def roster_rows(session: Session, flt: ScopeFilter, *, village_id: int, full: bo
     return out
 
 
+def record_export(session: Session, actor: Actor, *, village_id: int, fmt: str, rows: int, q: str | None = None,
+                  group_id: int | None = None, status: str | None = None) -> None:
+    """A full roster export in the audit log: who, which village, which filter, how many rows. Whether a search was
+    used, never its text (it can be an ID number)."""
+    audit.record(session, actor, "households.export", object_type="village", object_id=village_id,
+                 after={"format": fmt, "rows": rows, "q": bool(q), "group_id": group_id, "status": status})
+
+
 def export_file(session: Session, flt: ScopeFilter, *, village_id: int, fmt: str, full: bool,
                 q: str | None = None, group_id: int | None = None, status: str | None = None,
-                actor: Actor | None = None) -> tuple[bytes, str, str]:
+                on_full: Callable[[int], None] | None = None) -> tuple[bytes, str, str]:
     """(content, file name, media type) of the filtered roster as .xlsx or .csv. A full export (unmasked ID numbers
-    and phones) is audited (ASVS 8.3.5): who, which village, which filter, how many rows; never an ID number."""
+    and phones) calls `on_full` with the rows exported: the caller audits it with `record_export` (ASVS 8.3.5), in
+    a write transaction (the export itself is read in a read-only one)."""
     v = session.get(Village, village_id)
     rows = roster_rows(session, flt, village_id=village_id, full=full, q=q, group_id=group_id, status=status)
-    if full and actor is not None:
-        audit.record(session, actor, "households.export", object_type="village", object_id=village_id,
-                     after={"format": fmt, "rows": len(rows), "q": bool(q), "group_id": group_id, "status": status})
+    if full and on_full is not None:
+        on_full(len(rows))
     stamp = date.today().strftime("%Y%m%d")
     name = f"{v.name if v else ''}花名册{stamp}"
     if fmt == "csv":

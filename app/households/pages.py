@@ -13,7 +13,7 @@ from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.scope import EVERYTHING, Scope
-from app.deps import DbSession
+from app.deps import DbSession, write_after_read
 from app.errors import AppError, FormRejected, ValidationFailed
 from app.households import exports, imports
 from app.households import service as hh
@@ -107,7 +107,10 @@ def _detail_ctx(session: DbSession, p: Principal, household_id: int, **extra: An
 
 @router.get("/households/{household_id}")
 def detail(request: Request, session: DbSession, household_id: int, p: Principal = View) -> Response:
-    return render(request, "households/detail.html", _detail_ctx(session, p, household_id))
+    ctx = _detail_ctx(session, p, household_id)
+    if ctx["full"]:  # ID numbers and phones shown unmasked: in the audit log (ASVS 8.3.5)
+        write_after_read(request, session, lambda ws: hh.record_full_view(ws, p.actor(), household_id))
+    return render(request, "households/detail.html", ctx)
 
 
 def _back(household_id: int, request: Request, message: str) -> Response:
@@ -286,17 +289,22 @@ def template(session: DbSession, village_id: int, p: Principal = Manage) -> Resp
 
 
 @router.get("/villages/{village_id}/roster/export.{fmt}")
-def export(session: DbSession, village_id: int, fmt: str, p: Principal = View,
+def export(request: Request, session: DbSession, village_id: int, fmt: str, p: Principal = View,
            q: Search = None,
            group_id: Annotated[str | None, Query(max_length=12)] = None,
            status: StatusText = None) -> Response:
     if fmt not in ("xlsx", "csv"):
         raise ValidationFailed("只能导出为 xlsx 或 csv")
     full = p.covers(Perm.HOUSEHOLD_FULL, Scope(village_id=village_id))
+    group = int(group_id) if group_id and group_id.isdigit() else None
+
+    def audited(rows: int) -> None:  # a full export in the audit log (ASVS 8.3.5)
+        write_after_read(request, session, lambda ws: exports.record_export(
+            ws, p.actor(), village_id=village_id, fmt=fmt, rows=rows, q=q, group_id=group, status=status))
+
     return download(exports.export_file(session, p.filter(Perm.HOUSEHOLD_VIEW), village_id=village_id, fmt=fmt,
-                                        full=full, q=q or None,
-                                        group_id=int(group_id) if group_id and group_id.isdigit() else None,
-                                        status=status or None))
+                                        full=full, q=q or None, group_id=group, status=status or None,
+                                        on_full=audited))
 
 
 @router.post("/villages/{village_id}/roster/imports")
