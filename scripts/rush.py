@@ -50,6 +50,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -308,7 +309,7 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
     async def clerk(who: str) -> None:
         rid, hids, themes = county.rounds[who]
         cookies, csrf = sessions[who]
-        rng = random.Random(hash(who) % 10_000 + seed)
+        rng = random.Random(zlib.crc32(who.encode()) + seed)
         groups = [hids[k:k + 20] for k in range(0, len(hids), 20)]
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, cookies=cookies,
                                      headers={"X-CSRF-Token": csrf, "Accept": "application/json"}) as c:
@@ -342,7 +343,7 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
 
     async def reviewer(who: str) -> None:
         cookies, _ = sessions[who]
-        rng = random.Random(hash(who) % 10_000 + seed)
+        rng = random.Random(zlib.crc32(who.encode()) + seed)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, cookies=cookies) as c:
             await asyncio.sleep(rng.uniform(0, think["dashboard"] / pace))
             while time.perf_counter() < end[0]:

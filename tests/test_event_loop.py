@@ -160,3 +160,11 @@ def test_a_worker_admits_no_more_requests_than_its_database_connections(app) -> 
     assert found and found[0].kwargs["limit"] <= POOL_CAPACITY
     pool = app.state.db.engine.pool
     assert pool.size() + pool._max_overflow == POOL_CAPACITY
+
+
+def test_the_api_documents_the_503_it_may_answer(client) -> None:
+    """A client (a till's software) learns from /openapi.json that any call may be refused for now, with Retry-After."""
+    spec = client.get("/openapi.json").json()
+    redeem = spec["paths"]["/api/v1/stores/{store_id}/redemptions"]["post"]["responses"]
+    assert redeem["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert "Retry-After" in redeem["503"]["description"]
