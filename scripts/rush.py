@@ -187,7 +187,6 @@ class Server(bm.ZhenfengServer):
     def __init__(self, url: str, workers: int, var: Path) -> None:
         self._args = (url, workers, var)
         super().__init__(url, workers, var)
-        self.log_parts = [self.log.read_text(errors="replace")]
 
     def __enter__(self) -> Server:
         return self
@@ -197,21 +196,8 @@ class Server(bm.ZhenfengServer):
         self.proc.wait(timeout=10)
 
     def start_again(self) -> None:
-        port = self.port
-        self.log_parts.append(self.log.read_text(errors="replace"))
-        url, workers, var = self._args
-        super().__init__(url, workers, var)
-        if self.port != port:  # the same address, as a supervisor restarting it would keep: start on it again
-            self.stop()
-            self.port, self.url = port, f"http://127.0.0.1:{port}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ZF_")}
-            env.update(ZF_DATABASE_URL=url, ZF_SECRET_KEY=bm.REDEEM_SECRET, ZF_VAR_DIR=str(var),
-                       ZF_WORKERS=str(workers))
-            exe = Path(sys.executable).parent / "zhenfeng"
-            with open(self.log, "ab") as out:
-                self.proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-            self._wait()
+        """On the same address, as a supervisor restarting it would."""
+        super().__init__(*self._args, port=self.port)
 
 
 def login(base: str, who: str) -> tuple[dict[str, str], str]:
@@ -276,6 +262,15 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
     def pause(rng: random.Random, kind: str) -> float:
         return rng.expovariate(pace / think[kind])
 
+    async def look(c: httpx.AsyncClient, kind: str, path: str) -> None:
+        """A page read: noted as done when answered 200."""
+        began = time.perf_counter()
+        try:
+            r = await c.get(path)
+            tally.note(kind, began, r.status_code == 200, _what(r))
+        except httpx.HTTPError as e:
+            tally.note(kind, began, False, _what(e))
+
     async def till(n: int) -> None:
         sid, token = county.tills[n]
         rng = random.Random(seed * 1000 + n)
@@ -314,12 +309,7 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, cookies=cookies,
                                      headers={"X-CSRF-Token": csrf, "Accept": "application/json"}) as c:
             await asyncio.sleep(rng.uniform(0, think["grid"] / pace))
-            began = time.perf_counter()
-            try:
-                r = await c.get(f"/rounds/{rid}/grid")
-                tally.note("grid page", began, r.status_code == 200, _what(r))
-            except httpx.HTTPError as e:
-                tally.note("grid page", began, False, _what(e))
+            await look(c, "grid page", f"/rounds/{rid}/grid")
             while time.perf_counter() < end[0]:
                 await asyncio.sleep(pause(rng, "grid"))
                 cells = {(rid, h, t): rng.choice(bm.EVAL_GRADES) for h in rng.choice(groups) for t in themes}
@@ -347,12 +337,7 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, cookies=cookies) as c:
             await asyncio.sleep(rng.uniform(0, think["dashboard"] / pace))
             while time.perf_counter() < end[0]:
-                began = time.perf_counter()
-                try:
-                    r = await c.get(f"/dashboard?year={YEAR}")
-                    tally.note("dashboard", began, r.status_code == 200, _what(r))
-                except httpx.HTTPError as e:
-                    tally.note("dashboard", began, False, _what(e))
+                await look(c, "dashboard", f"/dashboard?year={YEAR}")
                 await asyncio.sleep(pause(rng, "dashboard"))
 
     async def reader(n: int) -> None:
@@ -363,12 +348,7 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
                 x = rng.random()
                 path = ("/public" if x < 0.2 else f"/v/{rng.choice(county.notice_codes)}" if x < 0.5
                         else f"/public/villages/{rng.choice(county.village_codes)}")
-                began = time.perf_counter()
-                try:
-                    r = await c.get(path)
-                    tally.note("public", began, r.status_code == 200, _what(r))
-                except httpx.HTTPError as e:
-                    tally.note("public", began, False, _what(e))
+                await look(c, "public", path)
                 await asyncio.sleep(pause(rng, "public"))
 
     tally.t0 = time.perf_counter()
@@ -494,39 +474,44 @@ def snapshot_balances(url: str) -> None:
 
 # ---- the faults ---------------------------------------------------------------------------------------------------
 
-def make_fault(kind: str | None, server: Server, db_kind: str, log: list[str]) -> Any:
+def inflict(kind: str, server: Server, log: list[str], *, every_worker: bool = False, when: str = "") -> None:
+    """One fault, now, and what happened in `log` (`when` says when it struck, for the report)."""
+    t = time.perf_counter()
+    if kind == "kill-worker":
+        victims = list(server.pids) if every_worker else server.pids[:1]
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        log.append(f"{when}SIGKILL to worker{'s' if len(victims) > 1 else ''} {', '.join(map(str, victims))}")
+        while any(v in server.pids for v in victims) or len(server.pids) < server.workers:
+            time.sleep(0.05)
+        log.append(f"new workers ({', '.join(map(str, server.pids))} serving) {time.perf_counter() - t:.1f} s later "
+                   "(uvicorn's supervisor)")
+    elif kind == "kill-server":
+        pid = server.proc.pid
+        server.kill()
+        log.append(f"{when}SIGKILL to the server (pid {pid})")
+        time.sleep(1.0)
+        server.start_again()
+        log.append(f"started again and answering /healthz {time.perf_counter() - t:.1f} s after the kill (this "
+                   "script as the supervisor, 1 s wait as systemd's RestartSec=1)")
+    elif kind == "restart-db":
+        cluster = sorted(os.listdir("/etc/postgresql"))[0]
+        done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart", "-m",
+                               "fast"], capture_output=True, text=True)
+        log.append(f"{when}PostgreSQL {cluster} restarted (fast: connections cut) in {time.perf_counter() - t:.1f} s "
+                   f"(exit {done.returncode})")
+    else:
+        raise SystemExit(f"unknown fault {kind}")
+
+
+def make_fault(kind: str | None, server: Server, log: list[str]) -> Any:
+    """The fault for the rush: a function that waits until the given moment (time.perf_counter()), then strikes."""
     if kind is None:
         return None
 
-    def at(when: float) -> None:
-        time.sleep(max(0.0, when - time.perf_counter()))
-        t = time.perf_counter()
-        if kind == "kill-worker":
-            if db_kind == "sqlite":
-                raise SystemExit("kill-worker needs several workers (PostgreSQL); on SQLite use kill-server")
-            victim = server.pids[0]
-            os.kill(victim, signal.SIGKILL)
-            log.append(f"SIGKILL to worker {victim}")
-            while victim in server.pids or len(server.pids) < server.workers:
-                time.sleep(0.05)
-            log.append(f"a new worker ({', '.join(map(str, server.pids))} serving) {time.perf_counter() - t:.1f} s "
-                       "later (uvicorn's supervisor)")
-        elif kind == "kill-server":
-            pid = server.proc.pid
-            server.kill()
-            log.append(f"SIGKILL to the server (pid {pid})")
-            time.sleep(1.0)
-            server.start_again()
-            log.append(f"started again and answering /healthz {time.perf_counter() - t:.1f} s after the kill (this "
-                       "script as the supervisor, 1 s wait as systemd's RestartSec=1)")
-        elif kind == "restart-db":
-            cluster = sorted(os.listdir("/etc/postgresql"))[0]
-            done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart", "-m",
-                                   "fast"], capture_output=True, text=True)
-            log.append(f"PostgreSQL {cluster} restarted (fast: connections cut) in {time.perf_counter() - t:.1f} s "
-                       f"(exit {done.returncode})")
-        else:
-            raise SystemExit(f"unknown fault {kind}")
+    def at(moment: float) -> None:
+        time.sleep(max(0.0, moment - time.perf_counter()))
+        inflict(kind, server, log)
 
     return at
 
@@ -655,7 +640,7 @@ def run_rush(args: argparse.Namespace) -> tuple[str, bool]:
         with Server(url, args.workers, Path(work)) as server:
             sessions = {w: login(server.url, w) for w in [*county.rounds, *county.reviewers]}
             fault_log: list[str] = []
-            fault = make_fault(args.fault, server, args.db, fault_log)
+            fault = make_fault(args.fault, server, fault_log)
             print(f"==> the rush: {args.seconds:.0f} s", flush=True)
             m0, c0, s0 = bm._machine_cpu(), time.process_time(), bm._cpu_of(server.pids)
             t0 = time.perf_counter()
@@ -792,23 +777,9 @@ def run_close(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 def _kill_after(kind: str, server: Server, delay: float, log: list[str]) -> None:
+    """The fault for the close, `delay` s into a round's finalisation: every worker, so the finalising one is hit."""
     time.sleep(delay)
-    if kind == "kill-worker":
-        for pid in server.pids:
-            os.kill(pid, signal.SIGKILL)  # the finalising worker is one of them; kill both to be sure it is hit
-        log.append(f"{delay * 1000:.0f} ms into the request, SIGKILL to every worker ({server.workers}); uvicorn's "
-                   "supervisor started new ones")
-    elif kind == "kill-server":
-        server.kill()
-        log.append(f"{delay * 1000:.0f} ms into the request, SIGKILL to the server")
-        time.sleep(1.0)
-        server.start_again()
-        log.append("the server started again (this script as the supervisor)")
-    elif kind == "restart-db":
-        cluster = sorted(os.listdir("/etc/postgresql"))[0]
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart", "-m", "fast"],
-                       capture_output=True)
-        log.append(f"{delay * 1000:.0f} ms into the request, PostgreSQL restarted (fast)")
+    inflict(kind, server, log, every_worker=True, when=f"{delay * 1000:.0f} ms into the request, ")
 
 
 def _wait_healthy(base: str, seconds: float = 60) -> None:

@@ -162,13 +162,18 @@ def demo_db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
         return url
     template, _ = request.getfixturevalue("_demo_template")
     target = tmp_path / "zhenfeng.db"
-    src, dst = sqlite3.connect(template), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
+    copy_sqlite(template, target)
     return f"sqlite:///{target}"
+
+
+def copy_sqlite(src: str | Path, dst: str | Path) -> None:
+    """A consistent copy of a SQLite database (the online backup API), over whatever `dst` held."""
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
 
 
 @pytest.fixture

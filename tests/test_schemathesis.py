@@ -12,7 +12,6 @@ Runs on SQLite, and on PostgreSQL when ZF_TEST_DATABASE_URL is set (the `demo` f
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from app.db import build_engine, metadata
-from tests.conftest import DEMO_PASSWORDS, PG_URL, truncate_all
+from tests.conftest import DEMO_PASSWORDS, PG_URL, copy_sqlite, truncate_all
 
 CHECKS = [st_checks.not_a_server_error, oa_checks.status_code_conformance, oa_checks.content_type_conformance,
           oa_checks.response_schema_conformance]
@@ -76,17 +75,8 @@ def snapshot(url: str, where: Path) -> Callable[[], None]:
     if url.startswith("sqlite"):
         live, saved = make_url(url).database, where / "snapshot.db"
         assert live
-
-        def copy(src: str, dst: str) -> None:
-            a, b = sqlite3.connect(src), sqlite3.connect(dst)
-            try:
-                a.backup(b)
-            finally:
-                a.close()
-                b.close()
-
-        copy(live, str(saved))
-        return lambda: copy(str(saved), live)
+        copy_sqlite(live, saved)
+        return lambda: copy_sqlite(saved, live)
     engine = build_engine(url)
     with engine.connect() as conn:
         rows = {t.name: [dict(r) for r in conn.execute(select(t)).mappings()] for t in metadata.sorted_tables}
