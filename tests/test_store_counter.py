@@ -17,7 +17,7 @@ from app.audit.models import AuditEvent
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.db import Database
-from app.errors import AppError, Conflict, ValidationFailed
+from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.ledger import service as ledger
 from app.org.models import Township, Village
 from app.store import cards, counter, stock
@@ -109,7 +109,7 @@ def test_a_redemption_moves_points_and_stock_together(db: Database) -> None:
     ("unknown", "本店没有的商品"), ("other_store_item", "本店没有的商品"), ("inactive", "已下架"),
     ("zero", "正整数"), ("negative", "正整数"), ("absurd", "最多兑换同一商品 99 件"), ("empty", "购物车是空的"),
     ("over_balance", "积分不足：本次需 120 分，该户余额 100 分，还差 20 分"), ("stock_short", "库存不足：食用油 只剩 3 桶"),
-    ("other_village", "本超市不为该村服务"), ("no_identity", "如何核对了身份"), ("daily_limit", "每户每日兑换上限 50 分"),
+    ("other_village", "未找到该对象"), ("no_identity", "如何核对了身份"), ("daily_limit", "每户每日兑换上限 50 分"),
 ])
 def test_bad_carts_are_refused_and_move_nothing(db: Database, case: str, message: str) -> None:
     shop = _shop(db)
@@ -162,7 +162,7 @@ def test_a_store_serving_two_villages_serves_both_and_no_other(db: Database) -> 
         nh = make_household(s, neighbour)
         ledger.award(s, CLERK, household_id=nh.id, points=50, memo="期初积分")  # type: ignore[arg-type]
         far = make_village(s, make_township(s))
-    with pytest.raises(ValidationFailed, match="不为该村服务"):
+    with pytest.raises(NotFound):  # asked by id: the same answer as for no such household
         _redeem(db, shop, [(shop.soap, 1)], household_id=nh.id)
     with db.write_txn() as s, pytest.raises(ValidationFailed, match="本乡镇的村"):
         stores.set_served_villages(s, CLERK, shop.store_id, [far.id])  # type: ignore[list-item]
@@ -368,8 +368,10 @@ def test_purchases_use_the_store_villages_money_and_transfers_stay_in_the_townsh
         near_store = make_store(s, neighbour)
     with db.write_txn() as s, pytest.raises(ValidationFailed, match="本超市所在村的一笔资金"):
         stock.purchase(s, CLERK, shop.soap, quantity=1, cost_fen=500, fund_id=theirs.id)  # type: ignore[arg-type]
-    with db.write_txn() as s, pytest.raises(ValidationFailed, match="只能调拨给本乡镇的超市"):
+    with db.write_txn() as s, pytest.raises(ValidationFailed, match="只能调拨给本乡镇另一家在用的超市"):
         stock.transfer(s, CLERK, shop.soap, to_store_id=far_store.id, quantity=1, reason="调拨")  # type: ignore[arg-type]
+    with db.write_txn() as s, pytest.raises(ValidationFailed, match="只能调拨给本乡镇另一家在用的超市"):
+        stock.transfer(s, CLERK, shop.soap, to_store_id=far_store.id + 999, quantity=1, reason="调拨")  # none: the same
     with db.write_txn() as s:
         stock.transfer(s, CLERK, shop.soap, to_store_id=near_store.id, quantity=2, reason="邻村缺货")  # type: ignore[arg-type]
     assert _books(db, shop)[3] == 18
@@ -407,7 +409,7 @@ def test_api_redemption_with_idempotency_key_and_scope(client: TestClient, db: D
                             cards.ensure_cards(s, CLERK, [shop.other_hid])[shop.other_hid])
     before = _books(db, shop)
     far_scan = client.post(f"/api/v1/stores/{shop.store_id}/scan", json={"code": far}, headers=headers)
-    assert far_scan.status_code == 422 and "本超市不为该村服务" in far_scan.json()["error"]["message"]
+    assert far_scan.status_code == 422 and "不属于本超市服务的村" in far_scan.json()["error"]["message"]
     far_buy = client.post(f"/api/v1/stores/{shop.store_id}/redemptions", headers=headers,
                           json={"household_id": shop.other_hid, "card": far,
                                 "lines": [{"item_id": shop.soap, "quantity": 1}]})
@@ -420,4 +422,37 @@ def test_api_redemption_with_idempotency_key_and_scope(client: TestClient, db: D
     assert outside.status_code == 404  # a store clerk acting outside the store
     void = client.post(f"/api/v1/redemptions/{r.json()['id']}/void", json={"reason": "退货"}, headers=headers)
     assert void.status_code == 200 and void.json()["status"] == "voided" and void.json()["balance_after"] == 100
+    _clean(db)
+
+
+def test_not_served_answers_like_missing_household(client: TestClient, db: Database) -> None:
+    """A store clerk probing household ids learns nothing: another village's household and no household at all get
+    the same status and the same words, through the API and on the counter page."""
+    shop = _shop(db)
+    with db.write_txn() as s:
+        u = make_user(s, "till3")
+        make_grant(s, u, "store_clerk", store_id=shop.store_id)
+        ledger.award(s, CLERK, household_id=shop.other_hid, points=100, memo="期初积分")
+    headers = {"X-CSRF-Token": login(client, "till3", "Passw0rd-test")}
+    missing = shop.other_hid + 10_000
+
+    def api(hid: int) -> tuple[int, dict[str, object]]:
+        r = client.post(f"/api/v1/stores/{shop.store_id}/redemptions", headers=headers,
+                        json={"household_id": hid, "identity_note": "户主本人",
+                              "lines": [{"item_id": shop.soap, "quantity": 1}]})
+        err = dict(r.json()["error"])
+        err.pop("request_id", None)
+        return r.status_code, err
+
+    before = _books(db, shop)
+    assert api(shop.other_hid) == api(missing)
+    assert api(missing)[0] == 404
+    assert _books(db, shop) == before
+
+    def page(hid: int) -> str:
+        r = client.get(f"/stores/{shop.store_id}/counter", params={"household_id": hid})
+        assert r.status_code == 200
+        return r.text.split('class="flash', 1)[1].split("</", 1)[0] if 'class="flash' in r.text else r.text
+    other, none = page(shop.other_hid), page(missing)
+    assert other == none and "未找到" in other
     _clean(db)

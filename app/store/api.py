@@ -48,7 +48,7 @@ def scan(store_id: int, body: ScanIn, request: Request, session: DbSession,
          p: Principal = Counter) -> HouseholdAtCounterOut:
     found = cards.read(session, p.actor(), _key(request), body.code, store_id=store_id)
     store = stores.get_store(session, store_id)
-    h = counter.check_served(session, store, found.household, stores.served_villages(session, store_id))
+    h = counter.check_served(session, store, found.household, stores.served_villages(session, store_id), by_card=True)
     return HouseholdAtCounterOut(
         household_id=h.id, village_id=h.village_id, number=h.number, head_name=h.head_name,  # type: ignore[arg-type]
         balance=ledger.balance(session, h.id),  # type: ignore[arg-type]

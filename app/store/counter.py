@@ -27,7 +27,7 @@ from app.core.context import Actor
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.households.models import Household
 from app.ledger import service as ledger
-from app.org.models import Store, Village
+from app.org.models import Store
 from app.store import stock
 from app.store.cards import Scanned
 from app.store.models import Item, Redemption, RedemptionLine, StockMovement
@@ -96,12 +96,16 @@ def _lock_household(session: Session, household_id: int) -> Household | None:
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
 
 
-def check_served(session: Session, store: Store, household: Household | None, served: tuple[int, ...]) -> Household:
-    if household is None:
-        raise NotFound("没有这一户")
+def check_served(session: Session, store: Store, household: Household | None, served: tuple[int, ...], *,
+                 by_card: bool = False) -> Household:
+    """The household, if this store may serve it. Asked by id, a household of a village the store does not serve
+    answers exactly like one that does not exist (404, the same words), so a clerk cannot learn from the answer
+    where any household id lives. Asked by a genuine card (its MAC checked), the household is standing at the
+    counter: it is told to go to its own village's store, without naming that village."""
+    if household is None or (household.village_id not in served and not by_card):
+        raise NotFound()
     if household.village_id not in served:
-        village = session.get(Village, household.village_id)
-        raise ValidationFailed(f"这是{village.name if village else '其他村'}的农户，本超市不为该村服务：请到本村的振风超市兑换",
+        raise ValidationFailed("此卡的农户不属于本超市服务的村，不能在这里兑换：请到该户本村的振风超市兑换",
                                code="not_served")
     if household.status != "active":
         raise ValidationFailed("该户已迁出或注销，不能再兑换积分；如有疑问请联系村文书", code="household_inactive")
@@ -139,7 +143,7 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
     store = session.get(Store, store_id)
     assert store is not None
     digest = _request_hash(store_id, household_id, cart)
-    home = check_served(session, store, _lock_household(session, household_id), served)
+    home = check_served(session, store, _lock_household(session, household_id), served, by_card=scanned is not None)
     if key is not None:
         again = _replay(session, store_id, key, digest)
         if again is not None:

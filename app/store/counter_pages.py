@@ -58,7 +58,8 @@ def _household_panel(session: DbSession, store_id: int, household_id: int, *, sc
                      payload: str = "") -> dict[str, Any]:
     store = stores.get_store(session, store_id)
     served = stores.served_villages(session, store_id)
-    h = counter.check_served(session, store, hh.get_household(session, household_id), served)
+    h = counter.check_served(session, store, hh.get_household(session, household_id), served,
+                             by_card=scanned is not None)
     today = counter.today()
     return {"h": h, "village_name": stores.village_names(session, [h.village_id]).get(h.village_id, ""),
             "balance": ledger.balance(session, household_id), "expiring": ledger.expiring(session, household_id)[:3],

@@ -315,13 +315,13 @@ def transfer(session: Session, actor: Actor, item_id: int, *, to_store_id: int, 
     reason = _reason(reason, "邻村超市缺货，调拨 10 袋")
     source = get_item(session, item_id)
     target_store = session.get(Store, to_store_id)
-    if target_store is None or to_store_id == source.store_id or not target_store.active:
-        raise ValidationFailed("请选择另一家在用的超市", details={"field": "to_store_id"})
     towns: dict[int, int] = dict(session.execute(
         select(Store.id, Village.township_id).join(Village, Village.id == Store.village_id)
         .where(Store.id.in_([source.store_id, to_store_id]))).all())  # type: ignore[attr-defined]
-    if towns.get(source.store_id) != towns.get(to_store_id):
-        raise ValidationFailed("只能调拨给本乡镇的超市", details={"field": "to_store_id"})
+    # one answer for a store that does not exist, is closed, or is in another township: ids tell nothing
+    if (target_store is None or to_store_id == source.store_id or not target_store.active
+            or towns.get(source.store_id) != towns.get(to_store_id)):
+        raise ValidationFailed("只能调拨给本乡镇另一家在用的超市，请从列表中选择", details={"field": "to_store_id"})
     twin = session.execute(select(Item).where(Item.store_id == to_store_id, Item.name == source.name,
                                               Item.unit == source.unit)).scalars().first()
     if twin is None:
