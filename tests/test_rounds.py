@@ -8,12 +8,14 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
+from app.core.context import Actor
 from app.db import Database
 from app.errors import AppError, Conflict, ValidationFailed
 from app.evaluation import committee, motions, objections, rounds
-from app.evaluation.models import EvalRound, ListPosting, Rating, RoundEvent
+from app.evaluation.models import EvalRound, ListPosting, Motion, Rating, RoundEvent
 from app.ledger import service as ledger
 from tests.eval_helpers import CLERK, REVIEWER, THEMES, agree_all, consensus_round, eval_village
+from tests.factories import make_grant, make_user
 
 MONTH = 202609
 AFTER = date(2026, 11, 1)  # a day after any publicity window of these tests
@@ -265,6 +267,35 @@ def test_objection_upheld_after_finalisation_posts_compensation_citing_it(db: Da
     with pytest.raises(Conflict, match="已处理"), db.write_txn() as s:
         objections.resolve(s, CLERK, o.id, uphold=True, reason="再次")  # type: ignore[arg-type]
     assert _count(db, ListPosting) == 1
+
+
+def test_recusal_covers_proposals(db: Database) -> None:
+    """A member proposes no determination, award or penalty for the own household or one declared a recusal for;
+    a committee-role holder not yet linked to a household proposes nothing; the clerk proposes for anyone."""
+    with db.write_txn() as s:
+        ev = eval_village(s, members=4)
+        rid = consensus_round(s, ev, MONTH)
+        committee.declare_recusal(s, CLERK, ev.vid, user_id=ev.members[1].id, household_id=ev.households[4],  # type: ignore[arg-type]
+                                  reason="女儿家")
+        unlinked = make_user(s, name="新委员")
+        make_grant(s, unlinked, "committee_member", village_id=ev.vid)  # type: ignore[arg-type]
+    newcomer = Actor(user_id=unlinked.id, name="新委员", role="committee_member")
+    refused = [(ev.actor(0), ev.households[0]), (ev.actor(1), ev.households[4]), (newcomer, ev.households[5])]
+    for who, hid in refused:
+        with pytest.raises(ValidationFailed, match=r"回避|尚未关联本人农户"), db.write_txn() as s:
+            motions.propose_determination(s, who, rid, household_id=hid, code="CIVILISED_FAMILY", description="家风好")
+        for kind in ("award", "penalty"):
+            with pytest.raises(ValidationFailed, match=r"回避|尚未关联本人农户"), db.write_txn() as s:
+                motions.propose_adhoc(s, who, ev.vid, household_id=hid, kind=kind, points=5, description="事由")
+    assert _count(db, Motion) == 0
+    with db.write_txn() as s:  # another member's household, and the clerk for the member's own: allowed
+        motions.propose_determination(s, ev.actor(0), rid, household_id=ev.households[3], code="CIVILISED_FAMILY",
+                                      description="家风好")
+        motions.propose_adhoc(s, ev.actor(1), ev.vid, household_id=ev.households[0], kind="award", points=5,
+                              description="修路")
+        motions.propose_adhoc(s, CLERK, ev.vid, household_id=ev.households[0], kind="penalty", points=5,
+                              description="乱倒垃圾")
+    assert _count(db, Motion) == 3
 
 
 def test_ad_hoc_award_is_posted_when_the_committee_approves_it(db: Database) -> None:

@@ -94,6 +94,23 @@ def eligibility(session: Session, village_id: int) -> Eligibility:
     return e
 
 
+def proposal_refused(session: Session, village_id: int, user_id: int | None, household_id: int) -> str | None:
+    """Why this user may not propose an award, a determination or a penalty for this household, if not: a committee
+    member proposes nothing for a household he or she may not rate (the own household, or one declared a recusal
+    for), and a holder of the committee role not yet linked to a household proposes nothing at all (the own
+    household is not known yet). A clerk who is not on the committee proposes for anyone in the village."""
+    if user_id is None:
+        return None
+    e = eligibility(session, village_id)
+    if user_id in e.members:
+        if household_id in e.barred.get(user_id, set()):
+            return "您已声明回避该户（本人或亲属家庭），不能对其提出认定、加分或扣分：请由其他委员或村文书提出"
+        return None
+    if user_id in _active_member_user_ids(session, village_id):
+        return "您是本村评比委员，但尚未关联本人农户：请村文书先在委员会页面关联后，再提出认定、加分或扣分"
+    return None
+
+
 def _label(h: Household | None) -> str:
     return f"{h.number} {h.head_name}" if h else ""
 

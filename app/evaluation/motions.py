@@ -105,6 +105,13 @@ def _household(session: Session, village_id: int, household_id: int) -> Househol
     return h
 
 
+def _may_propose(session: Session, actor: Actor, village_id: int, household_id: int) -> None:
+    """Recusal covers proposing as it covers rating and voting."""
+    why = committee.proposal_refused(session, village_id, actor.user_id, household_id)
+    if why:
+        raise ValidationFailed(why, code="recused", details={"field": "household_id"})
+
+
 def propose_determination(session: Session, actor: Actor, round_id: int, *, household_id: int, code: str,
                           description: str, evidence: str = "", member_id: int | None = None,
                           member_name: str | None = None) -> Motion:
@@ -116,6 +123,7 @@ def propose_determination(session: Session, actor: Actor, round_id: int, *, hous
         raise ValidationFailed(f"积分细则中没有认定事项“{code}”", details={"field": "code"})
     if household_id not in {e.household_id for e in rounds.roster(session, rnd)}:
         raise ValidationFailed("该户不在本月评比名单中", details={"field": "household_id"})
+    _may_propose(session, actor, rnd.village_id, household_id)
     description = (description or "").strip()
     if not description:
         raise ValidationFailed("请写明认定的事实经过", details={"field": "description"})
@@ -148,6 +156,7 @@ def propose_adhoc(session: Session, actor: Actor, village_id: int, *, household_
     if not 0 < points <= MAX_ADHOC_POINTS:
         raise ValidationFailed(f"分值须为 1 到 {MAX_ADHOC_POINTS} 之间的整数", details={"field": "points"})
     _household(session, village_id, household_id)
+    _may_propose(session, actor, village_id, household_id)
     description = (description or "").strip()
     if not description:
         raise ValidationFailed("请写明事由（何时、何事），它会显示在该户的积分明细里", details={"field": "description"})
