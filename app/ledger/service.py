@@ -24,10 +24,12 @@ from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
+import psycopg
 from sqlalchemy import BigInteger, String, any_, bindparam, case, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from app.audit import service as audit
@@ -404,15 +406,13 @@ def _resolve_and_lock(session: Session, codes: Iterable[str]) -> tuple[dict[str,
     return found, {a.id: a.state for a in found.values() if a.state is not None}
 
 
-def _lock_keys(session: Session, keys: Sequence[str]) -> None:
-    """Serialise postings with the same idempotency key (PostgreSQL; SQLite has one writer): taken after the row
-    locks and in key order, so it cannot close a cycle."""
-    if not _is_pg(session) or not keys:
-        return
-    # one statement for the whole batch (a monthly close keys every household's posting), locks taken in key order
-    session.execute(text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 7331))) FROM "
-                         "(SELECT k FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n) AS s"),
-                    {"keys": sorted(set(keys))})
+class _KeyRace(Exception):
+    """PostgreSQL: another transaction committed a posting with one of this batch's idempotency keys after this one
+    looked for them. The unique index made this insert wait for that transaction, so planning the batch again (the
+    rows it locked are still ours) now sees the key, and answers with the first posting or a 409."""
+
+
+KEY_RACE_ATTEMPTS = 3  # each retry is caused by another transaction that committed one of our keys meanwhile
 
 
 def _existing_keys(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, str | None]]:
@@ -486,6 +486,20 @@ class _Planned:
 
 def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
                 occurred_at: datetime | None = None) -> tuple[list[int | None], list[bool], list[_Planned | None]]:
+    """Plan and write a batch. Postings with the same idempotency key are serialised by the key's unique index (and
+    by the household rows they lock), not by a lock per key: a batch takes no more locks for having many keys, so a
+    county's monthly close fits a stock PostgreSQL's lock table (max_locks_per_transaction)."""
+    for attempt in range(KEY_RACE_ATTEMPTS):
+        try:
+            return _plan_and_write(session, actor, postings, occurred_at)
+        except _KeyRace:
+            if attempt == KEY_RACE_ATTEMPTS - 1:
+                raise Conflict("同一个幂等键的请求正在别处同时提交：请稍后用同一个键再发一次", code="idempotency_busy") from None
+    raise AssertionError("unreachable")
+
+
+def _plan_and_write(session: Session, actor: Actor, postings: Sequence[Posting],
+                    occurred_at: datetime | None) -> tuple[list[int | None], list[bool], list[_Planned | None]]:
     for p in postings:
         _validate(p)
     when = occurred_at or utcnow()
@@ -493,8 +507,7 @@ def _post_batch(session: Session, actor: Actor, postings: Sequence[Posting],
     accounts, state = _resolve_and_lock(session, {leg.account for p in postings for leg in p.legs})
     # from here on every balance in `state` is ours until commit
     keys = [p.idempotency_key for p in postings if p.idempotency_key]
-    if keys:  # after the rows: the same key sent for two households meets here, and the second gets a clear 409
-        _lock_keys(session, keys)
+    # after the rows: the same request sent twice waits here for the first one's household rows and finds its key
     existing = _existing_keys(session, keys) if keys else {}
     reversed_by = _existing_reversals(session, [p.reverses_id for p in postings if p.reverses_id])
     _check_reversals(session, [p for p in postings if p.reverses_id is not None])
@@ -607,8 +620,32 @@ def _insert_transactions(session: Session, rows: list[dict[str, Any]]) -> list[i
     """Insert transaction rows, returning their ids in order. One row: INSERT … RETURNING. Many: the ids are taken
     first (PostgreSQL: from the sequence; SQLite: after max(id), safe because the write transaction is the only
     writer), so the rows go in as one executemany or COPY instead of one INSERT … RETURNING per row."""
-    if len(rows) == 1:
-        return [int(session.execute(insert(TXS).returning(TXS.c.id), rows[0]).scalar_one())]
+    keyed = any(r["idempotency_key"] for r in rows)
+    if not _is_pg(session) or not keyed:  # SQLite: the only writer, a key found absent stays absent
+        if len(rows) == 1:
+            return [int(session.execute(insert(TXS).returning(TXS.c.id), rows[0]).scalar_one())]
+        return _insert_numbered(session, rows)
+    if len(rows) == 1:  # a key committed meanwhile by another transaction: nothing written, plan again
+        tx_id = session.execute(_INSERT_UNLESS_KEY_TAKEN, rows[0]).scalar_one_or_none()
+        if tx_id is None:
+            raise _KeyRace()
+        return [int(tx_id)]
+    try:  # a savepoint per batch: a key another transaction committed meanwhile undoes only this insert
+        with session.begin_nested():
+            return _insert_numbered(session, rows)
+    except (IntegrityError, psycopg.errors.UniqueViolation) as e:
+        orig = getattr(e, "orig", e)
+        if getattr(getattr(orig, "diag", None), "constraint_name", None) != _KEY_CONSTRAINT:
+            raise
+        raise _KeyRace() from None
+
+
+_KEY_CONSTRAINT = "uq_ledger_transactions_idempotency_key"
+_INSERT_UNLESS_KEY_TAKEN = (pg_insert(TXS).on_conflict_do_nothing(index_elements=[TXS.c.idempotency_key])
+                            .returning(TXS.c.id))
+
+
+def _insert_numbered(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     if _is_pg(session):
         ids = sorted(int(i) for i in session.execute(
             text("SELECT nextval(pg_get_serial_sequence('ledger_transactions', 'id')) FROM generate_series(1, :n)"),
