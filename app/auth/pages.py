@@ -272,13 +272,23 @@ def add_grant(request: Request, session: DbSession, user_id: int, p: auth.Princi
               township_id: Annotated[int | None, Form()] = None,
               village_id: Annotated[int | None, Form()] = None,
               store_id: Annotated[int | None, Form()] = None,
-              household_id: Annotated[int | None, Form()] = None) -> Response:
+              household_id: Annotated[int | None, Form()] = None,
+              confirm: Annotated[str, Form(max_length=1)] = "") -> Response:
+    """Two steps: the first checks the grant and shows in one sentence what it will give (将授予 张三 “… 超市管理员”),
+    the second (确认授予) makes it. Nothing is granted from a form that was only filled in."""
+    scope = {"township_id": township_id, "village_id": village_id, "store_id": store_id,
+             "household_id": household_id}
+    form = {"role": role, **scope}
     try:
-        auth.grant_role(session, p.actor(), user_id, role, township_id=township_id, village_id=village_id,
-                        store_id=store_id, household_id=household_id)
+        if confirm != "1":
+            plan = auth.plan_grant(session, user_id, role, **scope)
+            return _private(render(request, "auth/user_detail.html",
+                                   {**_user_ctx(session, p, user_id), "form": form, "pending": plan}))
+        g = auth.grant_role(session, p.actor(), user_id, role, **scope)
     except AppError as e:
-        raise FormRejected(e, "auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)) from e
-    return redirect(f"/admin/users/{user_id}", request, "授权已添加")
+        raise FormRejected(e, "auth/user_detail.html", lambda s: {**_user_ctx(s, p, user_id), "form": form}) from e
+    what = next((v.label for v in auth.grant_views(session, user_id) if v.id == g.id), "")
+    return redirect(f"/admin/users/{user_id}", request, f"已授予：{what}")
 
 
 @router.post("/admin/grants/{grant_id}/revoke")

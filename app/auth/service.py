@@ -297,38 +297,93 @@ def set_preferences(session: Session, actor: Actor, user_id: int, *, large_font:
 
 # ---- grants -------------------------------------------------------------------------------------------------------
 
-def grant_role(session: Session, actor: Actor, user_id: int, role: str, *, township_id: int | None = None,
+SCOPE_WORDS = {"township_id": "乡镇", "village_id": "村", "store_id": "超市", "household_id": "农户"}
+ROLES_FOR_SCOPE = {"township_id": "乡镇审核员", "village_id": "村文书或评比委员", "store_id": "超市管理员",
+                   "household_id": "农户"}
+
+
+@dataclass(frozen=True)
+class GrantPlan:
+    """A grant checked and described before it is made: the role, the one scope it needs, and in words."""
+
+    user: User
+    role: Role
+    scope: dict[str, int | None]
+    place: str  # 振风县 / 城关镇 / 红旗村 / 红旗村振风超市 / 红旗村 户号 001
+
+    @property
+    def what(self) -> str:
+        return f"{self.place} {ROLE_LABELS[self.role]}"
+
+    @property
+    def sentence(self) -> str:
+        return f"将授予 {self.user.display_name}（{self.user.login}）“{self.what}”"
+
+
+def plan_grant(session: Session, user_id: int, role: str, *, township_id: int | None = None,
                village_id: int | None = None, store_id: int | None = None,
-               household_id: int | None = None) -> RoleGrant:
+               household_id: int | None = None) -> GrantPlan:
+    """What granting `role` with these scope fields would give, or why it is refused. Nothing is assumed: the role
+    must be named (no default, so choosing only a place grants nothing), the one scope the role needs must be
+    chosen, and a scope the role does not take is refused rather than dropped, with what to choose instead."""
     user = get_user(session, user_id)
+    if not (role or "").strip():
+        raise ValidationFailed("请先选择要授予的角色（县管理员、乡镇审核员、村文书、评比委员、超市管理员或农户）",
+                               details={"field": "role"}, code="role_required")
     try:
         r = Role(role)
     except ValueError:
-        raise ValidationFailed("未知的角色", details={"field": "role"}) from None
+        raise ValidationFailed("未知的角色：请从列表中选择", details={"field": "role"}) from None
     given = {"township_id": township_id, "village_id": village_id, "store_id": store_id,
              "household_id": household_id}
     need = ROLE_SCOPE_COLUMN[r]
-    for col, val in given.items():
-        if col != need and val is not None:
-            given[col] = None
+    label = ROLE_LABELS[r]
+    extra = [col for col, val in given.items() if val is not None and col != need]
+    if extra:
+        chosen = "、".join(SCOPE_WORDS[c] for c in extra)
+        fits = "；".join(f"选{SCOPE_WORDS[c]}的请授予“{ROLES_FOR_SCOPE[c]}”" for c in extra)
+        if need is None:
+            msg = f"{label}管理全县，不选择范围：请清空{chosen}；{fits}"
+        else:
+            msg = f"{label}只选择{SCOPE_WORDS[need]}，不选{chosen}：请清空{chosen}；{fits}"
+        raise ValidationFailed(msg, details={"field": extra[0]}, code="scope_mismatch")
     if need is not None and given[need] is None:
-        what = {"township_id": "乡镇", "village_id": "村", "store_id": "超市", "household_id": "农户"}[need]
-        raise ValidationFailed(f"{ROLE_LABELS[r]}必须指定所属{what}", details={"field": need})
-    model = {"township_id": Township, "village_id": Village, "store_id": Store,
-             "household_id": Household}.get(need or "")
-    if model is not None and session.get(model, given[need]) is None:  # type: ignore[index]
-        raise ValidationFailed("所选范围不存在", details={"field": need})
-    dup = select(RoleGrant.id).where(RoleGrant.user_id == user.id, RoleGrant.role == r.value,
+        raise ValidationFailed(f"{label}必须指定所属{SCOPE_WORDS[need]}", details={"field": need})
+    if need is None:
+        try:
+            place = org.get_county(session).name
+        except NotFound:
+            place = "全县"
+    else:
+        model = {"township_id": Township, "village_id": Village, "store_id": Store, "household_id": Household}[need]
+        obj = session.get(model, given[need])  # type: ignore[arg-type]
+        if obj is None:
+            raise ValidationFailed(f"所选{SCOPE_WORDS[need]}不存在：请从列表中选择", details={"field": need})
+        if isinstance(obj, Household):
+            v = session.get(Village, obj.village_id)
+            place = f"{v.name if v else ''} 户号 {obj.number}（{obj.head_name}户）"
+        else:
+            place = obj.name  # type: ignore[union-attr]
+    return GrantPlan(user, r, given, place)
+
+
+def grant_role(session: Session, actor: Actor, user_id: int, role: str, *, township_id: int | None = None,
+               village_id: int | None = None, store_id: int | None = None,
+               household_id: int | None = None) -> RoleGrant:
+    plan = plan_grant(session, user_id, role, township_id=township_id, village_id=village_id, store_id=store_id,
+                      household_id=household_id)
+    dup = select(RoleGrant.id).where(RoleGrant.user_id == plan.user.id, RoleGrant.role == plan.role.value,
                                      RoleGrant.revoked_at.is_(None))
-    for col, val in given.items():
+    for col, val in plan.scope.items():
         dup = dup.where(getattr(RoleGrant, col).is_(None) if val is None else getattr(RoleGrant, col) == val)
     if session.execute(dup).first():
-        raise Conflict("该用户已有相同的授权")
-    g = RoleGrant(user_id=user.id, role=r.value, **given)  # type: ignore[arg-type]
+        raise Conflict(f"{plan.user.display_name} 已有相同的授权：“{plan.what}”")
+    g = RoleGrant(user_id=plan.user.id, role=plan.role.value, **plan.scope)  # type: ignore[arg-type]
     session.add(g)
     session.flush()
     audit.record(session, actor, "auth.grant.create", object_type="grant", object_id=g.id,
-                 after={"user_id": user.id, "role": r.value, **{k: v for k, v in given.items() if v is not None}})
+                 after={"user_id": plan.user.id, "role": plan.role.value, "granted": plan.what,
+                        **{k: v for k, v in plan.scope.items() if v is not None}})
     return g
 
 
