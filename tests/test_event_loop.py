@@ -12,6 +12,7 @@ and are plain `def`s, run in a worker thread.
 from __future__ import annotations
 
 import inspect
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import text
@@ -149,7 +150,9 @@ def test_requests_beyond_the_workers_capacity_wait_their_turn_then_get_503() -> 
         assert [(await t)[0] for t in (*first, health, later)] == [200, 200, 200, 200]
         assert inside[-1] == "/a3"
 
-    asyncio.run(scenario())
+    # in a thread of its own: a browser test earlier in this worker leaves Playwright's loop running in this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
 
 
 def test_a_worker_admits_no_more_requests_than_its_database_connections(app) -> None:
