@@ -13,7 +13,7 @@ from app.evaluation import rounds
 from app.evaluation.models import EvalRound, Rating
 from app.ledger import service as ledger
 from tests.conftest import login
-from tests.eval_helpers import CLERK, THEMES, EvalVillage, staffed_village
+from tests.eval_helpers import CLERK, THEMES, EvalVillage, consensus_round, eval_village, staffed_village
 
 PW = "Passw0rd-test"
 MONTH = 202609
@@ -175,3 +175,20 @@ def test_in_a_panel_round_each_member_fills_their_own_grid(client: TestClient, d
         assert rounds.grid(s, rounds.get_round(s, rid), rater_id=ev.members[1].id) == {(ev.households[3], "ENV"): "优"}  # type: ignore[arg-type]
     login(client, "clerk1", PW)
     assert "本轮由委员各自评分" in client.get(f"/rounds/{rid}/grid").text
+
+
+def test_a_household_learns_nothing_from_round_ids(client: TestClient, db: Database) -> None:
+    """An objection to another village's round and to no round at all get the same answer."""
+    _ev, mine = _setup(db)
+    with db.write_txn() as s:
+        other = eval_village(s)
+        theirs = consensus_round(s, other, MONTH)
+    csrf_h = login(client, "home5", PW)
+
+    def object_to(rid: int) -> tuple[int, str]:
+        r = client.post(f"/households/{mine}/objections", data={"csrf_token": csrf_h, "round_id": str(rid),
+                                                                "target": "rating", "theme": "ENV", "text": "有异议"})
+        return r.status_code, r.text.split('data-testid="error"', 1)[1].split("</", 1)[0]
+
+    assert object_to(theirs) == object_to(theirs + 1000)
+    assert object_to(theirs)[0] == 422

@@ -712,9 +712,13 @@ def own_objection(request: Request, session: DbSession, household_id: int, p: Pr
     try:
         if rid is None:
             raise ValidationFailed("请选择对哪一个月的评比有异议")
-        rnd = rounds.get_round(session, rid)
         h = hh.get_household(session, household_id)
-        if rnd.village_id != h.village_id or rnd.status != "publicised":
+        try:
+            rnd = rounds.get_round(session, rid)
+            open_here = rnd.village_id == h.village_id and rnd.status == "publicised"
+        except NotFound:  # no such round answers like another village's: round ids tell a household nothing
+            open_here = False
+        if not open_here:
             raise ValidationFailed("这一轮评比不在公示期，不能在网上提出异议；如有问题请联系村文书")
         objections.file(session, p.actor(), rid, household_id=household_id, target=target, theme=theme or None,
                         motion_id=_opt_int(motion_id), posting_code=posting_code or None, text=text)
