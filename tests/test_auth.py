@@ -6,6 +6,7 @@ for the suite (same algorithm, small cost); `test_passwords_are_argon2id` checks
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import stat
@@ -15,12 +16,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from app import deps
 from app import models as _all_tables  # noqa: F401  (registers every table, for the PostgreSQL demo copy)
 from app.audit.models import AuditEvent
 from app.auth import security
@@ -444,10 +447,20 @@ def test_sixty_wrong_passwords_at_once_are_checked_only_up_to_the_limit(demo, db
     assert len(events(db, "auth.login_failed")) == n and len(events(db, "auth.login_throttled")) == 60 - n
 
 
-def test_failures_lock_out_the_address_that_failed_not_the_account(app, demo, db, settings):
+def test_failures_lock_out_the_address_that_failed_not_the_account(app, demo, db, settings, monkeypatch):
     """Five wrong passwords from address A lock A out of the account, even with the right password; the rightful
-    user at address B still gets in, after a short wait, and the audit log says who was refused and who was slowed."""
+    user at address B still gets in, after a short wait served while the request holds no database connection (nor,
+    on SQLite, the writer's turn), and the audit log says who was refused and who was slowed."""
     n = settings.login_max_failures_per_account
+    held_while_waiting: list[tuple[int, int, bool]] = []
+
+    async def sleep(seconds: float) -> None:
+        served = app.state.db
+        held_while_waiting.append((int(seconds), served.engine.pool.checkedout(),
+                                   bool(served._write_lock and served._write_lock._locked)))
+        await asyncio.sleep(seconds)
+
+    monkeypatch.setattr(deps, "asyncio", SimpleNamespace(sleep=sleep))
     a = new_client(app)  # address "testclient"
     tok = csrf_from(a.get("/login").text)
     for _ in range(n):
@@ -460,6 +473,7 @@ def test_failures_lock_out_the_address_that_failed_not_the_account(app, demo, db
     r = form_login(b, "clerk", DEMO_PASSWORDS["clerk"])
     assert r.status_code == 303, r.text[:500]
     assert time.monotonic() - started >= 1  # 5 failures elsewhere: one second, served before the transaction
+    assert held_while_waiting == [(1, 0, False)]
     assert len(sessions_of(db, "clerk")) == 1
 
     throttled = events(db, "auth.login_throttled")

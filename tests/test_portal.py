@@ -5,16 +5,19 @@ village is not read through this village's page, failures are throttled like a l
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app import deps
 from app.audit.models import AuditEvent
 from app.core.context import Actor
 from app.core.masking import mask_name
@@ -270,10 +273,21 @@ def test_sixty_wrong_pins_at_once_are_checked_only_up_to_the_limit(db: Database,
     assert actions["notices.portal_pin.throttled"] == 60 - limits.per_card
 
 
-def test_wrong_pins_lock_the_card_at_that_address_only(client: TestClient, db: Database, demo: dict) -> None:
+def test_wrong_pins_lock_the_card_at_that_address_only(client: TestClient, db: Database, demo: dict,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Five wrong PINs from one address lock that address out of the card; the household at home (another address)
-    still sees its points, after a short wait that the audit log records."""
+    still sees its points, after a short wait served while the request holds no database connection (nor, on
+    SQLite, the writer's turn), that the audit log records."""
     hid, card, _head = _household(db, FIRST)
+    held_while_waiting: list[tuple[int, int, bool]] = []
+
+    async def sleep(seconds: float) -> None:
+        served = client.app.state.db  # type: ignore[attr-defined]
+        held_while_waiting.append((int(seconds), served.engine.pool.checkedout(),
+                                   bool(served._write_lock and served._write_lock._locked)))
+        await asyncio.sleep(seconds)
+
+    monkeypatch.setattr(deps, "asyncio", SimpleNamespace(sleep=sleep))
     for _ in range(5):
         assert _refused(_me(client, card, "111119"))
     locked = _me(client, card, PIN)
@@ -284,6 +298,7 @@ def test_wrong_pins_lock_the_card_at_that_address_only(client: TestClient, db: D
         r = _me(home, card, PIN)
         assert r.status_code == 200 and 'data-testid="balance"' in r.text
         assert time.monotonic() - started >= 1
+    assert held_while_waiting == [(1, 0, False)]
     assert _me(client, card, PIN).status_code == 429  # the address that failed stays locked
     with db.read_txn() as s:
         slowed = s.execute(select(AuditEvent).where(AuditEvent.action == "notices.portal_pin.slowed")).scalars().all()
