@@ -34,9 +34,16 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     session_idle_minutes: int = Field(default=120, ge=5, le=24 * 60)
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 14)
+    # Password logins and portal PIN checks (app.auth.throttle): failures of one account (card) from one address
+    # that lock that address out of it, and failures from one address (any accounts) that lock the address out,
+    # within the window. Only the address that failed is refused.
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
+    # The longest a login (PIN check) waits before its password is checked when the account (card) failed lately
+    # from other addresses: from the per-account number of such failures on, a second for each, at most this many
+    # seconds (served before the request's transaction opens; 0: no wait).
+    login_slow_max_seconds: int = Field(default=5, ge=0, le=30)
     log_json: bool = True
     log_level: str = "INFO"
     host: str = "127.0.0.1"

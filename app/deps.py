@@ -6,12 +6,14 @@ anything raised.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from app.db import Database
@@ -19,6 +21,14 @@ from app.errors import AppError
 from app.logs import log
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Wait(Protocol):
+    @property
+    def seconds(self) -> int: ...
+
+
+W = TypeVar("W", bound=Wait)
 
 
 def db_session(request: Request) -> Iterator[Session]:
@@ -61,6 +71,23 @@ def write_after_read(request: Request, session: Session, work: Callable[[Session
 
 
 DbSession = Annotated[Session, Depends(db_session, scope="function")]
+
+
+async def pause_before_write(request: Request, ask: Callable[[Session], W]) -> W:
+    """Wait as long as `ask` says (its answer's `seconds`), holding no database connection, transaction or thread:
+    `ask` runs in a read session of its own, closed before the wait, and the wait is on the event loop. A route
+    declares the dependency that calls this before its `DbSession`, so that the request's write session (on SQLite
+    the one writer's turn) is only taken afterwards. For a login slowed down by failures elsewhere."""
+    db: Database = request.app.state.db
+
+    def asking() -> W:
+        with db.read_txn() as session:
+            return ask(session)
+
+    answer = await run_in_threadpool(asking)
+    if answer.seconds > 0:
+        await asyncio.sleep(answer.seconds)
+    return answer
 
 
 # A route that touches the database is a plain `def`: FastAPI runs it in a worker thread. Run on the event loop (an

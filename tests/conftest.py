@@ -11,10 +11,12 @@ import os
 import re
 import shutil
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,6 +31,7 @@ from app.db import Database, build_engine, metadata
 from app.main import create_app
 
 PG_URL = os.environ.get("ZF_TEST_DATABASE_URL")
+T = TypeVar("T")
 
 # Cheap Argon2 for the suite (stored hashes carry their parameters; production keeps OWASP's minimum).
 security.set_hash_cost(memory_kib=1024, time_cost=1)
@@ -238,6 +241,19 @@ def login(client: TestClient, login_name: str, password: str | None = None) -> s
                                     "csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303, r.text[:500]
     return csrf_from(client.get("/account").text)
+
+
+def at_once(n: int, work: Callable[[int], T]) -> list[T]:
+    """`work(0)` … `work(n - 1)` in n threads of their own, released together (a barrier): n requests at the same
+    moment, as many workers of a county deployment would send them. Returns the results in order."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> T:
+        barrier.wait(timeout=60)
+        return work(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
 
 
 @pytest.fixture

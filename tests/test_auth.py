@@ -6,18 +6,24 @@ for the suite (same algorithm, small cost); `test_passwords_are_argon2id` checks
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import stat
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from app import deps
 from app import models as _all_tables  # noqa: F401  (registers every table, for the PostgreSQL demo copy)
 from app.audit.models import AuditEvent
 from app.auth import security
@@ -27,10 +33,11 @@ from app.auth.security import sha256_hex
 from app.config import Settings, UnsafeSettingsError
 from app.core.clock import utcnow
 from app.db import Database
+from app.errors import NotAuthenticated, TooManyRequests
 from app.main import create_app
 from app.org.models import Township, Village
 from tests import factories
-from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, csrf_from, login
+from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, at_once, csrf_from, login
 
 SESSION_COOKIE = "zf_session"
 CSRF_MESSAGE = "CSRF 校验失败"
@@ -395,6 +402,129 @@ def test_success_resets_the_account_counter(app, demo, db, settings):
         assert form_login(c, "clerk", "not-the-password", tok).status_code == 401
     assert form_login(new_client(app), "clerk", DEMO_PASSWORDS["clerk"]).status_code == 303
     assert events(db, "auth.login_throttled") == []
+
+
+def _counting(monkeypatch, module) -> list[int]:  # type: ignore[no-untyped-def]
+    """Count the password checks `module` makes (each one an Argon2 verification an attacker got)."""
+    checked: list[int] = []
+    lock = threading.Lock()
+    real = module.verify_password
+
+    def verify(password: str, stored: str | None) -> bool:
+        with lock:
+            checked.append(1)
+        return bool(real(password, stored))
+
+    monkeypatch.setattr(module, "verify_password", verify)
+    return checked
+
+
+def test_sixty_wrong_passwords_at_once_are_checked_only_up_to_the_limit(demo, db, settings, monkeypatch):
+    """60 wrong passwords for one account from one address, sent at the same moment, each in its own transaction (as
+    60 requests in the workers of a county deployment): exactly the limit are checked, the rest refused unchecked."""
+    n = settings.login_max_failures_per_account
+    checked = _counting(monkeypatch, auth_service)
+
+    def attempt(i: int) -> str:
+        with db.write_session() as s:
+            try:
+                auth_service.login(s, settings, login="clerk", password=f"wrong-pass-{i}", ip="10.1.2.3",
+                                   user_agent=None, request_id=f"req-{i}")
+                outcome = "ok"
+            except TooManyRequests:
+                outcome = "throttled"
+            except NotAuthenticated:
+                outcome = "failed"
+            s.commit()  # as the login page does: a refusal and its audit event are kept
+            return outcome
+
+    outcomes = Counter(at_once(60, attempt))
+    assert outcomes == {"failed": n, "throttled": 60 - n}
+    assert len(checked) == n
+    with db.read_txn() as s:
+        assert s.execute(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.login == "clerk")
+                         ).scalar_one() == n
+    assert len(events(db, "auth.login_failed")) == n and len(events(db, "auth.login_throttled")) == 60 - n
+
+
+def test_failures_lock_out_the_address_that_failed_not_the_account(app, demo, db, settings, monkeypatch):
+    """Five wrong passwords from address A lock A out of the account, even with the right password; the rightful
+    user at address B still gets in, after a short wait served while the request holds no database connection (nor,
+    on SQLite, the writer's turn), and the audit log says who was refused and who was slowed."""
+    n = settings.login_max_failures_per_account
+    held_while_waiting: list[tuple[int, int, bool]] = []
+
+    async def sleep(seconds: float) -> None:
+        served = app.state.db
+        held_while_waiting.append((int(seconds), served.engine.pool.checkedout(),
+                                   bool(served._write_lock and served._write_lock._locked)))
+        await asyncio.sleep(seconds)
+
+    monkeypatch.setattr(deps, "asyncio", SimpleNamespace(sleep=sleep))
+    a = new_client(app)  # address "testclient"
+    tok = csrf_from(a.get("/login").text)
+    for _ in range(n):
+        assert form_login(a, "clerk", "not-the-password", tok).status_code == 401
+    locked = form_login(a, "clerk", DEMO_PASSWORDS["clerk"], tok)
+    assert locked.status_code == 429 and "锁定" in locked.text and re.search(r"请在 \d+ 分钟后再试", locked.text)
+
+    b = new_client(app, client=("10.9.8.7", 40000))
+    started = time.monotonic()
+    r = form_login(b, "clerk", DEMO_PASSWORDS["clerk"])
+    assert r.status_code == 303, r.text[:500]
+    assert time.monotonic() - started >= 1  # 5 failures elsewhere: one second, served before the transaction
+    assert held_while_waiting == [(1, 0, False)]
+    assert len(sessions_of(db, "clerk")) == 1
+
+    throttled = events(db, "auth.login_throttled")
+    assert [(e.object_id, e.ip) for e in throttled] == [("clerk", "testclient")]
+    slowed = events(db, "auth.login_slowed")
+    assert [(e.object_id, e.ip) for e in slowed] == [("clerk", "10.9.8.7")]
+    assert slowed[0].summary["after"] == {"seconds": 1, "failures_elsewhere": n}
+    assert DEMO_PASSWORDS["clerk"] not in str(slowed[0].summary) and "not-the-password" not in str(slowed[0].summary)
+    assert [e.ip for e in events(db, "auth.login")] == ["10.9.8.7"]
+
+    # B's success does not reopen A (the address that failed stays refused for its window) ...
+    assert form_login(a, "clerk", DEMO_PASSWORDS["clerk"], tok).status_code == 429
+    # ... and B, now known, is not slowed again
+    again = new_client(app, client=("10.9.8.7", 40001))
+    assert form_login(again, "clerk", DEMO_PASSWORDS["clerk"]).status_code == 303
+    assert len(events(db, "auth.login_slowed")) == 1
+
+
+def test_an_administrators_reset_reopens_a_locked_address(app, demo, db, settings):
+    """"如忘记密码，请联系管理员重置": after the reset the user gets in at once, from the address that was locked."""
+    n = settings.login_max_failures_per_account
+    a = new_client(app)
+    tok = csrf_from(a.get("/login").text)
+    for _ in range(n):
+        form_login(a, "clerk", "not-the-password", tok)
+    assert form_login(a, "clerk", DEMO_PASSWORDS["clerk"], tok).status_code == 429
+    admin = api_login(app, "admin")
+    uid = user_id(db, "clerk")
+    assert admin.post(f"/api/v1/users/{uid}/password", json={"password": "Fresh-pass-2026"}).status_code == 204
+    assert form_login(a, "clerk", "Fresh-pass-2026", tok).status_code == 303
+
+
+def test_an_ipv6_network_counts_as_one_address(demo, db, settings):
+    """A phone or a household's router holds a whole /64: its addresses are one address to the throttle."""
+    n = settings.login_max_failures_per_account
+    for i in range(n):
+        with db.write_session() as s, pytest.raises(NotAuthenticated):
+            try:
+                auth_service.login(s, settings, login="clerk", password="not-the-password", ip=f"2409:8a00:1:2::{i + 1}",
+                                   user_agent=None, request_id=None)
+            finally:
+                s.commit()
+    with db.write_session() as s, pytest.raises(TooManyRequests):
+        try:
+            auth_service.login(s, settings, login="clerk", password=DEMO_PASSWORDS["clerk"],
+                               ip="2409:8a00:1:2:aaaa:bbbb:cccc:dddd", user_agent=None, request_id=None)
+        finally:
+            s.commit()
+    with db.write_txn() as s:  # another network still gets in
+        auth_service.login(s, settings, login="clerk", password=DEMO_PASSWORDS["clerk"], ip="2409:8a00:1:3::1",
+                           user_agent=None, request_id=None)
 
 
 # ---- passwords ----------------------------------------------------------------------------------------------------

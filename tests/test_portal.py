@@ -5,13 +5,19 @@ village is not read through this village's page, failures are throttled like a l
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
+import time
+from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app import deps
 from app.audit.models import AuditEvent
 from app.core.context import Actor
 from app.core.masking import mask_name
@@ -25,7 +31,7 @@ from app.notices import pins
 from app.org import service as org
 from app.org.models import Village
 from app.store import cards
-from tests.conftest import TEST_SECRET, csrf_from, login
+from tests.conftest import TEST_SECRET, at_once, csrf_from, login
 
 CLERK = Actor(user_id=None, name="村文书", role="village_clerk")
 FIRST = "341000101001"  # the demo's first village (城关镇 红旗村)
@@ -225,6 +231,83 @@ def test_failures_are_throttled_per_card_and_per_address(client: TestClient, db:
     with db.write_txn() as s:  # another address is not affected
         assert pins.check(s, Actor(user_id=None, name="公开查询", ip="10.9.8.8"), KEY, card, "508172",
                           village_id=1, limits=limits).id == hid
+
+
+def test_sixty_wrong_pins_at_once_are_checked_only_up_to_the_limit(db: Database, demo: dict,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """60 wrong PINs for one card from one address at the same moment, each in its own transaction: exactly the
+    limit are checked, the others refused unchecked."""
+    hid, card, _head = _household(db, FIRST)
+    limits = pins.Limits()
+    checked: list[int] = []
+    lock = threading.Lock()
+    real = pins.verify_password
+
+    def verify(pin: str, stored: str | None) -> bool:
+        with lock:
+            checked.append(1)
+        return bool(real(pin, stored))
+
+    monkeypatch.setattr(pins, "verify_password", verify)
+    here = Actor(user_id=None, name="公开查询", ip="10.1.2.3")
+
+    def attempt(i: int) -> str:
+        with db.write_session() as s:
+            try:
+                pins.check(s, here, KEY, card, f"{500000 + i}", village_id=1, limits=limits)
+                outcome = "ok"
+            except pins.PinThrottled:
+                outcome = "throttled"
+            except pins.PinRefused:
+                outcome = "refused"
+            s.commit()  # as the portal does: the refusal and its audit event are kept
+            return outcome
+
+    outcomes = Counter(at_once(60, attempt))
+    assert outcomes == {"refused": limits.per_card, "throttled": 60 - limits.per_card}
+    assert len(checked) == limits.per_card
+    with db.read_txn() as s:
+        actions = Counter(s.execute(select(AuditEvent.action).where(
+            AuditEvent.action.like("notices.portal_pin.%"), AuditEvent.object_id == str(hid))).scalars())
+    assert actions["notices.portal_pin.failed"] == limits.per_card
+    assert actions["notices.portal_pin.throttled"] == 60 - limits.per_card
+
+
+def test_wrong_pins_lock_the_card_at_that_address_only(client: TestClient, db: Database, demo: dict,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five wrong PINs from one address lock that address out of the card; the household at home (another address)
+    still sees its points, after a short wait served while the request holds no database connection (nor, on
+    SQLite, the writer's turn), that the audit log records."""
+    hid, card, _head = _household(db, FIRST)
+    held_while_waiting: list[tuple[int, int, bool]] = []
+
+    async def sleep(seconds: float) -> None:
+        served = client.app.state.db  # type: ignore[attr-defined]
+        held_while_waiting.append((int(seconds), served.engine.pool.checkedout(),
+                                   bool(served._write_lock and served._write_lock._locked)))
+        await asyncio.sleep(seconds)
+
+    monkeypatch.setattr(deps, "asyncio", SimpleNamespace(sleep=sleep))
+    for _ in range(5):
+        assert _refused(_me(client, card, "111119"))
+    locked = _me(client, card, PIN)
+    assert locked.status_code == 429 and "锁定" in locked.text and "分钟后再试" in locked.text
+    app = client.app
+    with TestClient(app, base_url="http://testserver", client=("10.9.8.7", 40000)) as home:  # type: ignore[arg-type]
+        started = time.monotonic()
+        r = _me(home, card, PIN)
+        assert r.status_code == 200 and 'data-testid="balance"' in r.text
+        assert time.monotonic() - started >= 1
+    assert held_while_waiting == [(1, 0, False)]
+    assert _me(client, card, PIN).status_code == 429  # the address that failed stays locked
+    with db.read_txn() as s:
+        slowed = s.execute(select(AuditEvent).where(AuditEvent.action == "notices.portal_pin.slowed")).scalars().all()
+        throttled = s.execute(select(AuditEvent).where(AuditEvent.action == "notices.portal_pin.throttled")
+                              ).scalars().all()
+    assert [(e.object_id, e.ip) for e in slowed] == [(str(hid), "10.9.8.7")]
+    assert slowed[0].summary["after"] == {"seconds": 1, "failures_elsewhere": 5}
+    assert PIN not in str(slowed[0].summary) and card not in str(slowed[0].summary)
+    assert {e.ip for e in throttled} == {"testclient"}
 
 
 @pytest.mark.parametrize("pin", ["000000", "888888", "123456", "654321", "890123", "121212", "123123", "112233",

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.auth import service as auth
+from app.auth import throttle
 from app.auth.deps import SESSION_COOKIE, authorize, client_ip, request_id
 from app.auth.models import ROLE_LABELS, Role
 from app.auth.permissions import Perm
 from app.auth.security import generate_password, same
 from app.config import Settings
-from app.deps import DbSession
+from app.deps import DbSession, pause_before_write
 from app.errors import AppError, CsrfFailed, FormRejected
 from app.org import service as org
 from app.web import ANON_CSRF_COOKIE, LARGE_FONT_COOKIE, LOCALE_COOKIE, redirect, render
@@ -51,9 +52,22 @@ def login_form(request: Request, p: auth.Principal | None = Public, next: str | 
     return render(request, "auth/login.html", {"next": _safe_next(next)})
 
 
+async def _login_wait(request: Request) -> throttle.Slowdown:
+    """The wait before this login's password is checked, when the account failed lately from other addresses:
+    served here, before the request's database session opens (this dependency is declared before it), so a waiting
+    login holds no connection, transaction or thread. Nothing is waited for a form that will be refused anyway."""
+    form = await request.form()
+    name, token = form.get("login"), form.get("csrf_token")
+    if not isinstance(name, str) or not isinstance(token, str) or not same(token, request.cookies.get(ANON_CSRF_COOKIE)):
+        return throttle.NO_WAIT
+    settings, ip = request.app.state.settings, client_ip(request)
+    return await pause_before_write(request, lambda s: auth.login_slowdown(s, settings, login=name[:100], ip=ip))
+
+
 @router.post("/login")
 def login_submit(
     request: Request,
+    slowed: Annotated[throttle.Slowdown, Depends(_login_wait)],  # before the session: see _login_wait
     session: DbSession,
     login: Annotated[str, Form(max_length=100)] = "",
     password: Annotated[str, Form(max_length=256)] = "",
@@ -67,7 +81,7 @@ def login_submit(
     try:
         result = auth.login(session, request.app.state.settings, login=login, password=password,
                             ip=client_ip(request), user_agent=request.headers.get("user-agent"),
-                            request_id=request_id(request))
+                            request_id=request_id(request), slowed=slowed)
     except AppError as e:
         # The failed attempt and its audit event are kept: the page is returned, not raised.
         return render(request, "auth/login.html", {**ctx, "error": e.message}, status_code=e.status)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,7 +10,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
-from app.auth.models import ROLE_LABELS, ROLE_SCOPE_COLUMN, ApiToken, LoginAttempt, Role, RoleGrant, User, UserSession
+from app.auth import throttle
+from app.auth.models import ROLE_LABELS, ROLE_SCOPE_COLUMN, ApiToken, Role, RoleGrant, User, UserSession
 from app.auth.permissions import STORE_BOUND, Perm, role_has
 from app.auth.security import (
     TEMP_PASSWORD_DAYS,
@@ -251,6 +251,7 @@ def admin_reset_password(session: Session, actor: Actor, user_id: int, new_passw
     user.password_changed_at = utcnow()
     revoke_all_sessions(session, user.id)  # type: ignore[arg-type]
     revoke_all_tokens(session, user.id)  # type: ignore[arg-type]  # a reset after a compromise ends every credential
+    throttle.reset(session, user.login, utcnow())  # the addresses locked out by failures may use the new password
     session.flush()
     audit.record(session, actor, "auth.user.reset_password", object_type="user", object_id=user.id)
     return user
@@ -413,26 +414,24 @@ class LoginResult:
     token: str  # the cookie value; only its hash is stored
 
 
-def _wait_minutes(oldest: datetime, window: timedelta, now: datetime) -> int:
-    return max(1, math.ceil((oldest + window - now).total_seconds() / 60))
+def _limits(settings: Settings) -> throttle.Limits:
+    return throttle.Limits(per_subject=settings.login_max_failures_per_account,
+                           per_address=settings.login_max_failures_per_address,
+                           window_minutes=settings.login_window_minutes,
+                           slow_max_seconds=settings.login_slow_max_seconds)
 
 
-def _throttle(session: Session, settings: Settings, login: str, ip: str, now: datetime) -> str | None:
-    window = timedelta(minutes=settings.login_window_minutes)
-    since = now - window
-    last_ok = session.execute(select(func.max(LoginAttempt.at)).where(LoginAttempt.login == login,
-                                                                      LoginAttempt.success.is_(True))).scalar()
-    acc_since = max(since, last_ok) if last_ok else since
-    acc = session.execute(select(func.count(), func.min(LoginAttempt.at)).where(
-        LoginAttempt.login == login, LoginAttempt.success.is_(False), LoginAttempt.at > acc_since)).one()
-    if acc[0] >= settings.login_max_failures_per_account:
-        return (f"该账号登录失败次数过多，已暂时锁定，请在 {_wait_minutes(acc[1], window, now)} 分钟后再试；"
-                "如忘记密码，请联系管理员重置")
-    addr = session.execute(select(func.count(), func.min(LoginAttempt.at)).where(
-        LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.at > since)).one()
-    if addr[0] >= settings.login_max_failures_per_address:
-        return f"本机登录失败次数过多，请在 {_wait_minutes(addr[1], window, now)} 分钟后再试"
-    return None
+def _login_name(login: str) -> str:
+    return (login or "").strip().lower()[:40]
+
+
+def login_slowdown(session: Session, settings: Settings, *, login: str, ip: str) -> throttle.Slowdown:
+    """How long a login for this account from this address waits before its password is checked (the account
+    failed lately from other addresses). Read only: the caller waits holding no transaction, then calls `login`."""
+    name = _login_name(login)
+    if not name:
+        return throttle.NO_WAIT
+    return throttle.slowdown(session, _limits(settings), name, throttle.address_key(ip), utcnow())
 
 
 def _temporary_password_expired(user: User, now: datetime) -> bool:
@@ -443,35 +442,52 @@ def _temporary_password_expired(user: User, now: datetime) -> bool:
 
 
 def login(session: Session, settings: Settings, *, login: str, password: str, ip: str, user_agent: str | None,
-          request_id: str | None) -> LoginResult:
-    """Check the password with throttling; on success open a new session (a new id every login)."""
-    name = (login or "").strip().lower()[:40]
+          request_id: str | None, slowed: throttle.Slowdown = throttle.NO_WAIT) -> LoginResult:
+    """Check the password with throttling (app.auth.throttle); on success open a new session (a new id every login).
+
+    `slowed`: the wait `login_slowdown` asked for, already served by the caller outside this transaction (audited
+    here). The refusals (TooManyRequests) and failures (NotAuthenticated) write the attempt and its audit event: the
+    caller commits them."""
+    name = _login_name(login)
     ip = (ip or "unknown")[:64]
     anon = Actor(user_id=None, name=name or "（空）", request_id=request_id, ip=ip)
     if not name or not password:
         raise ValidationFailed("请输入登录名和密码")
+    address = throttle.address_key(ip)
+    throttle.lock(session, f"login:{name}", f"addr:{address}")  # count, check and record as one, per account/address
     now = utcnow()
-    wait = _throttle(session, settings, name, ip, now)
-    if wait:
-        audit.record(session, anon, "auth.login_throttled", object_type="login", object_id=name)
-        raise TooManyRequests(wait)
+    limits = _limits(settings)
+    if slowed.seconds:
+        audit.record(session, anon, "auth.login_slowed", object_type="login", object_id=name, after=slowed.audit(),
+                     note="该账号近期在其他地址多次登录失败，本次登录延后核对")
+    minutes = throttle.address_wait(session, limits, address, now)
+    if minutes:
+        audit.record(session, anon, "auth.login_throttled", object_type="login", object_id=name,
+                     note="本机（本网络）登录失败次数过多")
+        raise TooManyRequests(f"本机登录失败次数过多，请在 {minutes} 分钟后再试", code="login_throttled")
+    minutes = throttle.subject_wait(session, limits, name, address, now)
+    if minutes:
+        audit.record(session, anon, "auth.login_throttled", object_type="login", object_id=name,
+                     note="本机（本网络）对该账号登录失败次数过多")
+        raise TooManyRequests(f"该账号在本机登录失败次数过多，已暂时锁定，请在 {minutes} 分钟后再试；"
+                              "如忘记密码，请联系管理员重置", code="login_throttled")
     user = session.execute(select(User).where(User.login == name)).scalar_one_or_none()
     ok = verify_password(password[:256], user.password_hash if user else None)
     if not ok or user is None or not user.active:
-        session.add(LoginAttempt(login=name, ip=ip, at=now, success=False))
+        throttle.record(session, name, address, now, ok=False)
         reason = "停用账号" if (ok and user is not None) else "密码错误或账号不存在"
         audit.record(session, anon, "auth.login_failed", object_type="login", object_id=name, note=reason)
         session.flush()
         raise NotAuthenticated("登录名或密码不正确" if not (ok and user) else "该账号已停用，请联系管理员",
                                code="login_failed")
     if _temporary_password_expired(user, now):
-        session.add(LoginAttempt(login=name, ip=ip, at=now, success=False))
+        throttle.record(session, name, address, now, ok=False)
         audit.record(session, anon, "auth.login_failed", object_type="login", object_id=name, note="临时密码已过期")
         session.flush()
         raise NotAuthenticated(f"临时密码超过 {TEMP_PASSWORD_DAYS} 天没有修改，已经失效：请联系县管理员重新重置密码",
                                code="temporary_password_expired")
     grants = active_grants(session, user.id)  # type: ignore[arg-type]
-    session.add(LoginAttempt(login=name, ip=ip, at=now, success=True))
+    throttle.record(session, name, address, now, ok=True)
     token = new_token()
     us = UserSession(token_hash=sha256_hex(token), user_id=user.id, csrf_token=new_token(24),  # type: ignore[arg-type]
                      created_at=now, last_seen_at=now,

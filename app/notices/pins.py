@@ -1,15 +1,17 @@
 """The public portal's service (no HTTP): a household's portal PIN (set by the village clerk, checked with the card
 code, throttled like a login), and what the portal shows of a village, which is never more than its notices show.
 
-PIN checks are throttled with the login's own mechanism (`login_attempts`, counted per subject and per address in a
-window, a success clearing the subject's count) under keys that a login can never produce: a login name is stored
-lower-case, so the upper-case `PIN:` prefix keeps the two apart, and a household's failed PINs never lock a clerk out
-of the village office's computer (nor the other way round).
+PIN checks are throttled like a login (app.auth.throttle: `login_attempts`, per card and address, per address, and
+a short wait when the card failed lately from other addresses) under keys that a login can never produce: a login
+name is stored lower-case, so the upper-case `PIN:` prefix keeps the two apart, and a household's failed PINs never
+lock a clerk out of the village office's computer (nor the other way round).
 
 - per card: `PIN:H<household id>` for a genuine card; for a card code that is not genuine (mistyped, forged, an old
   version) `PIN:X<hash of the code>`, so that "this card is locked" says no more about a code than "wrong code or PIN"
-  does (an unknown code is locked after as many tries as a real one);
+  does (an unknown code is locked after as many tries as a real one, and waits the same);
 - per address: `PIN:<address>`.
+Only the address that failed is locked out of a card: a neighbour who tries a household's card cannot keep the
+household itself from its points. A new PIN set by the clerk reopens the card at once for every address.
 A wrong card code, a card of another village, a household without a PIN and a wrong PIN all get the same answer; the
 PIN is checked (against a dummy hash when there is nothing to check against) every time, so they also take as long.
 """
@@ -18,19 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import re
 import secrets
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
-from app.auth.models import LoginAttempt
+from app.auth import throttle
 from app.auth.security import hash_password, verify_password
 from app.core.clock import utcnow
 from app.core.context import Actor
@@ -105,8 +106,7 @@ def set_pin(session: Session, actor: Actor, household_id: int, pin: str) -> Hous
         session.add(row)
     else:
         row.pin_hash, row.set_by, row.set_at = hash_password(pin), actor.name[:80], utcnow()
-    session.add(LoginAttempt(login=_subject(household_id), ip=f"PIN:{actor.ip or 'clerk'}"[:64], at=utcnow(),
-                             success=True))
+    throttle.reset(session, _subject(household_id), utcnow())  # the card may be tried again at once, from anywhere
     session.flush()
     audit.record(session, actor, "notices.portal_pin.set", object_type="household", object_id=household_id,
                  after={"replaced": replaced})
@@ -128,11 +128,17 @@ def clear_pin(session: Session, actor: Actor, household_id: int) -> None:
 
 @dataclass(frozen=True)
 class Limits:
-    """How many failures are allowed in the window, per card and per address (the login's settings)."""
+    """How many failures are allowed in the window, per card and address and per address, and the longest wait
+    when the card failed from other addresses (the login's settings)."""
 
     per_card: int = 5
     per_address: int = 20
     window_minutes: int = 15
+    slow_max_seconds: int = 5
+
+    def rules(self) -> throttle.Limits:
+        return throttle.Limits(per_subject=self.per_card, per_address=self.per_address,
+                               window_minutes=self.window_minutes, slow_max_seconds=self.slow_max_seconds)
 
 
 class PinRefused(AppError):
@@ -148,34 +154,12 @@ class PinThrottled(TooManyRequests):
     keep_writes = True
 
 
-def _wait_minutes(oldest: datetime, window: timedelta, now: datetime) -> int:
-    return max(1, math.ceil((oldest + window - now).total_seconds() / 60))
+def _address(actor: Actor) -> str:
+    return f"PIN:{throttle.address_key(actor.ip)}"[:64]
 
 
-def _failures(session: Session, where: object, since: datetime) -> tuple[int, datetime | None]:
-    row = session.execute(select(func.count(), func.min(LoginAttempt.at)).where(
-        where, LoginAttempt.success.is_(False), LoginAttempt.at > since)).one()
-    return int(row[0]), row[1]
-
-
-def _address_wait(session: Session, limits: Limits, address: str, now: datetime) -> str | None:
-    window = timedelta(minutes=limits.window_minutes)
-    n, oldest = _failures(session, LoginAttempt.ip == address, now - window)
-    if n >= limits.per_address and oldest is not None:
-        return f"本机查询失败次数过多，请在 {_wait_minutes(oldest, window, now)} 分钟后再试"
-    return None
-
-
-def _card_wait(session: Session, limits: Limits, subject: str, now: datetime) -> str | None:
-    window = timedelta(minutes=limits.window_minutes)
-    last_ok = session.execute(select(func.max(LoginAttempt.at)).where(LoginAttempt.login == subject,
-                                                                      LoginAttempt.success.is_(True))).scalar()
-    since = max(now - window, last_ok) if last_ok else now - window
-    n, oldest = _failures(session, LoginAttempt.login == subject, since)
-    if n >= limits.per_card and oldest is not None:
-        return (f"这张卡的查询密码输错次数过多，已暂时锁定，请在 {_wait_minutes(oldest, window, now)} 分钟后再试；"
-                "忘记查询密码请到村委会重新设置")
-    return None
+def _unknown_subject(code: str) -> str:
+    return "PIN:X" + hashlib.sha256(code.encode()).hexdigest()[:20]
 
 
 def card_code(text: str) -> str:
@@ -187,34 +171,59 @@ def card_code(text: str) -> str:
     return cards.normalise(text)
 
 
+def slowdown(session: Session, actor: Actor, key: bytes, card_text: str, *,
+             limits: Limits | None = None) -> throttle.Slowdown:
+    """How long a PIN check of this card from `actor.ip` waits before the PIN is checked (the card failed lately
+    from other addresses). Read only, nothing audited: the caller waits holding no transaction, then calls `check`."""
+    limits = limits or Limits()
+    code = card_code(card_text)[:80]
+    if not code:
+        return throttle.NO_WAIT
+    household_id = cards.household_of(session, key, code)
+    subject = _subject(household_id) if household_id is not None else _unknown_subject(code)
+    return throttle.slowdown(session, limits.rules(), subject, _address(actor), utcnow())
+
+
 def check(session: Session, actor: Actor, key: bytes, card_text: str, pin: str, *, village_id: int,
-          limits: Limits | None = None, now: datetime | None = None) -> Household:
+          limits: Limits | None = None, now: datetime | None = None,
+          slowed: throttle.Slowdown = throttle.NO_WAIT) -> Household:
     """The household whose card code and PIN these are, if it belongs to `village_id`; else PinRefused (the same
-    for a wrong code and a wrong PIN), or PinThrottled after too many failures. `actor.ip` is the address that asks.
+    for a wrong code and a wrong PIN), or PinThrottled after too many failures. `actor.ip` is the address that asks;
+    `slowed` the wait `slowdown` asked for, served by the caller before this transaction (audited here).
     Every outcome is audited (never the PIN, nor the card code)."""
     limits = limits or Limits()
-    now = now or utcnow()
+    rules = limits.rules()
     code = card_code(card_text)[:80]
     pin = (pin or "").strip()[:20]
     if not code or not pin:
         raise ValidationFailed("请输入积分卡上的卡号和查询密码", details={"field": "card" if not code else "pin"})
-    address = f"PIN:{actor.ip or 'unknown'}"[:64]
-    wait = _address_wait(session, limits, address, now)
-    if wait:
-        audit.record(session, actor, "notices.portal_pin.throttled", object_type="address", object_id=actor.ip)
-        raise PinThrottled(wait, code="pin_throttled")
+    address = _address(actor)
+    # Count, check and record as one, per card and per address. A genuine card has one current code, so the code
+    # stands for the card here (the card itself is only known after reading it, which may write an audit event).
+    throttle.lock(session, f"pin-card:{code}", f"addr:{address}")
+    now = now or utcnow()
+    minutes = throttle.address_wait(session, rules, address, now)
+    if minutes:
+        audit.record(session, actor, "notices.portal_pin.throttled", object_type="address", object_id=actor.ip,
+                     note="本机（本网络）查询失败次数过多")
+        raise PinThrottled(f"本机查询失败次数过多，请在 {minutes} 分钟后再试", code="pin_throttled")
     household: Household | None = None
     why = ""
     try:
         household = cards.read(session, actor, key, code).household
     except cards.CardRefused as e:
         why = "卡号无法识别" if e.code == "card_unreadable" else "卡号校验失败或此卡已挂失"
-    subject = _subject(household.id) if household else "PIN:X" + hashlib.sha256(code.encode()).hexdigest()[:20]  # type: ignore[arg-type]
-    wait = _card_wait(session, limits, subject, now)
-    if wait:
-        audit.record(session, actor, "notices.portal_pin.throttled", object_type="household" if household else "card",
-                     object_id=household.id if household else None)
-        raise PinThrottled(wait, code="pin_throttled")
+    subject = _subject(household.id) if household else _unknown_subject(code)  # type: ignore[arg-type]
+    object_type, object_id = ("household", household.id) if household else ("card", None)
+    if slowed.seconds:
+        audit.record(session, actor, "notices.portal_pin.slowed", object_type=object_type, object_id=object_id,
+                     after=slowed.audit(), note="这张卡近期在其他地址多次输错查询密码，本次延后核对")
+    minutes = throttle.subject_wait(session, rules, subject, address, now)
+    if minutes:
+        audit.record(session, actor, "notices.portal_pin.throttled", object_type=object_type, object_id=object_id,
+                     note="本机（本网络）对这张卡输错查询密码次数过多")
+        raise PinThrottled(f"这张卡的查询密码在本机输错次数过多，已暂时锁定，请在 {minutes} 分钟后再试；"
+                           "忘记查询密码请到村委会重新设置", code="pin_throttled")
     stored = None
     if household is not None:
         if household.village_id != village_id:
@@ -225,13 +234,13 @@ def check(session: Session, actor: Actor, key: bytes, card_text: str, pin: str, 
             stored = row.pin_hash
     ok = verify_password(pin, stored)  # a dummy hash when there is none: every refusal takes as long
     if not ok:
-        session.add(LoginAttempt(login=subject, ip=address, at=now, success=False))
-        audit.record(session, actor, "notices.portal_pin.failed", object_type="household" if household else "card",
-                     object_id=household.id if household else None, note=why or "查询密码错误")
+        throttle.record(session, subject, address, now, ok=False)
+        audit.record(session, actor, "notices.portal_pin.failed", object_type=object_type, object_id=object_id,
+                     note=why or "查询密码错误")
         session.flush()
         raise PinRefused(REFUSED)
     assert household is not None
-    session.add(LoginAttempt(login=subject, ip=address, at=now, success=True))
+    throttle.record(session, subject, address, now, ok=True)
     session.flush()
     audit.record(session, actor, "notices.portal_pin.ok", object_type="household", object_id=household.id)
     return household

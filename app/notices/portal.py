@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import Response
 
+from app.auth import throttle
 from app.auth.deps import authorize, client_ip, request_id
 from app.auth.permissions import Perm
 from app.auth.security import same
@@ -22,7 +23,7 @@ from app.auth.service import Principal
 from app.core.clock import format_local
 from app.core.context import Actor
 from app.core.scope import EVERYTHING
-from app.deps import DbSession
+from app.deps import DbSession, pause_before_write
 from app.errors import AppError, CsrfFailed, FormRejected, ValidationFailed
 from app.households import service as households
 from app.ledger.service import TX_KIND_LABELS
@@ -79,8 +80,33 @@ def _csrf_expected(request: Request, p: Principal | None) -> str | None:
     return request.cookies.get(ANON_CSRF_COOKIE)
 
 
+def _limits(request: Request) -> pins.Limits:
+    settings = request.app.state.settings
+    return pins.Limits(per_card=settings.login_max_failures_per_account,
+                       per_address=settings.login_max_failures_per_address,
+                       window_minutes=settings.login_window_minutes,
+                       slow_max_seconds=settings.login_slow_max_seconds)
+
+
+def _actor(request: Request) -> Actor:
+    return Actor(user_id=None, name="公开查询", request_id=request_id(request), ip=client_ip(request)[:64])
+
+
+async def _pin_wait(request: Request) -> throttle.Slowdown:
+    """The wait before this PIN is checked, when the card failed lately from other addresses: served here, before
+    the request's database session opens (this dependency is declared before it), holding no connection,
+    transaction or thread."""
+    form = await request.form()
+    card, pin = form.get("card"), form.get("pin")
+    if not isinstance(card, str) or not isinstance(pin, str) or not card.strip() or not pin.strip():
+        return throttle.NO_WAIT
+    key, limits, actor = cards.card_key(request.app.state.settings.secret_key), _limits(request), _actor(request)
+    return await pause_before_write(request, lambda s: pins.slowdown(s, actor, key, card[:200], limits=limits))
+
+
 @router.post("/public/villages/{village_code}/me")
-def me(request: Request, session: DbSession, village_code: VillageCode, p: Principal | None = Public,
+def me(request: Request, slowed: Annotated[throttle.Slowdown, Depends(_pin_wait)],  # before the session: _pin_wait
+       session: DbSession, village_code: VillageCode, p: Principal | None = Public,
        card: Annotated[str, Form(max_length=200)] = "", pin: Annotated[str, Form(max_length=40)] = "",
        csrf_token: Annotated[str, Form(max_length=100)] = "") -> Response:
     """The household's balance, the points expiring soon and its latest lines, once the card code and PIN match."""
@@ -90,13 +116,9 @@ def me(request: Request, session: DbSession, village_code: VillageCode, p: Princ
         return _page(request, "notices/portal_me.html", {"village": village, "error": CsrfFailed().message, **typed},
                      status_code=CsrfFailed.status, headers=NO_STORE)
     settings = request.app.state.settings
-    limits = pins.Limits(per_card=settings.login_max_failures_per_account,
-                         per_address=settings.login_max_failures_per_address,
-                         window_minutes=settings.login_window_minutes)
-    actor = Actor(user_id=None, name="公开查询", request_id=request_id(request), ip=client_ip(request)[:64])
     try:
-        household = pins.check(session, actor, cards.card_key(settings.secret_key), card, pin,
-                               village_id=village.id, limits=limits)  # type: ignore[arg-type]
+        household = pins.check(session, _actor(request), cards.card_key(settings.secret_key), card, pin,
+                               village_id=village.id, limits=_limits(request), slowed=slowed)  # type: ignore[arg-type]
     except AppError as e:
         # Returned, not raised: the failed try and its audit event are kept (like a failed login).
         return _page(request, "notices/portal_me.html", {"village": village, "error": e.message, **typed},

@@ -123,6 +123,22 @@ def read(session: Session, actor: Actor, key: bytes, raw: str, *, store_id: int 
     return Scanned(card, household)
 
 
+def household_of(session: Session, key: bytes, raw: str) -> int | None:
+    """The household whose current card this payload is (the MAC matches, the card's version, not lost), else None.
+    Reads only and audits nothing: for a question asked before the real reading (`read`), such as how long a portal
+    PIN check of this card waits."""
+    m = _PAYLOAD.match(normalise(raw))
+    if m is None:
+        return None
+    card_id, version, mac = int(m.group(1)), int(m.group(2)), m.group(3)
+    if not hmac.compare_digest(mac, _mac(key, card_id, version)):
+        return None
+    card = session.get(Card, card_id)
+    if card is None or version != card.version or card.status == "lost":
+        return None
+    return card.household_id
+
+
 # ---- issuing, losing, reissuing --------------------------------------------------------------------------------------
 
 def card_of(session: Session, household_id: int) -> Card | None:
