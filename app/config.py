@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     # database connections it may open (app.db.POOL_CAPACITY); one that waits longer than queue_wait_seconds gets 503.
     max_inflight: int = Field(default=20, ge=1, le=20)
     queue_wait_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    # Of those, how many may be uploads still receiving their body (a body over 64 KB, which is not read before the
+    # request takes its place: app.middleware.READ_AHEAD_BYTES); smaller bodies are read first and hold no place.
+    max_uploads: int = Field(default=4, ge=1, le=20)
+    # Connections one client address may hold open to a worker (0: no limit); an IPv6 client counts by its /64.
+    # A trusted proxy's connections (FORWARDED_ALLOW_IPS) are not counted: behind nginx, nginx's limit_conn does it.
+    max_connections_per_address: int = Field(default=20, ge=0, le=10_000)
     # the address printed under a notice's QR code (https://zf.example.gov.cn); empty: the address the page was opened at
     public_url: str = ""
     # black- and red-list records: years after a posting's period ends before its personal details are erased

@@ -36,7 +36,7 @@ from app.ledger import api as ledger_api
 from app.ledger import pages as ledger_pages
 from app.lists import pages as lists_pages
 from app.logs import configure as configure_logs
-from app.middleware import AdmissionMiddleware, RequestContextMiddleware
+from app.middleware import AdmissionGauge, AdmissionMiddleware, RequestContextMiddleware
 from app.notices import batch_pages as notices_batch
 from app.notices import pages as notices_pages
 from app.notices import portal as notices_portal
@@ -111,8 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, errors_web.unhandled_error_handler)
 
     document_errors(app)
-    app.add_middleware(AdmissionMiddleware, limit=min(settings.max_inflight, POOL_CAPACITY),
-                       wait=settings.queue_wait_seconds)
+    slots = min(settings.max_inflight, POOL_CAPACITY)
+    app.state.admission = AdmissionGauge(slots, min(settings.max_uploads, slots))  # read by /healthz
+    app.add_middleware(AdmissionMiddleware, limit=slots, wait=settings.queue_wait_seconds,
+                       uploads=app.state.admission.upload_slots, gauge=app.state.admission)
     app.add_middleware(PrometheusMiddleware, app_name="zhenfeng", group_paths=True,
                        skip_paths=["/metrics", "/healthz"], filter_unhandled_paths=True)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,

@@ -155,6 +155,78 @@ def test_requests_beyond_the_workers_capacity_wait_their_turn_then_get_503() -> 
         pool.submit(asyncio.run, scenario()).result()
 
 
+def test_a_small_body_is_read_before_its_request_takes_a_slot_and_handed_over_whole() -> None:
+    """With one slot: a form whose body is still arriving holds no slot (another request is served meanwhile), and
+    the application gets the body in one piece when it is in. A chunked body over READ_AHEAD_BYTES is an upload:
+    it takes an upload place and a slot, gets what was read ahead then the rest, and frees its upload place as soon
+    as its body is in. A client that leaves before its body is in never reaches the application."""
+    import asyncio
+
+    from app.middleware import READ_AHEAD_BYTES, AdmissionMiddleware
+
+    got: dict[str, bytes] = {}
+    uploads_seen: list[int] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        got[scope["path"]] = body
+        uploads_seen.append(mw.gauge.uploads)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = AdmissionMiddleware(app, limit=1, wait=0.5, uploads=1)
+
+    def feeder(pieces: list[bytes], gaps: asyncio.Queue[None] | None = None):  # type: ignore[no-untyped-def]
+        queue = list(pieces)
+
+        async def receive():  # type: ignore[no-untyped-def]
+            if gaps is not None:
+                await gaps.get()
+            if not queue:
+                return {"type": "http.disconnect"}
+            piece = queue.pop(0)
+            return {"type": "http.request", "body": piece, "more_body": bool(queue)}
+        return receive
+
+    async def call(path: str, headers: list[tuple[bytes, bytes]], receive) -> list[dict]:  # type: ignore[no-untyped-def]
+        sent: list[dict] = []
+
+        async def send(message):  # type: ignore[no-untyped-def]
+            sent.append(message)
+
+        await mw({"type": "http", "path": path, "method": "POST", "headers": headers}, receive, send)
+        return sent
+
+    async def scenario() -> None:
+        gaps: asyncio.Queue[None] = asyncio.Queue()
+        form = [b"login=", b"li", b"&password=x"]
+        slow = asyncio.create_task(call("/slow", [(b"content-length", b"19")], feeder(form, gaps)))
+        gaps.put_nowait(None)  # the first piece arrives, the rest not yet
+        await asyncio.sleep(0.05)
+        assert mw.gauge.receiving == 1 and mw.gauge.in_use == 0
+        quick = await call("/quick", [], feeder([b""]))  # the one slot is free: served at once
+        assert quick[0]["status"] == 200
+        for _ in range(2):
+            gaps.put_nowait(None)
+        assert (await asyncio.wait_for(slow, 10))[0]["status"] == 200 and got["/slow"] == b"login=li&password=x"
+
+        big = [b"a" * 40_000, b"b" * 40_000, b"c" * 40_000]
+        sent = await asyncio.wait_for(call("/upload", [(b"transfer-encoding", b"chunked")], feeder(big)), 10)
+        assert sent[0]["status"] == 200 and got["/upload"] == b"".join(big)
+        assert uploads_seen[-1] == 0 and mw.gauge.uploads == 0 and mw.gauge.in_use == 0  # freed when the body was in
+        assert len(got["/upload"]) > READ_AHEAD_BYTES
+
+        gone = await call("/gone", [(b"content-length", b"100")], feeder([]))  # leaves before sending a byte
+        assert gone == [] and "/gone" not in got and mw.gauge.receiving == 0
+
+    asyncio.run(scenario())
+
+
 def test_a_worker_admits_no_more_requests_than_its_database_connections(app) -> None:
     from app.db import POOL_CAPACITY
     from app.middleware import AdmissionMiddleware
