@@ -129,7 +129,7 @@ def test_user_and_grant_writes_are_audited(app, demo, db):
     g, ev = rec("POST", f"/api/v1/users/{u['id']}/grants", {"role": "village_clerk", "village_id": vid}, 201,
                 "auth.grant.create", "grant")
     assert ev.object_id == str(g["id"])
-    assert ev.summary == {"after": {"user_id": u["id"], "role": "village_clerk", "village_id": vid}}
+    assert ev.summary == {"after": {"user_id": u["id"], "role": "village_clerk", "granted": "红旗村 村文书", "village_id": vid}}
     _, ev = rec("PATCH", f"/api/v1/users/{u['id']}", {"display_name": "新文书甲"}, 200, "auth.user.update", "user")
     assert ev.summary["before"]["display_name"] == "新文书" and ev.summary["after"]["display_name"] == "新文书甲"
     _, ev = rec("PUT", f"/api/v1/users/{u['id']}/active", {"active": False}, 200, "auth.user.deactivate", "user")
