@@ -182,9 +182,9 @@ def profile_text(prof: Any, total: float, runs: int, top: int = 15) -> tuple[str
                                                                       "roster", "corrections", "_history")]
     steps += [("app/evaluation/committee.py", "eligibility", "committee.eligibility"),
               ("app/rules/engine.py", "evaluate", "rules.evaluate (the engine)")]
-    steps += [("app/ledger/service.py", n, f"ledger.{n}") for n in ("post_many", "_resolve_and_lock", "_lock_keys",
-                                                                    "_existing_keys", "_insert_transactions",
-                                                                    "_insert_rows", "_write_balances")]
+    steps += [("app/ledger/service.py", n, f"ledger.{n}") for n in ("post_many", "_resolve_and_lock", "_existing_keys",
+                                                                    "_insert_transactions", "_insert_rows",
+                                                                    "_write_balances")]
     steps += [("app/evaluation/rounds.py", "_line_dict", "rounds._line_dict (results' lines as dicts)"),
               ("json/__init__.py", "dumps", "json.dumps (results, postings, audit)"),
               ("json/__init__.py", "loads", "json.loads (the history's results)"),
@@ -206,7 +206,7 @@ def profile_text(prof: Any, total: float, runs: int, top: int = 15) -> tuple[str
 
 # steps of the profile that do not contain one another: what the summary names as the biggest
 PROFILE_LEAVES = ("rounds._history", "rounds.roster", "committee.eligibility", "rules.evaluate (the engine)",
-                  "ledger._resolve_and_lock", "ledger._lock_keys", "ledger._existing_keys", "ledger._insert_transactions",
+                  "ledger._resolve_and_lock", "ledger._existing_keys", "ledger._insert_transactions",
                   "ledger._insert_rows", "ledger._write_balances", "rounds._line_dict (results' lines as dicts)",
                   "json.dumps (results, postings, audit)", "audit.record")
 
