@@ -1,5 +1,5 @@
-"""Oversize uploads and slow clients, with raw sockets against the real server: `python -m app serve` in a
-subprocess (the same uvicorn settings `zhenfeng serve` uses), on a free port, with small limits so the tests are quick.
+"""Oversize uploads and slow clients, with raw sockets against the real server: `zhenfeng serve` in a subprocess on a
+free port (scripts.bench.server, as the benchmarks and the drills start it), with small limits so the tests are quick.
 
 - a chunked body (no Content-Length) past ZF_MAX_BODY_BYTES: 413 with the Chinese message, connection closed;
 - a body that stalls (ZF_BODY_TIMEOUT_SECONDS) or trickles past ZF_BODY_DEADLINE_SECONDS: 408, connection closed;
@@ -10,12 +10,9 @@ subprocess (the same uvicorn settings `zhenfeng serve` uses), on a free port, wi
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.bench.server import ZhenfengServer
 from tests.conftest import TEST_SECRET
-from tests.live import _free_port
 
 HEADER_TIMEOUT = 1.5
 BODY_TIMEOUT = 1.5
@@ -38,34 +35,11 @@ SLACK = 2.5  # seconds a loaded 2-core machine may add to a limit
 def server(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> Iterator[str]:
     var = tmp_path_factory.mktemp("slow-clients")
     shutil.copyfile(_sqlite_template, var / "zhenfeng.db")
-    port = _free_port()
-    env = {**os.environ, "ZF_VAR_DIR": str(var), "ZF_DATABASE_URL": f"sqlite:///{var / 'zhenfeng.db'}",
-           "ZF_SECRET_KEY": TEST_SECRET, "ZF_LOG_LEVEL": "ERROR", "ZF_MAX_BODY_BYTES": str(MAX_BODY),
-           "ZF_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT), "ZF_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
-           "ZF_BODY_DEADLINE_SECONDS": str(BODY_DEADLINE)}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start within 30 s"
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    settings = {"ZF_SECRET_KEY": TEST_SECRET, "ZF_LOG_LEVEL": "ERROR", "ZF_MAX_BODY_BYTES": str(MAX_BODY),
+                "ZF_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT), "ZF_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+                "ZF_BODY_DEADLINE_SECONDS": str(BODY_DEADLINE)}
+    with ZhenfengServer(f"sqlite:///{var / 'zhenfeng.db'}", 1, var, settings=settings) as live:
+        yield live.url
 
 
 def _port(url: str) -> int:

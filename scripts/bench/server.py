@@ -57,9 +57,11 @@ class ZhenfengServer:
     """`zhenfeng serve` in a subprocess on a free local port, with the given database and workers; its log (one JSON
     line per request, as deployed) goes to a file."""
 
-    def __init__(self, url: str, workers: int, var: Path, port: int | None = None) -> None:
+    def __init__(self, url: str, workers: int, var: Path, port: int | None = None,
+                 settings: dict[str, str] | None = None) -> None:
         """On `port` when given (a server started again on its address; the log is then added to), else a free
-        one."""
+        one. The server sees none of this process's ZF_ variables, only its own and `settings` (more ZF_ variables,
+        which win)."""
         self.port = port or int(free_port())
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = var / "serve.log"
@@ -67,6 +69,7 @@ class ZhenfengServer:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZF_")}
         env.update(ZF_DATABASE_URL=url, ZF_SECRET_KEY=REDEEM_SECRET, ZF_VAR_DIR=str(var), ZF_WORKERS=str(workers))
+        env.update(settings or {})
         self.command = " ".join(["zhenfeng", "serve", "--host", "127.0.0.1", "--port", str(self.port)])
         with open(self.log, "ab" if port else "wb") as out:
             self.proc = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(self.port)], cwd=ROOT,
