@@ -34,14 +34,12 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import _report  # noqa: E402
 
 from app import migrate  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.core.context import Actor  # noqa: E402
 from app.db import Database  # noqa: E402
+from scripts import drill_report  # noqa: E402
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 ACTOR = Actor(user_id=None, name="备份演练", role="village_clerk")
@@ -246,7 +244,7 @@ def main() -> int:
               flush=True)
         results.append(r)
     text_ = report(results, args.seconds)
-    _report.write_section(Path(args.out), text_)
+    drill_report.write_section(Path(args.out), text_)
     print(text_)
     bad = any(r["wrong"] or r["ledger"] or r["store"] or r["audit"] or r["errors"] for r in results)
     return 1 if bad else 0

@@ -10,7 +10,7 @@ worker or the database dies in the middle.
     uv run python scripts/rush.py rush --seconds 30 --no-write # a short look, docs untouched
 
 `rush`: the setup (not timed) builds a county of --villages villages with a year of finalised rounds (set-based, as
-scripts/bench.py's dashboard does), a store in each village with a stocked catalogue, points and a card for every
+scripts/bench's dashboard does), a store in each village with a stocked catalogue, points and a card for every
 household, an open rating round in --clerks villages; then starts `zhenfeng serve` (--workers; one on SQLite) and
 runs, for --seconds, virtual users each with its own connection, each waiting a random (exponential) think time
 between its requests:
@@ -61,12 +61,25 @@ import httpx
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import _report  # noqa: E402
-import bench as bm  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from app.db import Database  # noqa: E402
+from scripts import drill_report  # noqa: E402
+from scripts.bench.common import ACTOR, REDEEM_SECRET, fresh_db, machine_cpu, percentile, process_cpu, settle  # noqa: E402
+from scripts.bench.county import (  # noqa: E402
+    EVAL_CLERK,
+    EVAL_GRADES,
+    EVAL_PASSWORD,
+    Grader,
+    add_committees,
+    fill_dashboard,
+    publicised_round,
+    register_households,
+    setup_villages,
+)
+from scripts.bench.report import machine, revision  # noqa: E402
+from scripts.bench.server import ZhenfengServer  # noqa: E402
+from scripts.bench.store import REDEEM_CATALOG  # noqa: E402
 
 POINTS = 20_000  # each household's points before the rush: a cart never runs short
 STOCK = 4_000  # units of each item in each store
@@ -103,7 +116,7 @@ def build(url: str, villages: int, households: int, counters: int, clerks: int, 
 
     t0 = time.perf_counter()
     db = Database(url)
-    built = bm.fill_dashboard(db, YEAR, villages, households, store_rows=False)
+    built = fill_dashboard(db, YEAR, villages, households, store_rows=False)
     db.dispose()
     db = Database(url)  # fill_dashboard turned off SQLite's synchronous writes on its engine: a fresh one
     vids: list[int] = built["villages"]
@@ -115,26 +128,26 @@ def build(url: str, villages: int, households: int, counters: int, clerks: int, 
         codes = {v: c for v, c in s.execute(text("SELECT id, code FROM villages"))}
         township = s.execute(text("SELECT id FROM townships ORDER BY id")).scalars().first()
     clerk_villages = vids[1:clerks + 1]  # the first village has its committee from the setup already
-    committees = bm.add_committees(db, {v: homes[v] for v in clerk_villages})
+    committees = add_committees(db, {v: homes[v] for v in clerk_villages})
     security.set_hash_cost(memory_kib=1024, time_cost=1)  # the users of the rush log in once, in the setup
-    key = cards.card_key(bm.REDEEM_SECRET)
+    key = cards.card_key(REDEEM_SECRET)
     month = rounds.prev_month(rounds.current_month())
     with db.write_txn() as s:
         every = [(h, v) for v in vids for h in homes[v]]
-        ledger.post_many(s, bm.ACTOR, [ledger.award_posting(h, v, POINTS, "演练：预存积分") for h, v in every])
-        issued = cards.ensure_cards(s, bm.ACTOR, [h for h, _ in every])
+        ledger.post_many(s, ACTOR, [ledger.award_posting(h, v, POINTS, "演练：预存积分") for h, v in every])
+        issued = cards.ensure_cards(s, ACTOR, [h for h, _ in every])
         served: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for h, v in every:
             served[store_of[v]].append((h, cards.payload(key, issued[h])))
         items: dict[int, list[tuple[int, int]]] = defaultdict(list)
         stock0: dict[int, int] = {}
         for vid, sid in store_of.items():
-            fund = stores.record_fund(s, bm.ACTOR, village_id=vid, source="county", received_on=datetime(2026, 1, 5).date(),
-                                      amount_fen=sum(c for *_, c in bm.REDEEM_CATALOG) * STOCK, document_no="振财〔2026〕1号")
-            for name, unit, points, cost in bm.REDEEM_CATALOG:
-                item = stock.create_item(s, bm.ACTOR, sid, stock.ItemInput(name=name, unit=unit, points=points,
-                                                                          cost_fen=cost))
-                stock.purchase(s, bm.ACTOR, item.id, quantity=STOCK, cost_fen=cost * STOCK,  # type: ignore[arg-type]
+            fund = stores.record_fund(s, ACTOR, village_id=vid, source="county", received_on=datetime(2026, 1, 5).date(),
+                                      amount_fen=sum(c for *_, c in REDEEM_CATALOG) * STOCK, document_no="振财〔2026〕1号")
+            for name, unit, points, cost in REDEEM_CATALOG:
+                item = stock.create_item(s, ACTOR, sid, stock.ItemInput(name=name, unit=unit, points=points,
+                                                                       cost_fen=cost))
+                stock.purchase(s, ACTOR, item.id, quantity=STOCK, cost_fen=cost * STOCK,  # type: ignore[arg-type]
                                fund_id=fund.id)  # type: ignore[arg-type]
                 items[sid].append((item.id, points))  # type: ignore[arg-type]
                 stock0[item.id] = STOCK  # type: ignore[index]
@@ -142,37 +155,37 @@ def build(url: str, villages: int, households: int, counters: int, clerks: int, 
         tills = []
         for n in range(counters):
             sid = sids[n % len(sids)]
-            u = auth.create_user(s, bm.ACTOR, login=f"till{n + 1}", display_name=f"收银员{n + 1}",
-                                 password=bm.EVAL_PASSWORD, must_change_password=False)
-            g = auth.grant_role(s, bm.ACTOR, u.id, "store_clerk", store_id=sid)  # type: ignore[arg-type]
-            tills.append((sid, auth.create_api_token(s, bm.ACTOR, user_id=u.id, grant_id=g.id,  # type: ignore[arg-type]
+            u = auth.create_user(s, ACTOR, login=f"till{n + 1}", display_name=f"收银员{n + 1}",
+                                 password=EVAL_PASSWORD, must_change_password=False)
+            g = auth.grant_role(s, ACTOR, u.id, "store_clerk", store_id=sid)  # type: ignore[arg-type]
+            tills.append((sid, auth.create_api_token(s, ACTOR, user_id=u.id, grant_id=g.id,  # type: ignore[arg-type]
                                                      name=f"收银台{n + 1}", via="cli").secret))
         opened: dict[int, tuple[int, list[int], list[str]]] = {}
         clerk_logins: dict[str, int] = {}
         for vid in clerk_villages:
-            u = auth.create_user(s, bm.ACTOR, login=f"clerk{vid}", display_name=f"文书{vid}",
-                                 password=bm.EVAL_PASSWORD, must_change_password=False)
-            auth.grant_role(s, bm.ACTOR, u.id, "village_clerk", village_id=vid)  # type: ignore[arg-type]
-            rnd = rounds.open_round(s, bm.EVAL_CLERK, village_id=vid, month=month, mode="consensus",
+            u = auth.create_user(s, ACTOR, login=f"clerk{vid}", display_name=f"文书{vid}",
+                                 password=EVAL_PASSWORD, must_change_password=False)
+            auth.grant_role(s, ACTOR, u.id, "village_clerk", village_id=vid)  # type: ignore[arg-type]
+            rnd = rounds.open_round(s, EVAL_CLERK, village_id=vid, month=month, mode="consensus",
                                     present=committees[vid])
             themes = [t.code for t in rounds.ruleset_of(s, rnd).themes]
             opened[vid] = (rnd.id, homes[vid], themes)  # type: ignore[assignment]
             clerk_logins[u.login] = vid
         logins = []
         for n in range(reviewers):
-            u = auth.create_user(s, bm.ACTOR, login=f"reviewer{n + 1}", display_name=f"审核员{n + 1}",
-                                 password=bm.EVAL_PASSWORD, must_change_password=False)
+            u = auth.create_user(s, ACTOR, login=f"reviewer{n + 1}", display_name=f"审核员{n + 1}",
+                                 password=EVAL_PASSWORD, must_change_password=False)
             if n % 4 == 3:
-                auth.grant_role(s, bm.ACTOR, u.id, "county_admin")  # type: ignore[arg-type]
+                auth.grant_role(s, ACTOR, u.id, "county_admin")  # type: ignore[arg-type]
             else:
-                auth.grant_role(s, bm.ACTOR, u.id, "township_reviewer", township_id=township)  # type: ignore[arg-type]
+                auth.grant_role(s, ACTOR, u.id, "township_reviewer", township_id=township)  # type: ignore[arg-type]
             logins.append(u.login)
         notice_codes = []
         for vid in vids[:10]:
-            d = notices.draft(s, bm.ACTOR, "results", vid, YEAR * 100 + 12, verify_base="http://127.0.0.1")
-            notice_codes.append(notices.register(s, bm.ACTOR, d, None).code)
+            d = notices.draft(s, ACTOR, "results", vid, YEAR * 100 + 12, verify_base="http://127.0.0.1")
+            notice_codes.append(notices.register(s, ACTOR, d, None).code)
         before = int(s.execute(text("SELECT coalesce(max(id), 0) FROM redemptions")).scalar_one())
-    bm.settle(db)
+    settle(db)
     db.dispose()
     return County(url, tills, dict(served), dict(items), stock0,
                   {f"clerk{v}": opened[v] for v in clerk_villages}, logins, [codes[v] for v in vids], notice_codes,
@@ -181,7 +194,7 @@ def build(url: str, villages: int, households: int, counters: int, clerks: int, 
 
 # ---- the server ---------------------------------------------------------------------------------------------------
 
-class Server(bm.ZhenfengServer):
+class Server(ZhenfengServer):
     """`zhenfeng serve` that can be killed and started again."""
 
     def __init__(self, url: str, workers: int, var: Path) -> None:
@@ -204,7 +217,7 @@ def login(base: str, who: str) -> tuple[dict[str, str], str]:
     """A cookie session for `who` (the setup's password): (cookies, its CSRF token)."""
     with httpx.Client(base_url=base, timeout=60) as c:
         token = CSRF.search(c.get("/login").text).group(1)  # type: ignore[union-attr]
-        r = c.post("/login", data={"login": who, "password": bm.EVAL_PASSWORD, "csrf_token": token},
+        r = c.post("/login", data={"login": who, "password": EVAL_PASSWORD, "csrf_token": token},
                    follow_redirects=False)
         if r.status_code != 303:
             raise RuntimeError(f"{who} could not log in: {r.status_code} {r.text[:200]}")
@@ -312,7 +325,7 @@ async def rush(county: County, base: str, seconds: float, pace: float, think: di
             await look(c, "grid page", f"/rounds/{rid}/grid")
             while time.perf_counter() < end[0]:
                 await asyncio.sleep(pause(rng, "grid"))
-                cells = {(rid, h, t): rng.choice(bm.EVAL_GRADES) for h in rng.choice(groups) for t in themes}
+                cells = {(rid, h, t): rng.choice(EVAL_GRADES) for h in rng.choice(groups) for t in themes}
                 began = time.perf_counter()
                 try:
                     r = await c.post(f"/rounds/{rid}/grid",
@@ -398,7 +411,7 @@ def settle_lost(county: County, base: str, tally: Tally) -> dict[str, int]:
 def verify_commands(url: str) -> dict[str, tuple[int, str]]:
     """`zhenfeng ledger verify`, `store verify`, `audit verify` as an operator runs them: exit code, last line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZF_")}
-    env.update(ZF_DATABASE_URL=url, ZF_SECRET_KEY=bm.REDEEM_SECRET)
+    env.update(ZF_DATABASE_URL=url, ZF_SECRET_KEY=REDEEM_SECRET)
     exe = Path(sys.executable).parent / "zhenfeng"
     out = {}
     for what in ("ledger", "store", "audit"):
@@ -519,7 +532,7 @@ def make_fault(kind: str | None, server: Server, log: list[str]) -> Any:
 # ---- the report ---------------------------------------------------------------------------------------------------
 
 def _p(xs: list[float], p: float) -> str:
-    return f"{bm._percentile(xs, p):,.0f}" if xs else "—"
+    return f"{percentile(xs, p):,.0f}" if xs else "—"
 
 
 def outage(tally: Tally) -> str:
@@ -547,9 +560,9 @@ def rush_report(args: argparse.Namespace, county: County, tally: Tally, seconds:
     name = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[args.db]
     title = f"## 月底高峰：{name}" + (f"，{FAULT_NAMES[args.fault]}" if args.fault else "")
     lines = [title, "", f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `scripts/rush.py {' '.join(sys.argv[1:])}` "
-             f"on {bm.revision()}. Machine: {bm.machine()}.", "",
+             f"on {revision()}. Machine: {machine()}.", "",
              f"Setup (not timed, {county.setup_s:.0f} s): {args.villages} villages, {args.households:,} households, a "
-             f"year of finalised rounds ({YEAR}), a store in each village with {len(bm.REDEEM_CATALOG)} items, "
+             f"year of finalised rounds ({YEAR}), a store in each village with {len(REDEEM_CATALOG)} items, "
              f"{args.counters} tills, {args.clerks} open rating rounds, {args.reviewers} reviewers. Served by "
              f"`zhenfeng serve` with {args.workers} worker{'s' if args.workers > 1 else ''}. The load: "
              f"{args.counters} tills, {args.clerks} clerks, {args.reviewers} reviewers and {args.readers} public "
@@ -600,7 +613,7 @@ THINK = {"redeem": 10.0, "grid": 6.0, "dashboard": 10.0, "public": 15.0}
 
 def cpu_of(server: Server, t_machine: float, t_wall: float, t_self: float, srv0: float) -> str:
     cores = os.cpu_count() or 1
-    srv = bm._cpu_of(server.pids) - srv0
+    srv = process_cpu(server.pids) - srv0
     return (f"CPU during the rush: the machine {t_machine / t_wall / cores:.0%} busy of its {cores} cores; the "
             f"workers {srv / t_wall:.2f} cores (the current ones), the load script {t_self / t_wall:.2f}, the rest "
             f"(the database server, other processes) {(t_machine - srv - t_self) / t_wall:.2f}.")
@@ -610,9 +623,9 @@ def watch(url: str, server: Server, stop: threading.Event, every: float = 5.0) -
     """Every few seconds while the load runs, print what the workers and the database are doing."""
     pg = not url.startswith("sqlite")
     db = Database(url) if pg else None
-    last_m, last_s, last_t = bm._machine_cpu(), bm._cpu_of(server.pids), time.perf_counter()
+    last_m, last_s, last_t = machine_cpu(), process_cpu(server.pids), time.perf_counter()
     while not stop.wait(every):
-        now, m, srv = time.perf_counter(), bm._machine_cpu(), bm._cpu_of(server.pids)
+        now, m, srv = time.perf_counter(), machine_cpu(), process_cpu(server.pids)
         line = (f"    [{time.strftime('%H:%M:%S')}] machine {(m - last_m) / (now - last_t):.2f} cores, workers "
                 f"{(srv - last_s) / (now - last_t):.2f}")
         if db is not None:
@@ -632,7 +645,7 @@ def watch(url: str, server: Server, stop: threading.Event, every: float = 5.0) -
 
 def run_rush(args: argparse.Namespace) -> tuple[str, bool]:
     with tempfile.TemporaryDirectory() as work:
-        url = bm.fresh_db(args.db, Path(work))
+        url = fresh_db(args.db, Path(work))
         print(f"==> setup on {args.db}", flush=True)
         county = build(url, args.villages, args.households, args.counters, args.clerks, args.reviewers)
         snapshot_balances(url)
@@ -642,7 +655,7 @@ def run_rush(args: argparse.Namespace) -> tuple[str, bool]:
             fault_log: list[str] = []
             fault = make_fault(args.fault, server, fault_log)
             print(f"==> the rush: {args.seconds:.0f} s", flush=True)
-            m0, c0, s0 = bm._machine_cpu(), time.process_time(), bm._cpu_of(server.pids)
+            m0, c0, s0 = machine_cpu(), time.process_time(), process_cpu(server.pids)
             t0 = time.perf_counter()
             watching = threading.Event()
             watcher = threading.Thread(target=watch, args=(url, server, watching), daemon=True)
@@ -654,7 +667,7 @@ def run_rush(args: argparse.Namespace) -> tuple[str, bool]:
                 watching.set()
                 watcher.join()
             wall = time.perf_counter() - t0
-            cpu = cpu_of(server, bm._machine_cpu() - m0, wall, time.process_time() - c0, s0)
+            cpu = cpu_of(server, machine_cpu() - m0, wall, time.process_time() - c0, s0)
             for kind, xs in tally.ok.items():
                 print(f"    {kind}: {len(xs):,} ok, p50 {_p(xs, 50)} ms, p99 {_p(xs, 99)} ms, failed "
                       f"{dict(tally.failed.get(kind, {}))}", flush=True)
@@ -675,24 +688,24 @@ def run_close(args: argparse.Namespace) -> tuple[str, bool]:
     from app.evaluation import rounds
 
     with tempfile.TemporaryDirectory() as work:
-        url = bm.fresh_db(args.db, Path(work))
+        url = fresh_db(args.db, Path(work))
         print(f"==> setup on {args.db}: {args.villages} villages, {args.households:,} households", flush=True)
         t0 = time.perf_counter()
         db = Database(url)
-        vids = bm.setup_villages(db, args.villages)
-        homes = bm.register_households(db, vids, args.households)
-        members = bm.add_committees(db, homes)
-        grader = bm.Grader(homes)
+        vids = setup_villages(db, args.villages)
+        homes = register_households(db, vids, args.households)
+        members = add_committees(db, homes)
+        grader = Grader(homes)
         month = rounds.prev_month(rounds.current_month())
         rids = {}
         for vid in vids:
             with db.write_txn() as s:
-                rids[vid] = bm.publicised_round(s, vid, month, members[vid], homes[vid], grader)
+                rids[vid] = publicised_round(s, vid, month, members[vid], homes[vid], grader)
         with db.write_txn() as s:
-            u = auth.create_user(s, bm.ACTOR, login="closer", display_name="县管理员", password=bm.EVAL_PASSWORD,
+            u = auth.create_user(s, ACTOR, login="closer", display_name="县管理员", password=EVAL_PASSWORD,
                                  must_change_password=False)
-            auth.grant_role(s, bm.ACTOR, u.id, "county_admin")  # type: ignore[arg-type]
-        bm.settle(db)
+            auth.grant_role(s, ACTOR, u.id, "county_admin")  # type: ignore[arg-type]
+        settle(db)
         db.dispose()
         setup_s = time.perf_counter() - t0
         print(f"    {setup_s:.0f} s", flush=True)
@@ -760,7 +773,7 @@ def run_close(args: argparse.Namespace) -> tuple[str, bool]:
                  + ("every round finalised exactly once, with all its results; the three verify commands clean."
                     if clean else "see below.") + "\n",
                  f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `scripts/rush.py {' '.join(sys.argv[1:])}` on "
-                 f"{bm.revision()}. Machine: {bm.machine()}.", "",
+                 f"{revision()}. Machine: {machine()}.", "",
                  f"Setup (not timed, {setup_s:.0f} s): {args.villages} villages, {args.households:,} households, a "
                  f"round each publicised through the services. The county admin then finalises the rounds one after "
                  f"another over HTTP (`POST /rounds/<id>/state action=finalise`, `zhenfeng serve` with "
@@ -839,7 +852,7 @@ def main() -> int:
         text_, ok = run_close(args)
     print(text_)
     if not args.no_write:
-        _report.write_section(Path(args.out), text_)
+        drill_report.write_section(Path(args.out), text_)
         print(f"written to {args.out}")
     return 0 if ok else 1
 
