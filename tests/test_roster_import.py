@@ -1077,3 +1077,26 @@ def test_an_upload_is_parsed_outside_any_write_transaction(app, client, demo, db
     assert seen.get("lock_free", True), "the upload held the write lock while its file was parsed"
     assert seen.get("open_transactions", 0) == 0, "the upload held a transaction open while its file was parsed"
     assert seen["written_meanwhile"], "another write waited for the upload's parse"
+
+
+def test_a_nul_or_control_character_in_a_workbook_cell_is_a_problem_naming_row_and_column(client, demo, db):
+    """Excel writes an invisible character as _x0000_, and calamine reads it back as one: such a cell is a problem
+    of its row and column (PostgreSQL would refuse the NUL when the preview is stored; SQLite kept it)."""
+    from tests.test_spreadsheet_extent import xlsx_by_hand
+
+    token = login(client, "clerk")
+    vid = village_id(db)
+    head = "".join(f'<c r="{chr(65 + i)}1" t="inlineStr"><is><t>{h}</t></is></c>'
+                   for i, h in enumerate(["户号", "姓名", "与户主关系", "家庭住址"]))
+
+    def row(r: int, *cells: str) -> str:
+        return f'<row r="{r}">' + "".join(f'<c r="{chr(65 + i)}{r}" t="inlineStr"><is><t>{v}</t></is></c>'
+                                          for i, v in enumerate(cells)) + "</row>"
+
+    data = xlsx_by_hand(f'<row r="1">{head}</row>' + row(2, "801", "王_x0000_大山", "户主", "一组")
+                        + row(3, "802", "赵春生", "户主", "二组_x0007_3号") + row(4, "803", "钱秀兰", "户主", "三组"))
+    r = upload_api(client, token, vid, data, "花名_x0000_册.xlsx")
+    assert r.status_code == 201, r.text[:500]
+    problems = r.json()["problems"]
+    assert [(p["row"], p["column"]) for p in problems if p["code"] == "bad_character"] == [(2, "姓名"), (3, "家庭住址")]
+    assert "空字符" in problems[0]["message"] and "\x00" not in r.text and "\\u0000" not in r.text

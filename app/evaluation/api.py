@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from app import rules
 from app.auth.deps import authorize
@@ -41,8 +41,8 @@ class RulesetImportIn(BaseModel):
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=40)
-    from_month: int = Field(ge=200001, le=210012, description="从哪个月起适用，如 202612")
-    village_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="不填：全县")
+    from_month: StrictInt = Field(ge=200001, le=210012, description="从哪个月起适用，如 202612")
+    village_id: StrictInt | None = Field(default=None, ge=1, le=2**31 - 1, description="不填：全县")
 
 
 def _out(row: Any) -> RulesetOut:

@@ -32,6 +32,7 @@ from app import rules
 from app.audit import service as audit
 from app.core.context import Actor
 from app.core.spreadsheet import WorkbookLimits, WorkbookRefused, WorkbookUnreadable, inert, measure_workbook
+from app.core.text import visible
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import committee, rounds
 from app.evaluation import service as rulesets
@@ -138,7 +139,7 @@ def _text(value: Any) -> str:
         return str(int(value)) if value.is_integer() else str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return str(value).strip()
+    return visible(str(value).strip())  # quoted back in problems: no NUL or control character (PostgreSQL refuses NUL)
 
 
 def _uninert(text: str) -> str:
@@ -287,11 +288,11 @@ def _read(data: bytes) -> _Read:
         if SHEET in names:
             sheet = wb.get_sheet_by_name(SHEET)
         else:
-            visible = [m.name for m in wb.sheets_metadata
-                       if str(m.visible).endswith("Visible") and m.name != META_SHEET]
-            if not visible:
+            shown = [m.name for m in wb.sheets_metadata
+                     if str(m.visible).endswith("Visible") and m.name != META_SHEET]
+            if not shown:
                 raise unreadable
-            sheet = wb.get_sheet_by_name(visible[0])
+            sheet = wb.get_sheet_by_name(shown[0])
         if sheet.height > MAX_ROWS:
             raise _reject(f"表格有 {sheet.height} 行，太多了：评分表最多 {MAX_ROWS} 行。请上传本系统下载的评分表")
         if sheet.width > MAX_COLUMNS:  # the sheet is read as a full rectangle: a far-away cell must not make it huge
@@ -520,7 +521,7 @@ def keep(session: Session, actor: Actor, round_id: int, *, file_name: str, check
          rater_id: int = rounds.CONSENSUS) -> SheetUpload:
     """Store a checked sheet as a preview (status "preview"): a short write. The round must still be editable."""
     rounds._editable(rounds.get_round(session, round_id))
-    name = (file_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:200] or "评分表.xlsx"
+    name = visible(file_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:200] or "评分表.xlsx"
     up = SheetUpload(round_id=round_id, file_name=name, cells=checked.cells, problems=checked.problems,
                      status="preview", created_by=actor.name[:80])
     session.add(up)

@@ -26,6 +26,7 @@ from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.pinyin import full_pinyin, initials
+from app.core.text import bad_character, visible
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.households import roster
 from app.households.models import HEAD, NO_GROUP_SORT, Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
@@ -82,6 +83,12 @@ def parse_rows(sheet: roster.Sheet, *, today: date | None = None) -> tuple[list[
             bad = True
             problems.append(roster.Problem(row_no, _col(h, key), message, "error", code))
 
+        hidden = [(key, what) for key, value in values.items()
+                  if isinstance(value, str) and (what := bad_character(value))]
+        if hidden:  # refused on the way in as on PostgreSQL; the other checks would quote the cell back
+            for key, what in hidden:
+                problem(key, f"{FIELD_LABEL[key]}里有{what}：请在表格里删去后重新上传", "bad_character")
+            continue
         number = roster.text(values.get("number"))
         try:
             number = clean_number(number)
@@ -311,7 +318,7 @@ def read_file(file_name: str, data: bytes, *, today: date | None = None) -> Pars
     a route runs outside any transaction. Raises ValidationFailed for a file that is not a roster at all."""
     sheet = roster.read_sheet(file_name, data)
     rows, problems = parse_rows(sheet, today=today)
-    return Parsed(file_name=(file_name or "")[:200], sha256=_sha256(data), headers=sheet.headers, rows=rows,
+    return Parsed(file_name=visible(file_name or "")[:200], sha256=_sha256(data), headers=sheet.headers, rows=rows,
                   problems=problems)
 
 

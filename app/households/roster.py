@@ -25,6 +25,7 @@ from app.core.spreadsheet import (
     measure_workbook,
     xlsx_bytes,
 )
+from app.core.text import visible
 from app.errors import ValidationFailed
 from app.households.models import RELATIONS
 
@@ -179,8 +180,8 @@ def _cells_from_workbook(data: bytes, kind: str) -> tuple[list[list[Any]], list[
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except Exception:
         raise unreadable from None
-    visible = [i for i, m in enumerate(wb.sheets_metadata) if str(m.visible).endswith("Visible")]
-    index = visible[0] if visible else 0
+    shown = [i for i, m in enumerate(wb.sheets_metadata) if str(m.visible).endswith("Visible")]
+    index = shown[0] if shown else 0
     try:
         sheet = wb.get_sheet_by_index(index)
         cells = sheet.to_python(skip_empty_area=False)
@@ -246,7 +247,7 @@ def read_sheet(file_name: str, data: bytes) -> Sheet:
     ignored: list[str] = []
     for ci, h in enumerate(header_row):
         key = HEADER_LOOKUP.get(_norm_header(h))
-        text = str(h).strip()
+        text = visible(str(h).strip())[:100]  # quoted back in problems: nothing invisible, nothing endless
         if key is None:
             if text:
                 ignored.append(text)
