@@ -10,6 +10,7 @@ command, a test) commits it.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -38,6 +39,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_refuse_nul(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                       executemany: bool) -> None:
+    """PostgreSQL refuses a NUL in any text; SQLite would store it. Refused the same way here (a DataError naming
+    0x00, which the web layer answers as a 422), whatever path the text came by: forms and JSON are checked on the
+    way in (errors_web.refuse_bad_characters), this is the one place that holds for everything else."""
+    # one row (a tuple or dict), or many (a list of them; "insertmanyvalues" batches pass one flat tuple)
+    for row in (parameters if isinstance(parameters, list | tuple) else (parameters,)):
+        values = row.values() if isinstance(row, dict) else row if isinstance(row, list | tuple) else (row,)
+        for value in values:
+            if type(value) is str and "\x00" in value:
+                raise sqlite3.DataError("invalid byte sequence: 0x00 (text may not hold NUL)")
+
+
 def _sqlite_begin(conn: Any) -> None:
     if conn.get_execution_options().get(WRITE_OPTION):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -58,6 +72,7 @@ def build_engine(url: str, *, pool_size: int = POOL_SIZE) -> Engine:
                                pool_size=POOL_SIZE, max_overflow=POOL_CAPACITY - POOL_SIZE)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "before_cursor_execute", _sqlite_refuse_nul)
         return engine
     if u.get_backend_name() == "postgresql" and u.drivername in ("postgresql", "postgres"):
         url = u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
-from typing import Annotated, Protocol, TypeVar
+from contextlib import AbstractContextManager, nullcontext
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -22,6 +22,38 @@ from app.logs import log
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def read_only_session(endpoint: F) -> F:
+    """Mark an unsafe-method route whose request session only reads (put it under the @router decorator): no write
+    transaction and no write lock (on SQLite, the one writer of the process) while it works. For a route that
+    parses an upload (which can take seconds): it ends the session's reads (`end_reads`) before parsing and writes
+    what it keeps in a short transaction of its own (`write_txn`) after. For a POST that only computes or compares
+    (a simulation, checking a file against a notice): nothing else to do."""
+    endpoint.zf_read_only_session = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def _read_only(request: Request) -> bool:
+    """Does this request's session only read? Safe methods, and the routes marked `read_only_session`."""
+    if request.method in SAFE_METHODS:
+        return True
+    return bool(getattr(request.scope.get("endpoint"), "zf_read_only_session", False))
+
+
+def write_txn(request: Request) -> AbstractContextManager[Session]:
+    """A write transaction of its own for a `read_only_session` route: committed when the block ends normally."""
+    db: Database = request.app.state.db
+    return db.write_txn()
+
+
+def end_reads(session: Session) -> None:
+    """End the read transaction a read-only request session has open (authorising the request began one) and give
+    its connection back: nothing of the database is held while the route parses, and none is held while it takes
+    a second connection for its write (waiting for one while holding one can wait for ever under load)."""
+    session.commit()
+
 
 class Wait(Protocol):
     @property
@@ -33,7 +65,8 @@ W = TypeVar("W", bound=Wait)
 
 def db_session(request: Request) -> Iterator[Session]:
     db: Database = request.app.state.db
-    ctx = nullcontext(db.read_session()) if request.method in SAFE_METHODS else db.write_session()
+    read_only = _read_only(request)
+    ctx = nullcontext(db.read_session()) if read_only else db.write_session()
     with ctx as session:
         try:
             yield session
@@ -45,7 +78,7 @@ def db_session(request: Request) -> Iterator[Session]:
             session.rollback()
             raise
         finally:
-            if request.method in SAFE_METHODS:
+            if read_only:
                 session.close()
     queued = getattr(request.state, "after_read", None)
     if queued:  # the writes a read request asked for, once its own connection is back in the pool
@@ -62,7 +95,7 @@ def write_after_read(request: Request, session: Session, work: Callable[[Session
     showed). In a write request: now, in its transaction. In a read request: after its read-only session is closed,
     in one write transaction of its own. Not while holding the read session's connection: a second pooled connection
     taken then can wait for ever when every connection is held the same way (the month-end rush found it)."""
-    if request.method not in SAFE_METHODS:
+    if not _read_only(request):
         work(session)
         return
     if not hasattr(request.state, "after_read"):

@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.audit import service as audit
 from app.core.context import Actor
-from app.errors import AppError, FormRejected, NotAuthenticated, PermissionDenied
+from app.core.text import bad_character, visible
+from app.errors import AppError, FormRejected, NotAuthenticated, PermissionDenied, ValidationFailed
 from app.logs import log
 from app.web import login_redirect, render, wants_json
 
@@ -35,10 +36,10 @@ PYDANTIC_MESSAGES = {
     "string_too_long": "太长：最多 {max_length} 个字符",
     "string_too_short": "太短：至少 {min_length} 个字符",
     "int_parsing": "必须是整数",
-    "int_type": "必须是整数",
+    "int_type": "必须是整数（不加引号，不能是 true/false 或小数）",
     "int_from_float": "必须是整数",
     "bool_parsing": "必须是 是/否（true/false）",
-    "bool_type": "必须是 是/否（true/false）",
+    "bool_type": "必须是 是/否（true/false，不加引号）",
     "string_type": "必须是文字",
     "string_pattern_mismatch": "格式不正确",
     "greater_than_equal": "不能小于 {ge}",
@@ -75,6 +76,66 @@ def translate_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[s
             details.append({"field": ".".join(loc) or "body", "message": f"{label}{msg}"})
     summary = "；".join(d["message"] for d in details[:5]) or "提交的内容不合法"
     return "提交的内容有误：" + summary, details
+
+
+# ---- text input: one check for every route --------------------------------------------------------------------------
+
+JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _refuse(field: str, what: str) -> ValidationFailed:
+    label = FIELD_NAMES.get(field, visible(field)[:40] or "请求内容")
+    message = f"“{label}”里有{what}：请删去后重新提交"
+    return ValidationFailed("提交的内容有误：" + message, details=[{"field": visible(field)[:100], "message": message}])
+
+
+def _check_pairs(pairs: Any) -> None:
+    for key, value in pairs:
+        for text in (key, value):
+            if isinstance(text, str) and (what := bad_character(text)):
+                raise _refuse(str(key), what)
+
+
+def _check_json(data: Any) -> None:
+    """Every key and string of a JSON document, without recursion (a document may nest hundreds deep)."""
+    stack: list[tuple[str, Any]] = [("body", data)]
+    while stack:
+        field, value = stack.pop()
+        if isinstance(value, str):
+            if what := bad_character(value):
+                raise _refuse(field, what)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(k, str) and (what := bad_character(k)):
+                    raise _refuse(k, what)
+                stack.append((str(k), v))
+        elif isinstance(value, list):
+            stack.extend((field, v) for v in value)
+
+
+async def refuse_bad_characters(request: Request) -> None:
+    """A dependency of every route (before authentication and before the database session): a NUL, another control
+    character (but tab, LF, CR) or a lone surrogate in the query, the path, a form field or a JSON string is bad input,
+    a 422 naming the field, on SQLite exactly as on PostgreSQL (which refuses NUL in any text). Files are not text
+    here: their readers check what they read, naming the row or line."""
+    _check_pairs(request.query_params.multi_items())
+    _check_pairs(request.path_params.items())
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(FORM_TYPES):
+        if request._form is None:  # not parsed yet: keep the raw body for a route that reads it itself
+            await request.body()
+        form = await request.form()
+        _check_pairs((k, v) for k, v in form.multi_items() if isinstance(v, str))
+    elif ctype.startswith(JSON_TYPES) or ("+json" in ctype.split(";")[0]):
+        body = await request.body()
+        if not body:
+            return
+        try:
+            data = await request.json()
+        except (ValueError, RecursionError):  # not JSON: the route's own parsing says so
+            return
+        _check_json(data)
 
 
 def _error_json(status: int, code: str, message: str, details: Any = None,
@@ -181,8 +242,10 @@ def _unavailable(exc: Exception) -> bool:
 
 
 def _nul(exc: Exception) -> bool:
-    orig = getattr(exc, "orig", None)
-    return isinstance(exc, DataError) and "0x00" in str(orig or exc)
+    """NUL in text (PostgreSQL: "invalid byte sequence … 0x00"; in JSON: "unsupported Unicode escape sequence …
+    \\u0000"); the same refusal the SQLite engine makes (app/db.py)."""
+    orig = str(getattr(exc, "orig", None) or exc)
+    return isinstance(exc, DataError) and ("0x00" in orig or "\\u0000" in orig)
 
 
 async def database_error_handler(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
@@ -93,7 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    store_counter, auth_pages, org_pages, households_pages, ledger_pages, evaluation_pages,
                    evaluation_editor, evaluation_rounds, lists_pages, reports_pages, reports_credit, reports_fairness,
                    store_pages, audit_pages, notices_pages, notices_public, notices_portal, notices_batch):
-        app.include_router(module.router)
+        # every route refuses NUL and other control characters in its text input first (errors_web)
+        app.include_router(module.router, dependencies=[Depends(errors_web.refuse_bad_characters)])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # FastAPI 0.16x keeps included routers as lazy entries in app.routes: walk the flattened route contexts.

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
+from app import rules
 from app.db import Database
 from app.errors import ValidationFailed
 from app.evaluation import sheets
@@ -132,3 +133,68 @@ def test_a_zip_claiming_a_newer_version_is_refused_not_a_crash() -> None:
         roster.read_sheet("花名册.xlsx", newer)
     except ValidationFailed as e:
         assert "无法读取" in e.message
+
+
+# ---- issue 17, item 6: every parser, fuzzed -------------------------------------------------------------------------
+
+# CSV rosters built from the pieces that break CSV: quotes, delimiters, line ends, long and invisible cells.
+_CSV_PIECES = st.sampled_from(['"', '""', ",", "\r\n", "\n", "\r", "\t", ";", "，", "张三", "001", "户主", "配偶",
+                               "x" * 3_000, "\x00", "\x07", "\u2028", "341021196503087017", " "])
+BAD_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CSV_BODIES = st.lists(_CSV_PIECES, max_size=80).map(lambda parts: "户号,姓名,与户主关系\r\n" + "".join(parts))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(body=CSV_BODIES, encoding=st.sampled_from(["utf-8", "utf-8-sig", "gb18030"]))
+def test_a_csv_roster_of_quotes_and_delimiters_is_read_or_refused_naming_the_line(body: str, encoding: str) -> None:
+    """Read, or refused in Chinese; and nothing a problem quotes back holds a NUL or control character (the
+    problems are stored with the preview: PostgreSQL would refuse the NUL)."""
+    try:
+        data = body.encode(encoding)
+    except UnicodeEncodeError:
+        return
+    try:
+        sheet = roster.read_sheet("花名册.csv", data)
+    except ValidationFailed as e:
+        assert e.message and any("\u4e00" <= ch <= "\u9fff" for ch in e.message), e.message
+        assert not BAD_CHARACTER.search(e.message)
+        return
+    _rows, problems = imports.parse_rows(sheet)
+    for p in problems:
+        assert not BAD_CHARACTER.search(p.message + (p.column or "")), p
+
+
+def _mangled_text(base: str) -> st.SearchStrategy[str]:
+    """The text with pieces of TOML syntax (and worse) put in, or parts taken out or repeated."""
+    syntax = st.sampled_from(["[", "]", "[[", "]]", "{", "}", '"', "'", '"""', "=", ".", ",", "#", "\n", "\\",
+                              "\\u0000", "\x00", "\x07", "1979-13-45", "1e309", "inf", "nan", "9" * 40, "a.b.c",
+                              "[" * 600, "{a=" * 300, ".a" * 300])
+    insert = st.tuples(st.integers(0, len(base)), syntax).map(lambda t: base[:t[0]] + t[1] + base[t[0]:])
+    cut = st.tuples(st.integers(0, len(base)), st.integers(0, 200)).map(lambda t: base[:t[0]] + base[t[0] + t[1]:])
+    repeat = st.tuples(st.integers(0, len(base)), st.integers(1, 400), st.integers(2, 50)).map(
+        lambda t: base[:t[0]] + base[t[0]:t[0] + t[1]] * t[2] + base[t[0]:])
+    return st.one_of(insert, cut, repeat)
+
+
+DEFAULT_TOML = rules.dumps(rules.default_ruleset())
+NESTED_TOML = st.tuples(st.sampled_from(["[", "{a = ", "[{a = "]), st.integers(1, 3_000)).map(
+    lambda t: "x = " + t[0] * t[1])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(text=st.one_of(st.text(max_size=500), _mangled_text(DEFAULT_TOML), NESTED_TOML))
+def test_the_ruleset_reader_reads_or_refuses_in_chinese(text: str) -> None:
+    try:
+        rules.loads(text)
+    except rules.RulesetInvalid as e:
+        assert e.message and any("\u4e00" <= ch <= "\u9fff" for ch in e.message), e.message
+        assert len(e.problems) <= 201  # listed up to 200, the rest counted
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(data=st.one_of(st.binary(max_size=2048), _mangled(DEFAULT_TOML.encode())))
+def test_a_ruleset_file_of_any_bytes_is_read_or_refused_in_chinese(data: bytes) -> None:
+    try:
+        rules.loads(data)
+    except rules.RulesetInvalid as e:
+        assert e.message and any("\u4e00" <= ch <= "\u9fff" for ch in e.message), e.message

@@ -111,7 +111,7 @@ def village(db: Database) -> Village:
                                           description="家风良好")]
         for m in proposed:
             motions.add_evidence(s, CLERK, m.id, file_name="证据.jpg", media_type="image/jpeg",  # type: ignore[arg-type]
-                                 data=b"\xff\xd8jpeg")
+                                 data=b"\xff\xd8\xffjpeg")
             _pass(s, ev, m.id)  # type: ignore[arg-type]
         rounds.submit(s, CLERK, rid)
         _approve_and_publicise(s, rid, AUG)

@@ -971,3 +971,132 @@ def test_a_file_with_fewer_columns_neither_erases_nor_duplicates(db, demo):
     assert counts(db, ROSTER_TABLES) == before
     assert {name: (m.id, m.id_number, m.phone, m.party_member, m.living_away, m.gender, m.birth_date)
             for name, m in members_of(db, "801").items()} == kept
+
+
+# ---- hostile and huge files (issue 17, items 4 and 6) ---------------------------------------------------------------
+
+def test_a_stray_quote_in_a_csv_is_a_clear_422_naming_the_line(client, demo, db):
+    """One stray quote opens a field that swallows the rest of the file: past 131,072 characters the csv module
+    raised an error that escaped as a 500; below that, the following rows silently became one cell."""
+    token = login(client, "clerk")
+    vid = village_id(db)
+    before = counts(db)
+    long_tail = "".join(f"{900 + i},某人{i},户主\r\n" for i in range(12_000))  # ~190,000 characters
+    for body in (f"户号,姓名,与户主关系\r\n801,王大山,户主\r\n802,\"赵春生,户主\r\n{long_tail}",
+                 "户号,姓名,与户主关系\r\n801,王大山,户主\r\n802,\"赵春生,户主\r\n803,钱秀兰,户主\r\n804,孙乐,户主\r\n"):
+        r = upload_api(client, token, vid, body.encode(), "花名册.csv")
+        message = chinese_error(r, 422)
+        assert "第 3 行" in message and "引号" in message, message
+    assert counts(db) == before
+
+
+def test_a_csv_row_of_millions_of_columns_is_refused_naming_the_line(client, demo, db):
+    token = login(client, "clerk")
+    vid = village_id(db)
+    body = "户号,姓名,与户主关系\r\n801,王大山,户主\r\n" + "," * 5_000_000 + "\r\n"
+    message = chinese_error(upload_api(client, token, vid, body.encode(), "花名册.csv"), 422)
+    assert "第 3 行" in message and "列" in message, message
+
+
+def test_a_huge_file_valid_in_shape_gives_a_bounded_preview(client, demo, db):
+    """200,000 rows (the import's limit), each with a problem: the preview lists the first few hundred and says
+    how many more there are, instead of answering 30 MB."""
+    token = login(client, "clerk")
+    vid = village_id(db)
+    body = "户号,姓名,与户主关系,身份证号\r\n" + "".join(f"{i:06d},张三,户主,12345\r\n" for i in range(200_000))
+    r = upload_api(client, token, vid, body.encode(), "花名册.csv")
+    assert r.status_code == 201, r.text[:500]
+    assert len(r.content) < 300_000, len(r.content)
+    preview_body = r.json()
+    assert not preview_body["can_confirm"]
+    listed = preview_body["problems"]
+    assert 100 <= len(listed) <= 501
+    more = listed[-1]
+    assert more["code"] == "more_problems" and CJK.search(more["message"])
+    hidden = 200_000 - (len(listed) - 1)
+    assert f"另有 {hidden} 处问题" in more["message"], more
+    assert preview_body["summary"]["errors"] == 200_000
+    page = client.get(f"/villages/{vid}/roster/imports/{preview_body['batch_id']}")
+    assert page.status_code == 200 and len(page.content) < 400_000, len(page.content)
+    assert f"另有 {hidden} 处问题" in page.text
+
+
+def _idle_in_transaction(db) -> int:  # type: ignore[no-untyped-def]
+    """PostgreSQL: the connections of this database, other than the asking one, holding a transaction open."""
+    with db.read_txn() as s:
+        return int(s.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")).scalar_one())
+
+
+@pytest.mark.parametrize("route", ["api", "page"])
+def test_an_upload_is_parsed_outside_any_write_transaction(app, client, demo, db, monkeypatch, route):
+    """While a roster file is being parsed (27 s for the file of the issue), another write of the county (a
+    redemption) must not wait for it: on SQLite the process's one write lock is free and a write transaction
+    completes during the parse; on PostgreSQL the upload holds no transaction open. Synchronised with events:
+    the parse waits until the other write has finished (or gives up after a while, and the test fails)."""
+    import threading
+
+    token = login(client, "clerk")
+    vid = village_id(db)
+    parsing, written = threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+    real_read = roster.read_sheet
+
+    def watched_read(name: str, data: bytes) -> roster.Sheet:
+        parsing.set()
+        if app.state.db.is_sqlite:
+            seen["lock_free"] = not app.state.db._write_lock._locked
+        else:
+            seen["open_transactions"] = _idle_in_transaction(db)
+        seen["written_meanwhile"] = written.wait(timeout=15)
+        return real_read(name, data)
+
+    monkeypatch.setattr(roster, "read_sheet", watched_read)
+
+    def upload() -> None:
+        if route == "api":
+            seen["response"] = upload_api(client, token, vid, xlsx(good_rows()))
+        else:
+            seen["response"] = client.post(f"/villages/{vid}/roster/imports", data={"csrf_token": token},
+                                           files={"file": ("花名册.xlsx", xlsx(good_rows()), XLSX_TYPE)},
+                                           follow_redirects=False)
+
+    def other_write() -> None:  # any write transaction of the same application, as a redemption takes
+        with app.state.db.write_txn() as s:
+            s.execute(text("UPDATE village_groups SET name = name WHERE id = (SELECT min(id) FROM village_groups)"))
+        written.set()
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    assert parsing.wait(timeout=30), "the upload never reached the parser"
+    writer = threading.Thread(target=other_write)
+    writer.start()
+    uploader.join(timeout=120)
+    writer.join(timeout=120)
+    assert seen["response"].status_code in (201, 303), seen["response"].text[:500]
+    assert seen.get("lock_free", True), "the upload held the write lock while its file was parsed"
+    assert seen.get("open_transactions", 0) == 0, "the upload held a transaction open while its file was parsed"
+    assert seen["written_meanwhile"], "another write waited for the upload's parse"
+
+
+def test_a_nul_or_control_character_in_a_workbook_cell_is_a_problem_naming_row_and_column(client, demo, db):
+    """Excel writes an invisible character as _x0000_, and calamine reads it back as one: such a cell is a problem
+    of its row and column (PostgreSQL would refuse the NUL when the preview is stored; SQLite kept it)."""
+    from tests.test_spreadsheet_extent import xlsx_by_hand
+
+    token = login(client, "clerk")
+    vid = village_id(db)
+    head = "".join(f'<c r="{chr(65 + i)}1" t="inlineStr"><is><t>{h}</t></is></c>'
+                   for i, h in enumerate(["户号", "姓名", "与户主关系", "家庭住址"]))
+
+    def row(r: int, *cells: str) -> str:
+        return f'<row r="{r}">' + "".join(f'<c r="{chr(65 + i)}{r}" t="inlineStr"><is><t>{v}</t></is></c>'
+                                          for i, v in enumerate(cells)) + "</row>"
+
+    data = xlsx_by_hand(f'<row r="1">{head}</row>' + row(2, "801", "王_x0000_大山", "户主", "一组")
+                        + row(3, "802", "赵春生", "户主", "二组_x0007_3号") + row(4, "803", "钱秀兰", "户主", "三组"))
+    r = upload_api(client, token, vid, data, "花名_x0000_册.xlsx")
+    assert r.status_code == 201, r.text[:500]
+    problems = r.json()["problems"]
+    assert [(p["row"], p["column"]) for p in problems if p["code"] == "bad_character"] == [(2, "姓名"), (3, "家庭住址")]
+    assert "空字符" in problems[0]["message"] and "\x00" not in r.text and "\\u0000" not in r.text

@@ -168,7 +168,7 @@ def test_determination_needs_evidence_and_its_vote_and_posts_to_the_black_list(d
     with pytest.raises(ValidationFailed, match="须有证据"), db.write_txn() as s:
         motions.vote(s, ev.actor(0), m.id, "yes")  # type: ignore[arg-type]
     with db.write_txn() as s:
-        motions.add_evidence(s, CLERK, m.id, file_name="借条.jpg", media_type="image/jpeg", data=b"\xff\xd8jpeg")  # type: ignore[arg-type]
+        motions.add_evidence(s, CLERK, m.id, file_name="借条.jpg", media_type="image/jpeg", data=b"\xff\xd8\xffjpeg")  # type: ignore[arg-type]
         _, t = motions.vote(s, ev.actor(0), m.id, "yes")  # type: ignore[arg-type]
         assert (t.eligible, t.needed) == (4, 3)  # two thirds of the four eligible
         motions.vote(s, ev.actor(1), m.id, "yes")  # type: ignore[arg-type]

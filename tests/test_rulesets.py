@@ -170,3 +170,58 @@ def test_cli_imports_exports_and_assigns(db: Database, cli_env: None, tmp_path: 
     assert cli.main(["rules", "assign", "NOPE", "--from", "202601"]) == 2
     assert cli.main(["rules", "export", "COUNTY", "9"]) == 2
     assert _count(db) == 1
+
+
+# ---- hostile TOML (issue 17, item 6) ---------------------------------------------------------------------------------
+
+DEEP = 10_000
+HOSTILE_TOML = {
+    # tomllib recurses once per level and raised RecursionError (a 500) near 500 levels
+    "arrays-10000-deep": ("x = 1\nthemes = " + "[" * DEEP + "]" * DEEP, "第 2 行"),
+    "inline-tables-10000-deep": ("x = 1\ncredit = " + "{a = " * DEEP + "1" + "}" * DEEP, "第 2 行"),
+    "mixed-deep": ("code = [" + "{a = [" * 400 + "]}" * 400 + "]", "第 1 行"),
+    # dotted keys nest without brackets; tomllib takes time growing with the square of their number
+    "dotted-key-100000": ("x = 1\n\nname" + ".a" * 100_000 + " = 1", "第 3 行"),
+    "table-header-100000": ("[" + ".".join(["a"] * 100_000) + "]\nx = 1", "第 1 行"),
+    # every unknown key was looked up by a pass over the whole file: 20,000 keys took minutes (no answer at all)
+    "20000-unknown-keys": ("".join(f"k{i} = 1\n" for i in range(20_000)), "第 1 行"),
+    "unterminated-string": ('code = "COUNTY\nversion = 1\n', "第 1 行"),
+    "bad-date": ("code = 1979-13-45\n", "第 1 行"),
+    "control-character": ('code = "A\x01B"\n', "第 1 行"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_TOML))
+def test_hostile_toml_is_refused_in_chinese_naming_the_line(case: str) -> None:
+    import time
+
+    text, line = HOSTILE_TOML[case]
+    started = time.monotonic()
+    with pytest.raises(rules.RulesetInvalid) as exc:
+        rules.loads(text)
+    assert time.monotonic() - started < 5, "refusing it took too long"
+    assert line in exc.value.message, exc.value.message
+    assert len(str(exc.value.details)) < 100_000  # the problems are listed up to a point, then counted
+    with pytest.raises(rules.RulesetInvalid):
+        rules.loads(text.encode())
+
+
+@pytest.mark.parametrize("case", ["arrays-10000-deep", "inline-tables-10000-deep", "20000-unknown-keys"])
+def test_hostile_toml_through_every_door_is_a_422(client: TestClient, db: Database, demo: dict, case: str) -> None:
+    """The API import, the import page (text and file) and the simulation page, which a committee member opens."""
+    text, line = HOSTILE_TOML[case]
+    before = _count(db)
+    csrf = login(client, "admin")
+    r = client.post("/api/v1/rulesets", json={"toml": text}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 422 and line in r.json()["error"]["message"], r.text[:500]
+    r = client.post("/rulesets/import", data={"csrf_token": csrf, "text": text})
+    assert r.status_code == 422 and line in r.text, r.text[:500]
+    r = client.post("/rulesets/import", data={"csrf_token": csrf}, files={"file": ("细则.toml", text.encode(), "")})
+    assert r.status_code == 422 and line in r.text, r.text[:500]
+    from app.evaluation.models import EvalRound
+    with db.read_txn() as s:
+        round_id = s.execute(select(EvalRound.id).order_by(EvalRound.id)).scalars().first()
+    csrf = login(client, "member")
+    r = client.post(f"/rounds/{round_id}/simulate", data={"csrf_token": csrf, "text": text})
+    assert r.status_code == 422 and line in r.text, r.text[:500]
+    assert _count(db) == before

@@ -472,3 +472,36 @@ def test_a_notice_pdf_fetches_nothing_but_the_apps_own_files(monkeypatch: pytest
                 outside.as_uri(), (render.FETCH_ROOTS[0] / ".." / ".." / "pyproject.toml").as_uri(),
                 "file://evil.example/share/x.png", "ftp://example.com/x"):
         assert not render.fetch_allowed(url), url
+
+
+# ---- issue 17, item 6: evidence is typed by its bytes, as item photos are ---------------------------------------------
+
+def test_evidence_is_typed_by_its_bytes_not_by_its_name_or_the_browsers_claim(db: Database) -> None:
+    """A page named 借条.jpg and sent as image/jpeg is refused (it would be served back to the committee as the type
+    it claimed); a PNG sent as application/octet-stream is stored as image/png, a PDF as application/pdf."""
+    from app.errors import ValidationFailed
+    from app.evaluation import motions
+    from app.evaluation.models import Evidence
+    from tests.eval_helpers import CLERK, consensus_round, eval_village
+
+    with db.write_txn() as s:
+        ev = eval_village(s, members=4)
+        rid = consensus_round(s, ev, 202609)
+        m = motions.propose_determination(s, CLERK, rid, household_id=ev.households[1], code="DISHONEST",
+                                          description="拖欠邻居借款两年不还")
+    for name, claimed, body in (("借条.jpg", "image/jpeg", b"<html><script>alert(1)</script></html>"),
+                                ("借条.pdf", "application/pdf", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+                                ("借条.png", "image/png", b"GIF89a\x01\x00\x01\x00")):
+        with pytest.raises(ValidationFailed, match="这个文件的内容不是"), db.write_txn() as s:
+            motions.add_evidence(s, CLERK, m.id, file_name=name, media_type=claimed, data=body)  # type: ignore[arg-type]
+    with db.read_txn() as s:
+        assert motions.evidence_list(s, m.id) == []  # type: ignore[arg-type]
+    with db.write_txn() as s:
+        motions.add_evidence(s, CLERK, m.id, file_name="照片", media_type="application/octet-stream",  # type: ignore[arg-type]
+                             data=PNG_1PX)
+        motions.add_evidence(s, CLERK, m.id, file_name="借条.jpg", media_type="image/jpeg",  # type: ignore[arg-type]
+                             data=b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    with db.read_txn() as s:
+        stored = [e.media_type for e in s.execute(select(Evidence).where(Evidence.motion_id == m.id)
+                                                  .order_by(Evidence.id)).scalars()]
+    assert stored == ["image/png", "application/pdf"]

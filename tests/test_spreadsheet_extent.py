@@ -7,6 +7,7 @@ that subprocess, not the test runner; the test asserts the subprocess ended norm
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import subprocess
@@ -143,11 +144,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _in_capped_subprocess(reader: str, name: str, data: bytes, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _in_capped_subprocess(reader: str, name: str, data: bytes, tmp_path: Path,
+                          timeout: float = 120) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "upload.bin"
     path.write_bytes(data)
     return subprocess.run([sys.executable, "-c", CHILD, reader, name, str(path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "RUST_BACKTRACE": "0",
+                          text=True, timeout=timeout, env={"PATH": "/usr/bin:/bin", "RUST_BACKTRACE": "0",
                                                        "PYTHONPATH": str(ROOT)})
 
 
@@ -235,3 +237,121 @@ def test_a_broken_compound_file_is_unreadable_not_trusted() -> None:
                    good[:44] + struct.pack("<I", 0x7FFFFFFF) + good[48:]):  # a FAT longer than the file
         with pytest.raises(WorkbookUnreadable):
             workbook_extent(broken)
+
+
+# ---- what a workbook costs to parse, measured before the parser (issue 17, item 4) -----------------------------------
+#
+# A compressed 826 KB .xlsx holding millions of shared strings took calamine 27 s and 1 GB, all of it while the upload
+# held the county's single SQLite write lock. The extent check above saw nothing wrong (two rows, seven columns). Now
+# the cells, the shared strings (declared and real) and the merged ranges are counted from the bytes as well, in
+# bounded pieces, and a workbook beyond what any real roster or rating sheet holds is refused before calamine opens it.
+
+_SST_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+_SST_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+
+
+def xlsx_streamed(sheet_parts: list[bytes], *, strings: tuple[int, bytes] | None = None, repeat: int = 1,
+                  declared: tuple[int, int] | None = None, after_sheet_data: bytes = b"") -> bytes:
+    """An .xlsx whose sheet is `sheet_parts` (the middle one written `repeat` times) and whose shared-strings part,
+    if any, holds `strings` = (n, one <si>) n times, declaring `declared` = (count, uniqueCount). Written through
+    the zip stream, so that a part of hundreds of megabytes never exists in memory at once."""
+    n_strings, si = strings or (0, b"")
+    count, unique = declared or (n_strings, n_strings)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", _CT.replace(
+            "</Types>", f'<Override PartName="/xl/sharedStrings.xml" ContentType="{_SST_TYPE}"/></Types>'))
+        z.writestr("_rels/.rels", _RELS)
+        z.writestr("xl/workbook.xml", _WB)
+        z.writestr("xl/_rels/workbook.xml.rels", _WB_RELS.replace(
+            "</Relationships>", f'<Relationship Id="rId2" Type="{_SST_REL}" Target="sharedStrings.xml"/>'
+                                "</Relationships>"))
+        with z.open("xl/worksheets/sheet1.xml", "w") as f:
+            f.write(b'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+                    b'spreadsheetml/2006/main"><sheetData>')
+            first, *middle, last = [*sheet_parts, b""] if len(sheet_parts) == 1 else sheet_parts
+            f.write(first)
+            for part in middle:
+                for _ in range(repeat):
+                    f.write(part)
+            f.write(last + b"</sheetData>" + after_sheet_data + b"</worksheet>")
+        with z.open("xl/sharedStrings.xml", "w") as f:
+            f.write(b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+                    b'spreadsheetml/2006/main" count="%d" uniqueCount="%d">' % (count, unique))
+            block = si * 10_000
+            for _ in range(n_strings // 10_000):
+                f.write(block)
+            f.write(si * (n_strings % 10_000) + b"</sst>")
+    return buf.getvalue()
+
+
+@functools.cache
+def _shared_strings_bomb(n: int) -> bytes:
+    """n shared strings that no cell uses, declared as one: 10,000,000 of them are about 400 KB."""
+    return xlsx_streamed([_header_row().encode()], strings=(n, b"<si><t>x</t></si>"), declared=(1, 1))
+
+
+@functools.cache
+def _repeated_cells(n: int) -> bytes:
+    return xlsx_streamed([_header_row().encode() + b'<row r="3">', b'<c r="A3" t="n"><v>1</v></c>', b"</row>"],
+                         repeat=n)
+
+
+# Each file sized to unpack within the reader's limit on unpacked bytes (400 MB for a roster, 100 MB for a rating
+# sheet), which alone does not stop them.
+COSTLY = {
+    # the file of the issue: millions of shared strings in a few hundred KB (27 s and 1 GB in calamine)
+    "shared-strings-bomb": (lambda reader: _shared_strings_bomb(10_000_000 if reader == "roster" else 5_000_000),
+                            "共享文字"),
+    # one shared string, claiming a hundred million: calamine makes room for them all first (2.4 GB) and aborts
+    "declared-unique-count": (lambda reader: xlsx_streamed([_header_row().encode()], strings=(1, b"<si><t>x</t></si>"),
+                                                            declared=(1, 100_000_000)), "共享文字"),
+    # the same cell written millions of times: three rows and seven columns, and millions of cells to read
+    "repeated-cells": (lambda reader: _repeated_cells(5_000_000 if reader == "roster" else 1_000_000), "单元格太多"),
+}
+
+
+@pytest.mark.parametrize("reader", ["roster", "sheets"])
+@pytest.mark.parametrize("case", sorted(COSTLY))
+def test_a_workbook_that_would_cost_too_much_to_parse_is_refused_first(case: str, reader: str,
+                                                                       tmp_path: Path) -> None:
+    build, phrase = COSTLY[case]
+    data = build(reader)
+    assert len(data) < 1_000_000  # small enough for every upload limit
+    done = _in_capped_subprocess(reader, "花名册.xlsx", data, tmp_path, timeout=60)
+    assert done.returncode == 0, f"the parser process died ({done.returncode}): {done.stderr[-500:]}"
+    assert done.stdout.startswith("REFUSED "), done.stdout[:300]
+    assert phrase in done.stdout and "请" in done.stdout, done.stdout
+
+
+def test_merged_ranges_that_would_take_hours_to_fill_are_refused() -> None:
+    """A roster's merged cells (户号 merged down a family's rows) are filled in row by row; 50,000 ranges each
+    spanning 200,000 rows would be 10^10 cells to fill."""
+    merges = b'<mergeCells count="50000">' + b'<mergeCell ref="A2:A200000"/>' * 50_000 + b"</mergeCells>"
+    data = xlsx_streamed([_header_row().encode() + b'<row r="200000"><c r="A200000" t="n"><v>1</v></c></row>'],
+                         after_sheet_data=merges)
+    assert len(data) < 100_000
+    import time
+    started = time.monotonic()
+    with pytest.raises(ValidationFailed, match="合并单元格太多") as exc:
+        roster.read_sheet("花名册.xlsx", data)
+    assert "请" in exc.value.message
+    assert time.monotonic() - started < 30
+
+
+def test_the_cost_of_a_real_roster_is_measured_and_within_the_limits() -> None:
+    """What a workbook is measured at: cells, shared strings (real and declared), merged ranges, unpacked bytes."""
+    from app.core.spreadsheet import measure_workbook
+
+    strings = b"".join(b"<si><t>%d</t></si>" % i for i in range(3))
+    cells = "".join(f'<row r="{r}"><c r="A{r}" t="s"><v>{r % 3}</v></c><c r="B{r}"><v>1</v></c></row>'
+                    for r in range(3, 103))
+    data = xlsx_by_hand(_header_row() + cells, extra={
+        "xl/sharedStrings.xml": b'<sst count="100" uniqueCount="3">' + strings + b"</sst>",
+        "xl/worksheets/sheet2.xml": b'<worksheet><sheetData/><mergeCells count="1"><mergeCell ref="A3:A4"/>'
+                                    b"</mergeCells></worksheet>"})
+    cost = measure_workbook(data)
+    assert (cost.rows, cost.columns) == (102, 7)
+    assert cost.cells == 7 + 3 + 200 and cost.shared_strings == 3 and cost.declared_strings == 100
+    assert cost.merged == 1 and cost.unpacked > 9_000
+    roster.read_sheet("花名册.xlsx", data)  # within every limit

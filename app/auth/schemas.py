@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class GrantOut(BaseModel):
@@ -50,7 +50,7 @@ class UserPatch(BaseModel):
 
 class ActiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    active: bool
+    active: StrictBool
 
 
 class PasswordResetIn(BaseModel):
@@ -67,17 +67,17 @@ class PasswordChangeIn(BaseModel):
 class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: str = Field(max_length=30)
-    township_id: int | None = None
-    village_id: int | None = None
-    store_id: int | None = None
-    household_id: int | None = None
+    township_id: StrictInt | None = None
+    village_id: StrictInt | None = None
+    store_id: StrictInt | None = None
+    household_id: StrictInt | None = None
 
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=60)
-    grant_id: int
-    days: int | None = Field(default=365, ge=1, le=3650)
+    grant_id: StrictInt
+    days: StrictInt | None = Field(default=365, ge=1, le=3650)
 
 
 class TokenOut(BaseModel):

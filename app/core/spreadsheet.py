@@ -9,6 +9,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -57,8 +58,12 @@ def xlsx_sheets(sheets: Iterable[tuple[str, Sequence[Any], Iterable[Sequence[Any
 #
 # python-calamine builds every sheet as a full rectangle from A1 to the farthest cell. A 5 KB .xlsx with one cell at
 # row 1,000,000, column 3,000 makes it allocate 96 GB, and Rust aborts the whole worker process: no exception to
-# catch. So a workbook's extent is measured here first, from the bytes, with bounded memory and time, and a workbook
-# that is too large (or cannot be measured) never reaches calamine.
+# catch. It also makes room for as many shared strings as <sst uniqueCount> claims (24 bytes each: a claim of 10^8
+# aborts it the same way), reads every shared string and every <c> (the same cell written millions of times is
+# millions of cells), and every merged range. So what a workbook will cost is measured here first, from the bytes,
+# with bounded memory and time: its extent, its cells, its shared strings (counted and as declared), its merged
+# ranges and its unpacked size. A workbook beyond the caller's limits (or one that cannot be measured) never reaches
+# calamine, and the measuring itself stops as soon as a count passes its limit.
 
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -190,25 +195,74 @@ _C_TAG = re.compile(rb"""<(?:[A-Za-z_][\w.\-]*:)?c(?:\s[^>]*?(?<![\w:.\-])r\s*=\
 _DIMENSION = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?dimension\s[^>]*>")
 
 
+_SI_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?si(?=[\s/>])")
+_MERGE_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?mergeCell(?=[\s/>])")
+_SST_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?sst\s[^>]*>")
+_SST_COUNT = re.compile(rb"""(?:^|\s)(?:count|uniqueCount)\s*=\s*["']\s*(\d+)""")
+
+
+@dataclass
+class WorkbookCost:
+    """What reading a workbook will take, measured from its bytes. Counts cover every part of the file."""
+
+    rows: int = 0  # the farthest cell of any sheet: the rectangle calamine builds
+    columns: int = 0
+    cells: int = 0  # <c> elements (an .xls: cell records)
+    shared_strings: int = 0  # <si> elements (an .xls: the SST's own count)
+    declared_strings: int = 0  # the largest count / uniqueCount an <sst> claims (calamine makes room for those)
+    merged: int = 0  # <mergeCell> elements (an .xls: ranges in MERGEDCELLS records)
+    unpacked: int = 0  # bytes, every part unpacked (an .xls: the file itself)
+
+
+@dataclass(frozen=True)
+class WorkbookLimits:
+    """The most a caller's workbooks may cost. Each is far beyond what its real files reach (see docs/operations.md)."""
+
+    max_unpacked: int
+    max_rows: int
+    max_cells: int  # the <c> elements written, in every part; and the rectangle, unless max_grid says otherwise
+    max_strings: int  # shared strings, counted or declared
+    max_merged: int
+    max_columns: int = 16384
+    max_grid: int | None = None  # the rectangle (rows x columns); None: max_cells
+
+
 class _FastScan:
     """The common case, at C speed: every <c> names its cell (r="K100001"), so the farthest cell is the largest of
-    those. A part with any <c> that does not is measured again by _SheetScan."""
+    those. A part with any <c> that does not is measured again by _SheetScan for its extent; the counts (cells,
+    shared strings, merged ranges) are always this scan's."""
 
-    def __init__(self) -> None:
+    def __init__(self, cost: WorkbookCost, limits: WorkbookLimits | None = None) -> None:
         self.rows = 0
         self.cols = 0
         self.unnamed = False
         self._dimension = _SheetScan()
+        self.cost = cost
+        self.limits = limits
 
     def feed(self, chunk: bytes) -> None:
         cells = _C_TAG.findall(chunk)
-        if cells:
+        cost = self.cost
+        if b"<" in chunk:
+            cost.cells += len(cells)
+            if b"si" in chunk:
+                cost.shared_strings += len(_SI_TAG.findall(chunk))
+            if b"mergeCell" in chunk:
+                cost.merged += len(_MERGE_TAG.findall(chunk))
+            if b"sst" in chunk:
+                for tag in _SST_TAG.findall(chunk):
+                    for digits in _SST_COUNT.findall(tag):
+                        claimed = int(digits) if len(digits) <= 15 else 10 ** 15
+                        cost.declared_strings = max(cost.declared_strings, claimed)
+            if self.limits is not None:
+                _check_counts(cost, self.limits)
+        if cells and not self.unnamed:
             letters = set(map(itemgetter(0), cells))
             if b"" in letters:
                 self.unnamed = True
-                return
-            self.rows = max(self.rows, max(map(int, map(itemgetter(1), cells))))
-            self.cols = max(self.cols, max(map(_column_number, letters)))
+            else:
+                self.rows = max(self.rows, max(map(int, map(itemgetter(1), cells))))
+                self.cols = max(self.cols, max(map(_column_number, letters)))
         if b"dimension" in chunk:
             for m in _DIMENSION.findall(chunk):
                 self._dimension.feed(m)
@@ -232,7 +286,7 @@ def _scan_part(data: bytes, info: zipfile.ZipInfo, budget: int, scan: _FastScan 
     return used
 
 
-def _xlsx_extent(data: bytes, max_unpacked: int) -> tuple[int, int]:
+def _xlsx_cost(data: bytes, max_unpacked: int, limits: WorkbookLimits | None) -> WorkbookCost:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()
@@ -248,18 +302,19 @@ def _xlsx_extent(data: bytes, max_unpacked: int) -> tuple[int, int]:
         raise WorkbookRefused("这是 OpenDocument 表格（.ods）：请在 WPS 或 Excel 中另存为 .xlsx 格式后再上传")
     if "xl/workbook.xml" not in names:
         raise WorkbookUnreadable("no workbook")
-    rows = cols = 0
+    cost = WorkbookCost()
     budget = max_unpacked
     for info in infos:  # every part, whatever its name: a sheet can live at any path the workbook points to
-        fast = _FastScan()
+        fast = _FastScan(cost, limits)
         used = _scan_part(data, info, budget, fast)
         scan: _FastScan | _SheetScan = fast
         if fast.unnamed:
             scan = _SheetScan()
             _scan_part(data, info, budget, scan)
         budget -= used
-        rows, cols = max(rows, scan.rows), max(cols, scan.cols)
-    return rows, cols
+        cost.unpacked += used
+        cost.rows, cost.columns = max(cost.rows, scan.rows), max(cost.columns, scan.cols)
+    return cost
 
 
 # ---- .xls: the compound file (OLE) and its BIFF records ----------------------------------------------------------
@@ -269,7 +324,7 @@ _ENDOFCHAIN, _FREESECT = 0xFFFFFFFE, 0xFFFFFFFF
 _BIFF_CELLS = frozenset({0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0206, 0x0406, 0x0201, 0x0203, 0x0204,
                          0x0205, 0x027E, 0x00FD, 0x00D6})
 _BIFF_MULTI = frozenset({0x00BD, 0x00BE})  # MULRK, MULBLANK: row, first column, …, last column at the end
-_BIFF_SST, _BIFF_BOUNDSHEET, _BIFF_EOF = 0x00FC, 0x0085, 0x000A
+_BIFF_SST, _BIFF_BOUNDSHEET, _BIFF_EOF, _BIFF_MERGEDCELLS = 0x00FC, 0x0085, 0x000A, 0x00E5
 
 
 def _u32s(b: bytes) -> tuple[int, ...]:
@@ -350,10 +405,12 @@ def _ole_stream(data: bytes) -> bytes:
     return out[:length]
 
 
-def _xls_extent(data: bytes) -> tuple[int, int]:
-    """The farthest cell of any sheet. calamine reads the globals from the start of the stream and each sheet from
-    the offset its BOUNDSHEET record gives (which may lie anywhere), so every such walk is followed here."""
+def _xls_cost(data: bytes) -> WorkbookCost:
+    """The farthest cell of any sheet, and the cells, strings and merged ranges. calamine reads the globals from the
+    start of the stream and each sheet from the offset its BOUNDSHEET record gives (which may lie anywhere), so
+    every such walk is followed here."""
     stream = _ole_stream(data)
+    cost = WorkbookCost(unpacked=len(data))
     rows = cols = 0
     visited = bytearray(len(stream) + 1)
     starts = [(0, False)]
@@ -367,37 +424,92 @@ def _xls_extent(data: bytes) -> tuple[int, int]:
             if kind in _BIFF_CELLS and len(body) >= 4:
                 r, c = struct.unpack_from("<HH", body)
                 rows, cols = max(rows, r + 1), max(cols, c + 1)
+                cost.cells += 1
             elif kind in _BIFF_MULTI and len(body) >= 6:
                 r, c = struct.unpack_from("<HH", body)
-                rows, cols = max(rows, r + 1), max(cols, c + 1, struct.unpack_from("<H", body, len(body) - 2)[0] + 1)
+                last = struct.unpack_from("<H", body, len(body) - 2)[0]
+                rows, cols = max(rows, r + 1), max(cols, c + 1, last + 1)
+                cost.cells += max(1, last - c + 1)
             elif kind == _BIFF_SST and len(body) >= 8:
                 # calamine makes room for this many strings before reading them; each takes at least 3 bytes
-                if not 0 <= struct.unpack_from("<i", body, 4)[0] <= len(stream) // 3:
+                unique = struct.unpack_from("<i", body, 4)[0]
+                if not 0 <= unique <= len(stream) // 3:
                     raise WorkbookUnreadable("string table")
+                cost.shared_strings = cost.declared_strings = max(cost.shared_strings, unique)
+            elif kind == _BIFF_MERGEDCELLS and len(body) >= 2:
+                cost.merged += struct.unpack_from("<H", body)[0]
             elif kind == _BIFF_BOUNDSHEET and len(body) >= 4:
                 starts.append((struct.unpack_from("<I", body)[0], True))
             elif kind == _BIFF_EOF and sheet:
                 break
-    return rows, cols
+    cost.rows, cost.columns = rows, cols
+    return cost
 
 
 _DAMAGED: tuple[type[Exception], ...] = (*ZIP_ERRORS, struct.error, IndexError, OverflowError, MemoryError)
 
 
-def workbook_extent(data: bytes, *, max_unpacked: int = 256 * 1024 * 1024) -> tuple[int, int]:
-    """(rows, columns) of the largest rectangle any sheet of this .xlsx or .xls would be read as, measured
-    without the native parser. Raises WorkbookUnreadable for a broken file or one of another kind (.xlsb, .ods
-    say so in their message), WorkbookRefused for a zip that unpacks to more than max_unpacked bytes."""
+def measure_workbook(data: bytes, limits: WorkbookLimits | None = None, *,
+                     max_unpacked: int = 256 * 1024 * 1024) -> WorkbookCost:
+    """What reading this .xlsx or .xls will cost (WorkbookCost), measured without the native parser. With limits,
+    a workbook beyond any of them is refused (WorkbookRefused, in Chinese, saying what to fix), the counting
+    stopping as soon as one passes. Raises WorkbookUnreadable for a broken file or one of another kind (.xlsb,
+    .ods say so in their message), WorkbookRefused for a zip that unpacks to more than max_unpacked bytes
+    (limits.max_unpacked when given)."""
     try:
         if data[:4] == ZIP_MAGIC:
-            return _xlsx_extent(data, max_unpacked)
-        if data[:8] == OLE_MAGIC:
-            return _xls_extent(data)
+            cost = _xlsx_cost(data, limits.max_unpacked if limits else max_unpacked, limits)
+        elif data[:8] == OLE_MAGIC:
+            cost = _xls_cost(data)
+        else:
+            raise WorkbookUnreadable("neither xlsx nor xls")
     except WorkbookRefused:
         raise
     except _DAMAGED:  # a damaged file (found by fuzzing): not one we can measure
         raise WorkbookUnreadable("damaged") from None
-    raise WorkbookUnreadable("neither xlsx nor xls")
+    if limits is not None:
+        check_cost(cost, limits)
+    return cost
+
+
+def workbook_extent(data: bytes, *, max_unpacked: int = 256 * 1024 * 1024) -> tuple[int, int]:
+    """(rows, columns) of the largest rectangle any sheet of this .xlsx or .xls would be read as."""
+    cost = measure_workbook(data, max_unpacked=max_unpacked)
+    return cost.rows, cost.columns
+
+
+def _check_counts(cost: WorkbookCost, limits: WorkbookLimits) -> None:
+    """The counts that can only grow while a file is read: checked as they are counted."""
+    strings = max(cost.shared_strings, cost.declared_strings)
+    if strings > limits.max_strings:
+        raise WorkbookRefused(
+            f"表格里的共享文字太多（{_at_least(strings, limits.max_strings)} 条，正常的表格不会超过 {limits.max_strings} 条）："
+            "这个文件多半不是正常保存的表格。请用 Excel 或 WPS 打开，把需要的内容复制到一个新表格，另存为 .xlsx 后再上传")
+    if cost.cells > limits.max_cells:
+        raise WorkbookRefused(
+            f"表格的单元格太多（超过 {limits.max_cells} 个）：请只保留有内容的行和列，删去无关的工作表，"
+            "另存为 .xlsx 后再上传")
+    if cost.merged > limits.max_merged:
+        raise WorkbookRefused(
+            f"表格里的合并单元格太多（超过 {limits.max_merged} 处）：请全选表格，点“取消合并单元格”，另存后再上传")
+
+
+def _at_least(n: int, limit: int) -> str:
+    return f"至少 {n}" if n <= 10 ** 12 else f"超过 {limit}"
+
+
+def check_cost(cost: WorkbookCost, limits: WorkbookLimits) -> None:
+    """Refuse (WorkbookRefused, in Chinese, saying what to fix) a workbook that would cost more than limits allow.
+    Besides each count on its own: a workbook holds no more distinct strings than it has cells to show them (Excel
+    and WPS keep only the strings in use), so strings far beyond the cells mean a file made to be expensive."""
+    _check_counts(cost, limits)
+    strings = max(cost.shared_strings, cost.declared_strings)
+    if strings > 2 * cost.cells + 10_000:
+        raise WorkbookRefused(
+            f"表格里的共享文字太多（{strings} 条，而表格只有 {cost.cells} 个单元格）：这个文件多半不是正常保存的表格。"
+            "请用 Excel 或 WPS 打开，把需要的内容复制到一个新表格，另存为 .xlsx 后再上传")
+    check_extent(cost.rows, cost.columns, max_rows=limits.max_rows, max_columns=limits.max_columns,
+                 max_cells=limits.max_cells if limits.max_grid is None else limits.max_grid)
 
 
 def check_extent(rows: int, cols: int, *, max_rows: int, max_columns: int = 16384, max_cells: int) -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from app import rules
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.clock import to_local, utcnow
-from app.deps import DbSession
+from app.deps import DbSession, end_reads, read_only_session, write_txn
 from app.evaluation import service as rulesets
 from app.web import download
 
@@ -41,8 +41,8 @@ class RulesetImportIn(BaseModel):
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=40)
-    from_month: int = Field(ge=200001, le=210012, description="从哪个月起适用，如 202612")
-    village_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="不填：全县")
+    from_month: StrictInt = Field(ge=200001, le=210012, description="从哪个月起适用，如 202612")
+    village_id: StrictInt | None = Field(default=None, ge=1, le=2**31 - 1, description="不填：全县")
 
 
 def _out(row: Any) -> RulesetOut:
@@ -72,8 +72,12 @@ def ruleset_toml(session: DbSession, code: Code, version: Version, p: Principal 
                  "operationId": op, "parameters": {"code": "$response.body#/code", "version": "$response.body#/version"}}
                  for name, op in (("get", "get_ruleset_api_v1_ruleset_get"),
                                   ("toml", "ruleset_toml_api_v1_ruleset_toml_get"))}}})
-def import_ruleset(body: RulesetImportIn, session: DbSession, p: Principal = Manage) -> RulesetOut:
-    return _out(rulesets.import_toml(session, p.actor(), body.toml))
+@read_only_session
+def import_ruleset(request: Request, body: RulesetImportIn, session: DbSession, p: Principal = Manage) -> RulesetOut:
+    end_reads(session)
+    draft = rulesets.read_toml(body.toml)  # outside any transaction
+    with write_txn(request) as ws:
+        return _out(rulesets.store(ws, p.actor(), draft))
 
 
 @router.post("/ruleset-assignments", status_code=201, summary="指定全县或某村从某月起使用的积分细则")

@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
+from app.core.files import image_or_pdf_type
 from app.core.scope import Scope
+from app.core.text import visible
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import committee, rounds
 from app.evaluation import service as rulesets
@@ -175,14 +177,16 @@ def add_evidence(session: Session, actor: Actor, motion_id: int, *, file_name: s
     m = get_motion(session, motion_id)
     if m.status != "proposed":
         raise Conflict(f"该事项{STATUS_LABELS[m.status]}，不能再补充证据")
-    media_type = (media_type or "").split(";")[0].strip().lower()
-    if media_type not in EVIDENCE_TYPES:
-        raise ValidationFailed("证据只能是照片（JPG、PNG、WebP）或 PDF 文件")
     if not data:
         raise ValidationFailed("文件是空的，请重新选择")
     if len(data) > MAX_EVIDENCE_BYTES:
         raise ValidationFailed(f"文件太大：每个不超过 {MAX_EVIDENCE_BYTES // 1024 // 1024} MB（可先压缩照片）")
-    ev = Evidence(motion_id=m.id, file_name=(file_name or "证据")[:200], media_type=media_type, size=len(data),
+    # typed by its bytes, as item photos are: the browser's media_type (or the file's name) is only a claim
+    found = image_or_pdf_type(data)
+    if found is None or found not in EVIDENCE_TYPES:
+        raise ValidationFailed("证据只能是照片（JPG、PNG、WebP）或 PDF 文件：这个文件的内容不是"
+                               "（可能是改了扩展名的网页或其他文件）。请用手机拍照，或把文件另存为 PDF 后再上传")
+    ev = Evidence(motion_id=m.id, file_name=visible(file_name or "证据")[:200], media_type=found, size=len(data),
                   sha256=hashlib.sha256(data).hexdigest(), data=data, uploaded_by=actor.name[:80])
     session.add(ev)
     session.flush()

@@ -12,7 +12,7 @@ from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.scope import EVERYTHING
-from app.deps import DbSession
+from app.deps import DbSession, end_reads, read_only_session, write_txn
 from app.errors import AppError, FormRejected, ValidationFailed
 from app.evaluation import service as rulesets
 from app.org import service as org
@@ -55,6 +55,7 @@ def download_toml(session: DbSession, code: Code, version: Version, p: Principal
 
 
 @router.post("/rulesets/import")
+@read_only_session
 def import_version(request: Request, session: DbSession, p: Principal = Manage,
                    file: Annotated[UploadFile | None, File()] = None,
                    text: Annotated[str, Form(max_length=rulesets.MAX_TOML_BYTES)] = "",
@@ -66,7 +67,10 @@ def import_version(request: Request, session: DbSession, p: Principal = Manage,
     try:
         if not data:
             raise ValidationFailed("请选择 .toml 文件，或在文本框中填写积分细则")
-        row = rulesets.import_toml(session, p.actor(), data)
+        end_reads(session)
+        draft = rulesets.read_toml(data)  # outside any transaction
+        with write_txn(request) as ws:
+            row = rulesets.store(ws, p.actor(), draft)
     except AppError as e:
         if back_code and back_version:
             raise FormRejected(e, "evaluation/ruleset.html", lambda s: _view_ctx(

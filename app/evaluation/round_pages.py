@@ -26,7 +26,7 @@ from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.pinyin import initials
 from app.core.scope import EVERYTHING, Scope
-from app.deps import DbSession, PostedForm, RawBody
+from app.deps import DbSession, PostedForm, RawBody, end_reads, read_only_session, write_txn
 from app.errors import AppError, FormRejected, NotFound, ValidationFailed
 from app.evaluation import committee, motions, objections, rounds, sheets, signals
 from app.evaluation import service as rulesets
@@ -397,15 +397,21 @@ def _sheet_ctx(session: DbSession, p: Principal, round_id: int, upload_id: int, 
 
 
 @router.post("/rounds/{round_id}/sheet")
+@read_only_session
 def sheet_upload(request: Request, session: DbSession, round_id: int, p: Principal = Rate,
                  file: Annotated[UploadFile | None, File()] = None) -> Response:
     rnd = rounds.get_round(session, round_id)
     try:
         if file is None or not file.filename:
             raise ValidationFailed("请选择填好的评分表（.xlsx）")
+        rater = _writer(session, p, rnd)
         data = file.file.read(sheets.MAX_BYTES + 1)
-        up = sheets.upload(session, p.actor(), round_id, file_name=file.filename, data=data,
-                           rater_id=_writer(session, p, rnd))
+        end_reads(session)
+        read = sheets.read_file(data)  # outside any transaction: it may take a while
+        checked = sheets.check(session, round_id, read=read, rater_id=rater)  # reads only
+        end_reads(session)
+        with write_txn(request) as ws:
+            up = sheets.keep(ws, p.actor(), round_id, file_name=file.filename, checked=checked, rater_id=rater)
     except AppError as e:
         raise _rejected(e, p, round_id) from e
     return redirect(f"/rounds/{round_id}/sheet/{up.id}", request)
@@ -656,6 +662,7 @@ def simulate_page(request: Request, session: DbSession, round_id: int, p: Princi
 
 
 @router.post("/rounds/{round_id}/simulate")
+@read_only_session
 def simulate(request: Request, session: DbSession, round_id: int, p: Principal = View, version: Short = "",
              text: Annotated[str, Form(max_length=rulesets.MAX_TOML_BYTES)] = "") -> Response:
     """Nothing is saved: the draft is applied to this round's input and the differences shown."""

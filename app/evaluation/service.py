@@ -44,9 +44,19 @@ def _check_month(month: int, field: str) -> None:
 def import_toml(session: Session, actor: Actor, text: str | bytes) -> RulesetVersion:
     """Store a new version from a TOML file. Refused, with every problem in Chinese, when the file does not validate
     or when its version is not higher than the stored versions of the same code."""
+    return store(session, actor, read_toml(text))
+
+
+def read_toml(text: str | bytes) -> rules.Ruleset:
+    """A TOML file read and validated on its own (no database): a route does this outside any transaction."""
     if len(text) > MAX_TOML_BYTES:
         raise ValidationFailed(f"积分细则文件太大（超过 {MAX_TOML_BYTES // 1024} KB）")
-    r = rules.loads(text)
+    return rules.loads(text)
+
+
+def store(session: Session, actor: Actor, r: rules.Ruleset) -> RulesetVersion:
+    """Store a read ruleset as a new version: refused when its version is not higher than the stored versions of
+    the same code."""
     top = session.execute(select(func.max(RulesetVersion.version)).where(RulesetVersion.code == r.code)).scalar()
     if top is not None and r.version <= top:
         raise Conflict(f"积分细则 {r.code} 已有第 {top} 版：新版本号须大于 {top}（改文件里的 version）",

@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 from app import rules
 from app.audit import service as audit
 from app.core.context import Actor
-from app.core.spreadsheet import WorkbookRefused, WorkbookUnreadable, inert, workbook_extent
+from app.core.spreadsheet import WorkbookLimits, WorkbookRefused, WorkbookUnreadable, inert, measure_workbook
+from app.core.text import visible
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import committee, rounds
 from app.evaluation import service as rulesets
@@ -44,6 +45,11 @@ MAX_BYTES = 5 * 1024 * 1024
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024  # a small zip that unpacks to gigabytes is refused before it is read
 MAX_ROWS = 20_000
 MAX_COLUMNS = 100
+# A real sheet: one village's households (a few thousand) x (4 + the themes): well under 200,000 cells, a few
+# thousand distinct strings, no merged ranges. These are the most a sheet may cost before calamine opens it.
+MAX_CELLS = 400_000
+MAX_STRINGS = 400_000
+MAX_MERGED = 20_000
 MAX_PROBLEMS = 200  # stored; the rest are counted in one closing line
 
 SHEET = "评分表"
@@ -133,7 +139,7 @@ def _text(value: Any) -> str:
         return str(int(value)) if value.is_integer() else str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return str(value).strip()
+    return visible(str(value).strip())  # quoted back in problems: no NUL or control character (PostgreSQL refuses NUL)
 
 
 def _uninert(text: str) -> str:
@@ -262,8 +268,12 @@ def _read(data: bytes) -> _Read:
                          "请上传本系统下载并填写好的评分表")
     if data[:4] != _ZIP_MAGIC:
         raise unreadable
-    try:  # measured before calamine sees it: one far-away cell must not make it allocate gigabytes
-        height, width = workbook_extent(data, max_unpacked=MAX_UNPACKED_BYTES)
+    # the rectangle is checked below, with this sheet's own words
+    limits = WorkbookLimits(max_unpacked=MAX_UNPACKED_BYTES, max_rows=2**62, max_columns=2**62, max_grid=2**62,
+                            max_cells=MAX_CELLS, max_strings=MAX_STRINGS, max_merged=MAX_MERGED)
+    try:  # measured before calamine sees it: one far-away cell, or millions of strings, must not cost gigabytes
+        cost = measure_workbook(data, limits)
+        height, width = cost.rows, cost.columns
     except WorkbookUnreadable:
         raise unreadable from None
     except WorkbookRefused as e:
@@ -278,11 +288,11 @@ def _read(data: bytes) -> _Read:
         if SHEET in names:
             sheet = wb.get_sheet_by_name(SHEET)
         else:
-            visible = [m.name for m in wb.sheets_metadata
-                       if str(m.visible).endswith("Visible") and m.name != META_SHEET]
-            if not visible:
+            shown = [m.name for m in wb.sheets_metadata
+                     if str(m.visible).endswith("Visible") and m.name != META_SHEET]
+            if not shown:
                 raise unreadable
-            sheet = wb.get_sheet_by_name(visible[0])
+            sheet = wb.get_sheet_by_name(shown[0])
         if sheet.height > MAX_ROWS:
             raise _reject(f"表格有 {sheet.height} 行，太多了：评分表最多 {MAX_ROWS} 行。请上传本系统下载的评分表")
         if sheet.width > MAX_COLUMNS:  # the sheet is read as a full rectangle: a far-away cell must not make it huge
@@ -480,27 +490,58 @@ def _parse(session: Session, rnd: EvalRound, read: _Read, rater_id: int,
 # ---- upload, preview, confirm ----------------------------------------------------------------------------------------
 
 
-def upload(session: Session, actor: Actor, round_id: int, *, file_name: str, data: bytes,
-           rater_id: int = rounds.CONSENSUS) -> SheetUpload:
-    """Read an uploaded sheet into a preview (status "preview"): the cells it would save and every problem. A file
-    that is not this round's sheet, or a round that can no longer be edited, is refused and nothing is stored."""
+def read_file(data: bytes) -> _Read:
+    """Read an uploaded file's sheet and marker without the database: the part of an upload that may take a while,
+    which a route runs outside any transaction. Raises ValidationFailed (in Chinese) for a file that is no sheet."""
+    return _read(data)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An uploaded sheet checked against its round: the cells it would save and every problem."""
+
+    cells: list[dict[str, Any]]
+    problems: list[str]
+
+
+def check(session: Session, round_id: int, *, read: _Read, rater_id: int = rounds.CONSENSUS) -> Checked:
+    """The sheet against the round, its marker, the roster and the rater's recusals. Reads only. A file that is not
+    this round's sheet, or a round that can no longer be edited, is refused."""
     rnd = rounds.get_round(session, round_id)
     rounds._editable(rnd)
     elig = _check_rater(session, rnd, rater_id)
-    read = _read(data)
     _check_marker(session, _read_marker(read), rnd, rater_id, elig)
     cells, problems = _parse(session, rnd, read, rater_id, elig)
     if not cells and not problems:
         raise _reject("表格中没有填写任何等级：请在各评比项目列中选择等级后再上传")
-    name = (file_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:200] or "评分表.xlsx"
-    up = SheetUpload(round_id=round_id, file_name=name, cells=cells, problems=problems, status="preview",
-                     created_by=actor.name[:80])
+    return Checked(cells, problems)
+
+
+def keep(session: Session, actor: Actor, round_id: int, *, file_name: str, checked: Checked,
+         rater_id: int = rounds.CONSENSUS) -> SheetUpload:
+    """Store a checked sheet as a preview (status "preview"): a short write. The round must still be editable."""
+    rounds._editable(rounds.get_round(session, round_id))
+    name = visible(file_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:200] or "评分表.xlsx"
+    up = SheetUpload(round_id=round_id, file_name=name, cells=checked.cells, problems=checked.problems,
+                     status="preview", created_by=actor.name[:80])
     session.add(up)
     session.flush()
     audit.record(session, actor, "round.sheet_upload", object_type="round", object_id=round_id,
-                 after={"upload_id": up.id, "file_name": name, "rater_id": rater_id, "cells": len(cells),
-                        "problems": len(problems)})
+                 after={"upload_id": up.id, "file_name": name, "rater_id": rater_id, "cells": len(checked.cells),
+                        "problems": len(checked.problems)})
     return up
+
+
+def upload(session: Session, actor: Actor, round_id: int, *, file_name: str, data: bytes,
+           rater_id: int = rounds.CONSENSUS) -> SheetUpload:
+    """Read an uploaded sheet into a preview: the cells it would save and every problem. All in the caller's
+    transaction (a route runs read_file, check and keep apart, the reading outside any transaction). A file that
+    is not this round's sheet, or a round that can no longer be edited, is refused and nothing is stored."""
+    rnd = rounds.get_round(session, round_id)
+    rounds._editable(rnd)
+    _check_rater(session, rnd, rater_id)
+    checked = check(session, round_id, read=read_file(data), rater_id=rater_id)
+    return keep(session, actor, round_id, file_name=file_name, checked=checked, rater_id=rater_id)
 
 
 def _get(session: Session, upload_id: int, round_id: int, *, lock: bool = False) -> SheetUpload:

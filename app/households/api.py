@@ -11,7 +11,7 @@ from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.scope import Scope
-from app.deps import DbSession, write_after_read
+from app.deps import DbSession, end_reads, read_only_session, write_after_read, write_txn
 from app.households import exports, imports
 from app.households import service as hh
 from app.households.schemas import (
@@ -165,11 +165,17 @@ def move_out(household_id: int, body: MoveOutIn, session: DbSession, p: Principa
              summary="上传花名册并预览问题（不写入）", responses={201: {"description": "成功", "links": {"confirm": {
                  "operationId": "confirm_api_v1_villages__village_id__roster_imports__batch_id__confirm_post",
                  "parameters": {"village_id": "$request.path.village_id", "batch_id": "$response.body#/batch_id"}}}}})
-def upload(village_id: int, session: DbSession, file: Annotated[UploadFile, File()],
+@read_only_session
+def upload(request: Request, village_id: int, session: DbSession, file: Annotated[UploadFile, File()],
            p: Principal = Manage) -> ImportPreviewOut:
     data = file.file.read(imports.roster.MAX_FILE_BYTES + 1)  # a plain def: this runs in a worker thread
-    return _preview_out(imports.preview(session, p.actor(), village_id=village_id, file_name=file.filename or "",
-                                        data=data))
+    end_reads(session)
+    parsed = imports.read_file(file.filename or "", data)  # outside any transaction: it may take seconds
+    plan = imports.check(session, village_id=village_id, parsed=parsed)  # reads only
+    end_reads(session)
+    with write_txn(request) as ws:
+        batch = imports.keep(ws, p.actor(), village_id=village_id, parsed=parsed, plan=plan)
+    return _preview_out(batch)
 
 
 def _preview_out(batch: imports.ImportBatch) -> ImportPreviewOut:

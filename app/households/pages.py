@@ -13,7 +13,7 @@ from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.service import Principal
 from app.core.scope import EVERYTHING, Scope
-from app.deps import DbSession, write_after_read
+from app.deps import DbSession, end_reads, read_only_session, write_after_read, write_txn
 from app.errors import AppError, FormRejected, ValidationFailed
 from app.households import exports, imports
 from app.households import service as hh
@@ -308,6 +308,7 @@ def export(request: Request, session: DbSession, village_id: int, fmt: str, p: P
 
 
 @router.post("/villages/{village_id}/roster/imports")
+@read_only_session
 def upload(request: Request, session: DbSession, village_id: int,
            file: Annotated[UploadFile | None, File()] = None, p: Principal = Manage) -> Response:
     data = file.file.read(imports.roster.MAX_FILE_BYTES + 1) if file is not None else b""  # in a worker thread
@@ -315,7 +316,12 @@ def upload(request: Request, session: DbSession, village_id: int,
     try:
         if not name:
             raise ValidationFailed("请选择要上传的花名册文件（.xlsx、.xls 或 .csv）")
-        batch_id = imports.preview(session, p.actor(), village_id=village_id, file_name=name or "", data=data).id
+        end_reads(session)
+        parsed = imports.read_file(name, data)  # outside any transaction: it may take seconds
+        plan = imports.check(session, village_id=village_id, parsed=parsed)  # reads only
+        end_reads(session)
+        with write_txn(request) as ws:
+            batch_id = imports.keep(ws, p.actor(), village_id=village_id, parsed=parsed, plan=plan).id
     except AppError as e:
         raise FormRejected(e, "households/roster.html", lambda s: _roster_ctx(s, p, village_id)) from e
     return redirect(f"/villages/{village_id}/roster/imports/{batch_id}", request)

@@ -16,7 +16,16 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from app.core.spreadsheet import ZIP_ERRORS, WorkbookRefused, WorkbookUnreadable, check_extent, inert, workbook_extent, xlsx_bytes
+from app.core.spreadsheet import (
+    ZIP_ERRORS,
+    WorkbookLimits,
+    WorkbookRefused,
+    WorkbookUnreadable,
+    inert,
+    measure_workbook,
+    xlsx_bytes,
+)
+from app.core.text import visible
 from app.errors import ValidationFailed
 from app.households.models import RELATIONS
 
@@ -27,6 +36,14 @@ MAX_ROWS = 200_000
 MAX_GRID_ROWS = MAX_ROWS + 1_000
 MAX_GRID_CELLS = MAX_GRID_ROWS * 16
 MAX_UNPACKED_BYTES = 400 * 1024 * 1024
+# What else a workbook may cost before calamine opens it (see app/core/spreadsheet.py and docs/operations.md): no more
+# cells written than that grid holds, no more shared strings than cells, and at most one merged range per member row.
+MAX_STRINGS = MAX_GRID_CELLS
+MAX_MERGED = MAX_ROWS
+# A CSV: at most Excel's 16,384 columns in a row, and no cell longer than this (the longest roster field kept is 500
+# characters; a cell of thousands is a quote left open that joined the rows after it into one cell).
+MAX_CSV_COLUMNS = 16_384
+MAX_CELL_CHARS = 2_000
 
 # canonical field -> (template header, accepted variants). Matching ignores spaces, "*" and "(必填)" notes.
 COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -99,7 +116,37 @@ def _cells_from_csv(data: bytes) -> list[list[Any]]:
         dialect: Any = csv.Sniffer().sniff(sample, delimiters=",\t;，")
     except csv.Error:
         dialect = csv.excel
-    return [row for row in csv.reader(io.StringIO(text), dialect)]
+    reader = csv.reader(io.StringIO(text), dialect)
+    delimiter = getattr(dialect, "delimiter", ",")
+    rows: list[list[Any]] = []
+    cells = 0
+    line = 1  # the line the next row starts on
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # a field longer than the csv module takes (131,072 characters): a quote left open
+            raise _reject(_open_quote(line, reader.line_num)) from None
+        if len(row) > MAX_CSV_COLUMNS:
+            raise _reject(f"CSV 文件第 {line} 行有 {len(row)} 列，太多了（最多 {MAX_CSV_COLUMNS} 列）："
+                          "请用 Excel 打开，删去多余的列，另存为“CSV UTF-8（逗号分隔）”后再上传")
+        for value in row:
+            if len(value) > MAX_CELL_CHARS or ("\n" in value and delimiter in value):
+                raise _reject(_open_quote(line, reader.line_num))
+        cells += len(row)
+        if cells > MAX_GRID_CELLS:
+            raise _reject(f"CSV 文件的单元格太多（到第 {line} 行已超过 {MAX_GRID_CELLS} 个）："
+                          "请只保留花名册的列，另存后再上传")
+        rows.append(row)
+        line = reader.line_num + 1
+    return rows
+
+
+def _open_quote(line: int, until: int) -> str:
+    span = f"第 {line} 行" if until <= line else f"第 {line} 行到第 {until} 行"
+    return (f"CSV 文件{span}连成了一格：多半是第 {line} 行有一个多余的英文双引号（\"），或者引号没有配对。"
+            f"请用记事本或 Excel 打开，改正第 {line} 行的引号后再上传")
 
 
 def _xlsx_has_formulas(data: bytes, sheet_index: int = 0) -> bool:
@@ -121,9 +168,10 @@ def _xlsx_has_formulas(data: bytes, sheet_index: int = 0) -> bool:
 def _cells_from_workbook(data: bytes, kind: str) -> tuple[list[list[Any]], list[Any], bool]:
     unreadable = _reject(f"无法读取这个文件：它不是有效的 {kind} 表格（可能是改了扩展名的图片或其他文件，"
                          "或文件已损坏）。请用 Excel 打开后另存为 .xlsx 再上传")
-    try:  # measured before calamine sees it: one far-away cell must not make it allocate gigabytes
-        rows, cols = workbook_extent(data, max_unpacked=MAX_UNPACKED_BYTES)
-        check_extent(rows, cols, max_rows=MAX_GRID_ROWS, max_cells=MAX_GRID_CELLS)
+    limits = WorkbookLimits(max_unpacked=MAX_UNPACKED_BYTES, max_rows=MAX_GRID_ROWS, max_cells=MAX_GRID_CELLS,
+                            max_strings=MAX_STRINGS, max_merged=MAX_MERGED)
+    try:  # measured before calamine sees it: one far-away cell, or millions of strings, must not cost gigabytes
+        measure_workbook(data, limits)
     except WorkbookUnreadable:
         raise unreadable from None
     except WorkbookRefused as e:
@@ -132,8 +180,8 @@ def _cells_from_workbook(data: bytes, kind: str) -> tuple[list[list[Any]], list[
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except Exception:
         raise unreadable from None
-    visible = [i for i, m in enumerate(wb.sheets_metadata) if str(m.visible).endswith("Visible")]
-    index = visible[0] if visible else 0
+    shown = [i for i, m in enumerate(wb.sheets_metadata) if str(m.visible).endswith("Visible")]
+    index = shown[0] if shown else 0
     try:
         sheet = wb.get_sheet_by_index(index)
         cells = sheet.to_python(skip_empty_area=False)
@@ -183,18 +231,23 @@ def read_sheet(file_name: str, data: bytes) -> Sheet:
     if formulas:
         raise _reject("表格中含有公式：请全选表格，复制后用“选择性粘贴 → 数值”替换公式，保存后再上传")
     header_row = cells[header_at]
-    for (r0, c0), (r1, c1) in merged:  # 户号 or 户主 merged down a family's rows: every row gets the value
-        if r0 > header_at and c0 == c1:
-            for ri in range(r0 + 1, min(r1, len(cells) - 1) + 1):
-                if c0 < len(cells[ri]):
-                    cells[ri][c0] = cells[r0][c0]
+    # 户号 or 户主 merged down a family's rows: every row gets the value. The cells to fill are counted first: ranges
+    # that overlap (or repeat) could otherwise ask for billions of fills from a small file.
+    fills = [(r0, c0, min(r1, len(cells) - 1)) for (r0, c0), (r1, c1) in merged if r0 > header_at and c0 == c1]
+    if sum(max(0, last - r0) for r0, _c0, last in fills) > MAX_GRID_CELLS:
+        raise _reject(f"表格里的合并单元格太多（{len(merged)} 处，合起来远远超过表格的行数）："
+                      "请全选表格，点“取消合并单元格”，另存后再上传")
+    for r0, c0, last in fills:
+        for ri in range(r0 + 1, last + 1):
+            if c0 < len(cells[ri]):
+                cells[ri][c0] = cells[r0][c0]
     headers: dict[str, str] = {}
     columns: dict[int, str] = {}
     problems: list[Problem] = []
     ignored: list[str] = []
     for ci, h in enumerate(header_row):
         key = HEADER_LOOKUP.get(_norm_header(h))
-        text = str(h).strip()
+        text = visible(str(h).strip())[:100]  # quoted back in problems: nothing invisible, nothing endless
         if key is None:
             if text:
                 ignored.append(text)

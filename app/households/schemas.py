@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from app.core.masking import mask_id_number, mask_phone
 from app.households.models import Household, Member
@@ -76,14 +76,14 @@ class MemberIn(BaseModel):
     birth_date: date | None = None
     id_number: str | None = Field(default=None, max_length=30)
     phone: str | None = Field(default=None, max_length=20)
-    party_member: bool = False
-    living_away: bool = False
+    party_member: StrictBool = False
+    living_away: StrictBool = False
 
 
 class HouseholdIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     number: str = Field(min_length=1, max_length=20)
-    group_id: int | None = None
+    group_id: StrictInt | None = None
     address: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=20)
     notes: str | None = Field(default=None, max_length=500)
@@ -106,28 +106,28 @@ class StatusIn(BaseModel):
 
 class HeadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    member_id: int
+    member_id: StrictInt
     old_head_relation: str = Field(default="其他", max_length=10)
 
 
 class GroupMoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    group_id: int | None
+    group_id: StrictInt | None
 
 
 class SplitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    member_ids: list[int] = Field(min_length=1, max_length=50)
-    new_head_id: int
+    member_ids: list[StrictInt] = Field(min_length=1, max_length=50)
+    new_head_id: StrictInt
     new_number: str | None = Field(default=None, max_length=20)
-    group_id: int | None = None
+    group_id: StrictInt | None = None
     on: date | None = None
     reason: str = Field(default="分户", max_length=200)
 
 
 class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    target_id: int
+    target_id: StrictInt
     on: date | None = None
     reason: str = Field(default="合户", max_length=200)
 
@@ -149,4 +149,4 @@ class ImportPreviewOut(BaseModel):
 
 class ImportConfirmIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    create_missing_groups: bool = False
+    create_missing_groups: StrictBool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from app.ledger import service as ledger
 
@@ -94,7 +94,7 @@ class StatementOut(BaseModel):
 
 class AdjustIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: int = Field(ge=-1_000_000, le=1_000_000, description="正数加分，负数减分，不能为 0")
+    amount: StrictInt = Field(ge=-1_000_000, le=1_000_000, description="正数加分，负数减分，不能为 0")
     reason: str = Field(min_length=2, max_length=200, description="原因，会显示在农户的积分明细里")
 
 
@@ -134,7 +134,7 @@ class VillageSummaryOut(BaseModel):
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     expiry_rule: str = Field(pattern="^(none|year_end_next|months)$")
-    expiry_months: int | None = Field(default=None, ge=1, le=120)
+    expiry_months: StrictInt | None = Field(default=None, ge=1, le=120)
 
 
 class PolicyOut(BaseModel):

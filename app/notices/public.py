@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.core.clock import format_local
-from app.deps import DbSession
+from app.deps import DbSession, read_only_session
 from app.errors import Conflict, ValidationFailed
 from app.notices import kinds, render
 from app.notices import service as notices
@@ -50,6 +50,7 @@ def verify(request: Request, session: DbSession, code: str, p: object = Public) 
 
 
 @router.post("/v/{code}/check")
+@read_only_session  # anyone may post a 20 MB file here: it must never hold the county's write lock
 def check_file(request: Request, session: DbSession, code: str, p: object = Public,
                      file: Annotated[UploadFile | None, File()] = None) -> Response:
     """Is this PDF file exactly the notice handed out under this code?"""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class TownshipOut(BaseModel):
@@ -34,7 +34,7 @@ class VillageOut(BaseModel):
 
 class VillageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    township_id: int
+    township_id: StrictInt
     code: str = Field(min_length=1, max_length=12, description="12 位统计用区划代码，前 9 位为乡镇代码")
     name: str = Field(min_length=1, max_length=50)
 
@@ -50,7 +50,7 @@ class GroupOut(BaseModel):
 
 class GroupIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    number: int = Field(ge=1, le=999)
+    number: StrictInt = Field(ge=1, le=999)
     name: str | None = Field(default=None, max_length=50)
 
 
@@ -61,7 +61,7 @@ class RenameIn(BaseModel):
 
 class ActiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    active: bool
+    active: StrictBool
 
 
 class StoreOut(BaseModel):

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from app.errors import ValidationFailed
 
 MESSAGE_PROBLEMS_SHOWN = 10
+PROBLEMS_KEPT = 200  # listed in details; a file of thousands of unknown keys counts the rest in one closing line
 
 
-def _summary(head: str, problems: Sequence[str]) -> str:
+def _summary(head: str, problems: Sequence[str], total: int) -> str:
     shown = "；".join(problems[:MESSAGE_PROBLEMS_SHOWN])
-    more = f"；另有 {len(problems) - MESSAGE_PROBLEMS_SHOWN} 处问题" if len(problems) > MESSAGE_PROBLEMS_SHOWN else ""
-    return f"{head}（共 {len(problems)} 处）：{shown}{more}"
+    more = f"；另有 {total - MESSAGE_PROBLEMS_SHOWN} 处问题" if total > MESSAGE_PROBLEMS_SHOWN else ""
+    return f"{head}（共 {total} 处）：{shown}{more}"
 
 
 class RulesError(ValidationFailed):
@@ -25,8 +26,12 @@ class RulesError(ValidationFailed):
     head = "输入有误"
 
     def __init__(self, problems: Sequence[str]) -> None:
-        self.problems: tuple[str, ...] = tuple(problems) or ("未知问题",)
-        super().__init__(_summary(self.head, self.problems), details={"problems": list(self.problems)})
+        every = tuple(problems) or ("未知问题",)
+        kept = every[:PROBLEMS_KEPT]
+        if len(every) > PROBLEMS_KEPT:
+            kept += (f"……另有 {len(every) - PROBLEMS_KEPT} 处问题未列出：请先改正上面列出的问题",)
+        self.problems: tuple[str, ...] = kept
+        super().__init__(_summary(self.head, kept, len(every)), details={"problems": list(kept)})
 
 
 class RulesetInvalid(RulesError):

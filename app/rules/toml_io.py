@@ -66,10 +66,19 @@ def loads(text: str | bytes) -> Ruleset:
         except UnicodeDecodeError as e:
             problem = f"文件不是 UTF-8 编码（第 {e.start + 1} 个字节无法识别）：请用 UTF-8 编码另存后再导入"
             raise RulesetInvalid([problem]) from None
+    text = text.removeprefix("\ufeff")
+    too_deep = _nesting_problem(text)  # before tomllib: it recurses once per level and gives up near 500
+    if too_deep:
+        raise RulesetInvalid([too_deep])
     try:
-        data = tomllib.loads(text.removeprefix("\ufeff"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RulesetInvalid([_decode_message(str(e))]) from None
+    except (RecursionError, ValueError, OverflowError) as e:  # what tomllib may raise besides its own error
+        raise RulesetInvalid([f"TOML 格式错误：无法读取（{type(e).__name__}）。请对照导出的细则文件改正后再导入"]) from None
+    if _depth(data) > MAX_DEPTH:  # dotted keys (a.b.c… = 1) nest without any bracket
+        raise RulesetInvalid([f"TOML 的键嵌套太深（超过 {MAX_DEPTH} 层）{_deep_key_line(text)}："
+                              "积分细则的表最多嵌套几层，请对照导出的细则文件改正"])
     return from_dict(data, locate=_locator(text))
 
 
@@ -88,19 +97,101 @@ def _decode_message(raw: str) -> str:
     return f"TOML 格式错误：{where}，{hint}。（{raw}）"
 
 
+# A key as written: at the start of a line or after a space, "{", ",", "." or "[", and followed by "=", "]" or "."
+_KEY_AT = re.compile(r'(?:^|(?<=[\s{,.\[]))"?([^\s"=.\[\]{},#]+)"?\s*(?=[=\].])')
+
+
 def _locator(text: str) -> Locate:
-    """A function naming the lines where a key is written (`key =`, `[key]`, `[[a.key]]`), or '' when not found."""
-    lines = text.splitlines()
+    """A function naming the lines where a key is written (`key =`, `[key]`, `[[a.key]]`), or '' when not found.
+    The lines are indexed once: a file of thousands of unknown keys must not cost thousands of passes over it."""
+    where: dict[str, list[int]] = {}
+    for i, line in enumerate(text.splitlines(), 1):
+        for key in dict.fromkeys(_KEY_AT.findall(line.split("#", 1)[0] + " ")):
+            where.setdefault(key, []).append(i)
 
     def locate(key: str) -> str:
-        pattern = re.compile(r'(?:^|[\s{,.\[])"?' + re.escape(key) + r'"?\s*(?:=|\]|\.)')
-        found = [str(i) for i, line in enumerate(lines, 1) if pattern.search(line.split("#", 1)[0] + " ")]
+        found = where.get(key.strip('"'), [])
         if not found:
             return ""
         more = " 等" if len(found) > 5 else ""
-        return f"（第 {'、'.join(found[:5])}{more} 行）"
+        return f"（第 {'、'.join(map(str, found[:5]))}{more} 行）"
 
     return locate
+
+
+# Brackets and braces ([ ] { }) nest at most this deep, and so do the tables of a ruleset: the real file nests three
+# (a theme's grades: an array of inline tables). tomllib would recurse once per level and fail near 500.
+MAX_DEPTH = 16
+
+
+def _nesting_problem(text: str) -> str | None:
+    """The line where brackets or braces outside strings and comments first nest deeper than MAX_DEPTH, or a key
+    is dotted as deep, as a Chinese problem; None when neither happens. One pass over the text, no recursion."""
+    depth = 0
+    dots = 0  # the parts of a dotted key (a.b.c) so far: tomllib takes time growing with their square
+    line = 1
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == ".":
+            dots += 1
+            if dots >= MAX_DEPTH:
+                return (f"TOML 的键嵌套太深：第 {line} 行的键由点号连起了 {MAX_DEPTH} 层以上（如 a.b.c…）："
+                        "积分细则的表最多嵌套几层，请对照导出的细则文件改正")
+        elif ch in "\n=,{}[]":
+            dots = 0
+        if ch == "\n":
+            line += 1
+        elif ch == "#":  # a comment, to the end of the line
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif ch in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else ch
+            j = i + len(quote)
+            while j < n and text.startswith(quote, j) is False:
+                if text[j] == "\\" and ch == '"':
+                    j += 1
+                elif text[j] == "\n":
+                    if len(quote) == 1:  # a one-line string ends at the line's end (tomllib says the rest)
+                        break
+                    line += 1
+                j += 1
+            i = j + len(quote)
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return (f"TOML 格式错误：第 {line} 行的方括号或花括号嵌套太深（超过 {MAX_DEPTH} 层）："
+                        "积分细则的数组和表最多嵌套几层，请对照导出的细则文件改正")
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
+
+def _depth(data: object) -> int:
+    """How deep tables and arrays nest in parsed TOML, found without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest
+
+
+def _deep_key_line(text: str) -> str:
+    for i, line in enumerate(text.splitlines(), 1):
+        head = line.split("#", 1)[0].split("=", 1)[0]
+        if head.count(".") >= MAX_DEPTH - 1:
+            return f"（第 {i} 行）"
+    return ""
 
 
 # --- writing --------------------------------------------------------------------------------------------------------

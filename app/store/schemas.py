@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class ScanIn(BaseModel):
@@ -43,17 +43,17 @@ class ItemOut(BaseModel):
 
 class LineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item_id: int = Field(ge=1, le=2**31 - 1)
-    quantity: int = Field(ge=1, le=99, description="件数（1–99）")
+    item_id: StrictInt = Field(ge=1, le=2**31 - 1)
+    quantity: StrictInt = Field(ge=1, le=99, description="件数（1–99）")
 
 
 class RedemptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    household_id: int = Field(ge=1, le=2**31 - 1)
+    household_id: StrictInt = Field(ge=1, le=2**31 - 1)
     card: str | None = Field(default=None, max_length=120, description="刷卡时：卡上的内容；不刷卡时留空并写明身份核对")
     identity_note: str | None = Field(default=None, max_length=100, description="未刷卡时如何核对了身份")
     lines: list[LineIn] = Field(min_length=1, max_length=40)
-    expected_points: int | None = Field(default=None, ge=0, le=10_000_000,
+    expected_points: StrictInt | None = Field(default=None, ge=0, le=10_000_000,
                                         description="收银端显示的合计积分；价格若已变动则不兑换并说明")
 
 

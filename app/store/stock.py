@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
+from app.core.files import image_type
 from app.errors import NotFound, ValidationFailed
 from app.org.models import Store, Village
 from app.store.models import Fund, Item, StockMovement
@@ -167,13 +168,7 @@ def set_photo(session: Session, actor: Actor, item_id: int, content: bytes, cont
 
 def photo_type(content: bytes) -> str | None:
     """The image type the bytes themselves say (JPEG, PNG or WebP magic numbers), or None."""
-    if content[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if content[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    return image_type(content)
 
 
 def get_item(session: Session, item_id: int) -> Item:
