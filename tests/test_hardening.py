@@ -60,6 +60,9 @@ def test_login_never_redirects_off_site(client, demo, target: str) -> None:
     token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     r = client.post("/login", data={"login": "clerk", "password": "Clerk-pass-2026", "csrf_token": token,
                                     "next": target}, follow_redirects=False)
+    if "\x07" in target:  # a control character in any form field is refused before anything else (issue 17)
+        assert r.status_code == 422 and "location" not in r.headers and "控制字符" in r.text
+        return
     assert r.status_code == 303 and r.headers["location"] == "/"
 
 

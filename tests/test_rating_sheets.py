@@ -303,3 +303,39 @@ def test_a_small_file_with_one_far_away_cell_is_refused_before_it_is_read(db: Da
     with pytest.raises(ValidationFailed, match="列，太多了"), db.write_txn() as s:
         sheets.upload(s, CLERK, rid, file_name="wide.xlsx", data=_save(wb))
     assert _count(db, SheetUpload) == 0
+
+
+def test_an_uploaded_sheet_is_read_outside_any_write_transaction(client, db: Database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """As a roster file (issue 17, item 4): while the upload's workbook is read, the process's write lock is free
+    (SQLite) and no transaction of the upload is open (PostgreSQL)."""
+    from sqlalchemy import text
+
+    from tests.conftest import login
+    from tests.eval_helpers import staffed_village
+
+    ev, _home = staffed_village(db)
+    with db.write_txn() as s:
+        rid = consensus_round(s, ev, MONTH)
+        data, _name, _media = sheets.download(s, rounds.get_round(s, rid))
+    filled = _fill(data, _everyone(6, "良"))
+    app = client.app
+    seen: dict[str, object] = {}
+    real = sheets._read
+
+    def watched(content: bytes) -> object:
+        if app.state.db.is_sqlite:
+            seen["lock_free"] = not app.state.db._write_lock._locked
+        else:
+            with db.read_txn() as s:
+                seen["open"] = s.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")).scalar_one()
+        return real(content)
+
+    monkeypatch.setattr(sheets, "_read", watched)
+    csrf = login(client, "clerk1", "Passw0rd-test")
+    r = client.post(f"/rounds/{rid}/sheet", data={"csrf_token": csrf}, follow_redirects=False,
+                    files={"file": ("评分表.xlsx", filled, sheets.MEDIA_TYPE)})
+    assert r.status_code == 303, r.text[:500]
+    assert seen and seen.get("lock_free", True) and seen.get("open", 0) == 0, seen
+    assert _count(db, SheetUpload) == 1
