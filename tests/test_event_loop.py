@@ -11,8 +11,11 @@ and are plain `def`s, run in a worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import text
@@ -101,6 +104,13 @@ def test_a_nul_character_in_text_is_bad_input_not_a_server_error(app, db, demo) 
     assert r.json()["error"]["code"] == "invalid" and "空字符" in r.json()["error"]["message"]
 
 
+def run_on_a_loop_of_its_own(coroutine: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run in a thread of its own: a browser test earlier in this xdist worker leaves Playwright's event loop
+    running in the main thread, where asyncio.run would refuse to start."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
 def test_requests_beyond_the_workers_capacity_wait_their_turn_then_get_503() -> None:
     """At most `limit` requests inside the application; one more waits, and is refused with 503 and Retry-After
     when its wait runs out. The health check is never held back."""
@@ -148,9 +158,7 @@ def test_requests_beyond_the_workers_capacity_wait_their_turn_then_get_503() -> 
         assert [(await t)[0] for t in (*first, health, later)] == [200, 200, 200, 200]
         assert inside[-1] == "/a3"
 
-    # in a thread of its own: a browser test earlier in this worker leaves Playwright's loop running in this one
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, scenario()).result()
+    run_on_a_loop_of_its_own(scenario())
 
 
 def test_a_small_body_is_read_before_its_request_takes_a_slot_and_handed_over_whole() -> None:
@@ -222,7 +230,7 @@ def test_a_small_body_is_read_before_its_request_takes_a_slot_and_handed_over_wh
         gone = await call("/gone", [(b"content-length", b"100")], feeder([]))  # leaves before sending a byte
         assert gone == [] and "/gone" not in got and mw.gauge.receiving == 0
 
-    asyncio.run(scenario())
+    run_on_a_loop_of_its_own(scenario())
 
 
 def test_a_worker_admits_no_more_requests_than_its_database_connections(app) -> None:
