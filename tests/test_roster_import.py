@@ -1043,11 +1043,12 @@ def test_an_upload_is_parsed_outside_any_write_transaction(app, client, demo, db
     real_read = roster.read_sheet
 
     def watched_read(name: str, data: bytes) -> roster.Sheet:
-        parsing.set()
+        # looked at before the other write may start (it starts on `parsing`): its own transaction is not counted
         if app.state.db.is_sqlite:
             seen["lock_free"] = not app.state.db._write_lock._locked
         else:
             seen["open_transactions"] = _idle_in_transaction(db)
+        parsing.set()
         seen["written_meanwhile"] = written.wait(timeout=15)
         return real_read(name, data)
 
