@@ -3,13 +3,13 @@
 from app.audit.models import AuditEvent
 from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.db import metadata
-from app.evaluation.models import RulesetAssignment, RulesetVersion
 from app.households.models import Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
 from app.ledger.models import LedgerAccount, LedgerEntry, LedgerMonthTotal, LedgerPolicy, LedgerTransaction
 from app.lists.models import Rectification, RectificationVisit
 from app.notices.models import HouseholdPin, Notice, NoticeBatch
 from app.org.models import County, Group, Store, StoreVillage, Township, Village
 from app.reports.models import CreditConsent
+from app.rulesets.models import RulesetAssignment, RulesetVersion
 from app.store.models import Card, CardEvent, Fund, Item, Redemption, RedemptionLine, StockMovement
 
 __all__ = [

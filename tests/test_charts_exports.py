@@ -15,9 +15,9 @@ from sqlalchemy import insert
 
 from app.db import Database
 from app.evaluation import rounds
-from app.evaluation.models import ListPosting
 from app.ledger import service as ledger
 from app.lists import service as lists
+from app.lists.models import ListPosting
 from app.store import counter
 from tests.conftest import login
 from tests.eval_helpers import CLERK, staffed_village

@@ -11,8 +11,9 @@ from sqlalchemy import insert
 
 from app.db import Database
 from app.evaluation import rounds
-from app.evaluation.models import EvalRound, ListPosting
+from app.evaluation.models import EvalRound
 from app.ledger import service as ledger
+from app.lists.models import ListPosting
 from app.org.models import Township, Village
 from app.reports import service as reports
 from app.store import counter

@@ -13,10 +13,9 @@ from app.audit.models import AuditEvent
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
 from app.evaluation import rounds
-from app.evaluation.models import ListPosting
 from app.households.models import Household
 from app.lists import service as lists
-from app.lists.models import RectificationVisit
+from app.lists.models import ListPosting, RectificationVisit
 from tests.conftest import csrf_from, login
 from tests.eval_helpers import CLERK, eval_village, staffed_village
 

@@ -19,10 +19,10 @@ from app.core.masking import mask_id_number, mask_phone
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
 from app.evaluation import motions, objections, rounds
-from app.evaluation.models import ListPosting
 from app.households import service as hh
 from app.ledger import service as ledger
 from app.lists import service as lists
+from app.lists.models import ListPosting
 from app.notices import kinds
 from app.notices import service as notices
 from app.notices.kinds.common import competition_ranks, scrub

@@ -23,10 +23,10 @@ from app.core.context import Actor
 from app.core.masking import mask_name
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
-from app.evaluation.models import ListPosting
 from app.households.models import Household, Member
 from app.ledger import service as ledger
 from app.lists import service as lists
+from app.lists.models import ListPosting
 from app.notices import pins
 from app.org import service as org
 from app.org.models import Village

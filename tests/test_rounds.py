@@ -12,8 +12,9 @@ from app.core.context import Actor
 from app.db import Database
 from app.errors import AppError, Conflict, ValidationFailed
 from app.evaluation import committee, motions, objections, rounds
-from app.evaluation.models import EvalRound, ListPosting, Motion, Rating, RoundEvent
+from app.evaluation.models import EvalRound, Motion, Rating, RoundEvent
 from app.ledger import service as ledger
+from app.lists.models import ListPosting
 from tests.eval_helpers import CLERK, REVIEWER, THEMES, agree_all, consensus_round, eval_village
 from tests.factories import make_grant, make_user
 

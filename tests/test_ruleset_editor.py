@@ -15,7 +15,7 @@ from app.core.context import Actor
 from app.db import Database
 from app.evaluation import ruleset_form as form
 from app.evaluation import service as rulesets
-from app.evaluation.models import RulesetVersion
+from app.rulesets.models import RulesetVersion
 from tests.conftest import login
 from tests.factories import make_grant, make_user, make_village
 

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.models import Role, RoleGrant, User
+from app.committee.models import CommitteeMember, Recusal
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.evaluation.models import CommitteeMember, Recusal
 from app.households.models import Household
 
 

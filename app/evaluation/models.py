@@ -1,77 +1,15 @@
-"""Stored rulesets (积分细则) and which one applies where and from when.
-
-A ruleset version is immutable: its TOML text (the exact file, validated by app.rules) is the record. A change is a
-new version with a higher number that takes effect from a chosen month; rounds keep the version they were closed
-with. Assignments say which ruleset code a village (or, with no village, the whole county) uses from a month on.
-"""
+"""The monthly evaluation's tables: rounds and their events, ratings, motions and votes, evidence, objections, the
+round's results per household and uploaded rating sheets. The rulesets, the committee and the red/black lists have
+tables of their own domains (app.rulesets, app.committee, app.lists)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.clock import utcnow
-
-
-class RulesetVersion(SQLModel, table=True):
-    __tablename__ = "rulesets"
-    __table_args__ = (UniqueConstraint("code", "version"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(max_length=40)
-    version: int
-    name: str = Field(max_length=80)
-    effective_from: int  # YYYYMM
-    toml: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow)
-    created_by: str = Field(max_length=80)
-
-
-class RulesetAssignment(SQLModel, table=True):
-    __tablename__ = "ruleset_assignments"
-    __table_args__ = (UniqueConstraint("village_id", "from_month"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    village_id: int | None = Field(default=None, foreign_key="villages.id", index=True)  # None: the whole county
-    code: str = Field(max_length=40)
-    from_month: int  # YYYYMM
-    created_at: datetime = Field(default_factory=utcnow)
-    created_by: str = Field(max_length=80)
-
-
-# ---- the committee ---------------------------------------------------------------------------------------------------
-
-
-class CommitteeMember(SQLModel, table=True):
-    """A user with the committee role in a village, linked to his or her own household (which the member never rates).
-    Whether the member is active is the role grant's business; this row holds the link and the title."""
-
-    __tablename__ = "committee_members"
-    __table_args__ = (UniqueConstraint("village_id", "user_id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    village_id: int = Field(foreign_key="villages.id", index=True)
-    user_id: int = Field(foreign_key="users.id", index=True)
-    household_id: int = Field(foreign_key="households.id")
-    title: str = Field(default="委员", max_length=20)  # 主任 / 副主任 / 委员
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class Recusal(SQLModel, table=True):
-    """A household a member declared he or she must not rate or vote on (a relative, a dispute). Withdrawn, never
-    deleted."""
-
-    __tablename__ = "committee_recusals"
-
-    id: int | None = Field(default=None, primary_key=True)
-    member_id: int = Field(foreign_key="committee_members.id", index=True)
-    household_id: int = Field(foreign_key="households.id")
-    reason: str = Field(max_length=100)
-    created_at: datetime = Field(default_factory=utcnow)
-    withdrawn_at: datetime | None = None
-
 
 # ---- rounds ----------------------------------------------------------------------------------------------------------
 
@@ -240,50 +178,6 @@ class RoundResult(SQLModel, table=True):
     grades: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
     note: str = Field(default="", max_length=40)  # 本月迁入 / 本月迁出
     ledger_tx_id: int | None = None
-
-
-class ListPosting(SQLModel, table=True):
-    """A red or black list posting (红榜/黑榜), created when a round is finalised: shown from `from_month` to
-    `to_month`. `status`: effective | voided (an upheld objection) | lifted | expired."""
-
-    __tablename__ = "list_postings"
-    __table_args__ = (Index("ix_list_postings_village_months", "village_id", "from_month", "to_month"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    round_id: int | None = Field(default=None, foreign_key="eval_rounds.id", index=True)
-    village_id: int = Field(foreign_key="villages.id")
-    household_id: int | None = Field(default=None, foreign_key="households.id", index=True)  # None once erased
-    list: str = Field(max_length=6)  # red | black
-    source: str = Field(max_length=14)
-    code: str = Field(max_length=40)
-    theme: str | None = Field(default=None, max_length=20)
-    member_id: int | None = Field(default=None, foreign_key="members.id")
-    member_name: str | None = Field(default=None, max_length=40)
-    reason: str = Field(max_length=200)
-    explanation: str = Field(max_length=1000)
-    from_month: int
-    to_month: int
-    status: str = Field(default="effective", max_length=10)
-    motion_id: int | None = Field(default=None, foreign_key="eval_motions.id")
-    objection_id: int | None = Field(default=None, foreign_key="eval_objections.id")
-    created_at: datetime = Field(default_factory=utcnow)
-    erased_at: datetime | None = None  # the personal details were erased after the retention period
-
-
-class ListCount(SQLModel, table=True):
-    """How many households a village's red and black lists reached in a period (`period`: YYYYMM for a month,
-    YYYY00 for the whole year; each household counted once per period, voided postings left out). Rewritten from
-    the postings whenever a round is finalised or an objection changes them; `frozen` once the postings' personal
-    details are erased (the counts stay, the postings no longer say who)."""
-
-    __tablename__ = "list_counts"
-
-    village_id: int = Field(foreign_key="villages.id", primary_key=True)
-    period: int = Field(primary_key=True)
-    red: int = 0
-    black: int = 0
-    covered: int = 0  # on either list
-    frozen: bool = False
 
 
 class SheetUpload(SQLModel, table=True):

@@ -25,8 +25,9 @@ from app.core.context import Actor
 from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import rounds
-from app.evaluation.models import EvalRound, ListPosting, Motion, Objection, RoundResult
+from app.evaluation.models import EvalRound, Motion, Objection, RoundResult
 from app.ledger import service as ledger
+from app.lists.models import ListPosting
 
 TARGET_LABELS = {"rating": "评分", "determination": "认定", "posting": "红黑榜"}
 STATUS_LABELS = {"open": "待处理", "upheld": "异议成立", "rejected": "异议不成立"}

@@ -33,18 +33,10 @@ from app.core.scope import Scope
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.evaluation import committee
 from app.evaluation import service as rulesets
-from app.evaluation.models import (
-    EvalRound,
-    ListCount,
-    ListPosting,
-    Motion,
-    Objection,
-    Rating,
-    RoundEvent,
-    RoundResult,
-)
+from app.evaluation.models import EvalRound, Motion, Objection, Rating, RoundEvent, RoundResult
 from app.households.models import Household, HouseholdStatus
 from app.ledger import service as ledger
+from app.lists.models import ListCount, ListPosting
 from app.org.models import Group, Village
 from app.rules.validate import valid_month
 

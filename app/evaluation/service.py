@@ -18,9 +18,9 @@ from app.audit import service as audit
 from app.core.clock import to_local, utcnow
 from app.core.context import Actor
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.evaluation.models import RulesetAssignment, RulesetVersion
 from app.org.models import Village
 from app.rules.validate import valid_month
+from app.rulesets.models import RulesetAssignment, RulesetVersion
 
 TOML_MEDIA = "application/toml; charset=utf-8"
 MAX_TOML_BYTES = 256 * 1024

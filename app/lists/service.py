@@ -27,9 +27,8 @@ from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import committee
 from app.evaluation import rounds as evaluation_rounds
-from app.evaluation.models import ListCount, ListPosting
 from app.households.models import Household
-from app.lists.models import Rectification, RectificationVisit
+from app.lists.models import ListCount, ListPosting, Rectification, RectificationVisit
 from app.org.models import Village
 
 STATUS_LABELS = {"effective": "公示中", "lifted": "已移出（教育转化）", "expired": "已期满", "voided": "已撤销（异议成立）"}

@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 
 from app.evaluation import committee
 from app.evaluation import service as rulesets
-from app.evaluation.models import EvalRound, Rating, RoundResult, RulesetVersion
+from app.evaluation.models import EvalRound, Rating, RoundResult
 from app.evaluation.rounds import CONSENSUS, EDITABLE, add_months, current_month
 from app.households.models import Household
 from app.org.models import Group
 from app.reports import fairness
+from app.rulesets.models import RulesetVersion
 
 MAX_MONTHS = 36
 

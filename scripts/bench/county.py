@@ -212,7 +212,8 @@ def _dash_template(db: Database, vid: int, hids: list[int], members: list[int], 
     """One village's round of `month` through the services, up to finalised, read back and rolled back: the shapes
     (roster entries, the results' lines, postings and grades, the list postings) the set-based months copy."""
     from app.evaluation import rounds
-    from app.evaluation.models import EvalRound, ListPosting, RoundResult
+    from app.evaluation.models import EvalRound, RoundResult
+    from app.lists.models import ListPosting
 
     grader = Grader({vid: hids})
     _, on, at = eval_days(month)
