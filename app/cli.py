@@ -38,7 +38,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from app import demo
+    from app.demo import loader as demo
 
     db = _db(settings)
     with db.write_txn() as session:
@@ -52,9 +52,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
-    from app.auth import service as auth
     from app.auth.models import Role
     from app.auth.security import generate_password
+    from app.auth.service import accounts as auth
     from app.core.context import Actor
     from app.errors import AppError
 
@@ -82,9 +82,9 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_set_password(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from app.auth import service as auth
     from app.auth.models import User
     from app.auth.security import generate_password
+    from app.auth.service import accounts as auth
     from app.core.context import Actor
     from app.errors import AppError
 
@@ -146,7 +146,7 @@ def cmd_ledger_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     reports summary_mismatch. The book itself is never changed."""
     from app.audit import service as audit
     from app.core.context import Actor
-    from app.evaluation import rounds
+    from app.evaluation.service import rounds
     from app.ledger import service as ledger
 
     db = _db(settings)
@@ -164,7 +164,7 @@ def cmd_store_verify(settings: Settings, args: argparse.Namespace) -> int:
     ledger transaction and stock movements (and its reversal and returned goods if voided), and the other way
     round. The ledger's own proof runs first: a store proof on a broken ledger would prove nothing."""
     from app.ledger import service as ledger
-    from app.store import service as stores
+    from app.store.service import stores
 
     db = _db(settings)
     with db.read_txn() as session:
@@ -253,7 +253,7 @@ def cmd_ledger_expire(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_rules_import(settings: Settings, args: argparse.Namespace) -> int:
     from app.core.context import Actor
     from app.errors import AppError
-    from app.evaluation import service as rulesets
+    from app.rulesets import service as rulesets
 
     path = Path(args.file)
     if not path.is_file():
@@ -275,7 +275,7 @@ def cmd_rules_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_rules_export(settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import AppError
-    from app.evaluation import service as rulesets
+    from app.rulesets import service as rulesets
 
     db = _db(settings)
     try:
@@ -293,7 +293,7 @@ def cmd_rules_export(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_rules_assign(settings: Settings, args: argparse.Namespace) -> int:
     from app.core.context import Actor
     from app.errors import AppError
-    from app.evaluation import service as rulesets
+    from app.rulesets import service as rulesets
 
     db = _db(settings)
     try:
@@ -353,7 +353,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # SlowClientProtocol: uvicorn's HTTP protocol with a time limit on request headers (ZF_HEADER_TIMEOUT_SECONDS)
     uvicorn.run("app.main:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port,
                 workers=workers, proxy_headers=True, access_log=False, log_level="warning",
-                http="app.middleware:SlowClientProtocol", timeout_keep_alive=settings.keep_alive_seconds)
+                http="app.web.middleware:SlowClientProtocol", timeout_keep_alive=settings.keep_alive_seconds)
     return 0
 
 

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     session_idle_minutes: int = Field(default=120, ge=5, le=24 * 60)
     session_absolute_hours: int = Field(default=12, ge=1, le=24 * 14)
-    # Password logins and portal PIN checks (app.auth.throttle): failures of one account (card) from one address
+    # Password logins and portal PIN checks (app.auth.service.throttle): failures of one account (card) from one address
     # that lock that address out of it, and failures from one address (any accounts) that lock the address out,
     # within the window. Only the address that failed is refused.
     login_max_failures_per_account: int = Field(default=5, ge=1)
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     max_inflight: int = Field(default=20, ge=1, le=20)
     queue_wait_seconds: float = Field(default=10.0, ge=0.1, le=300)
     # Of those, how many may be uploads still receiving their body (a body over 64 KB, which is not read before the
-    # request takes its place: app.middleware.READ_AHEAD_BYTES); smaller bodies are read first and hold no place.
+    # request takes its place: app.web.middleware.READ_AHEAD_BYTES); smaller bodies are read first and hold no place.
     max_uploads: int = Field(default=4, ge=1, le=20)
     # Connections one client address may hold open to a worker (0: no limit); an IPv6 client counts by its /64.
     # A trusted proxy's connections (FORWARDED_ALLOW_IPS) are not counted: behind nginx, nginx's limit_conn does it.

@@ -17,7 +17,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette_exporter import PrometheusMiddleware
 
-from app import errors_web, health
 from app.audit import api as audit_api
 from app.audit import pages as audit_pages
 from app.auth import api as auth_api
@@ -26,31 +25,33 @@ from app.auth.deps import declared_permission
 from app.config import Settings, get_settings
 from app.db import POOL_CAPACITY, Database
 from app.errors import AppError
-from app.evaluation import api as evaluation_api
-from app.evaluation import pages as evaluation_pages
-from app.evaluation import round_pages as evaluation_rounds
-from app.evaluation import ruleset_editor as evaluation_editor
+from app.evaluation import pages as evaluation_rounds
 from app.households import api as households_api
 from app.households import pages as households_pages
 from app.ledger import api as ledger_api
 from app.ledger import pages as ledger_pages
 from app.lists import pages as lists_pages
 from app.logs import configure as configure_logs
-from app.middleware import AdmissionGauge, AdmissionMiddleware, RequestContextMiddleware
-from app.notices import batch_pages as notices_batch
-from app.notices import pages as notices_pages
-from app.notices import portal as notices_portal
-from app.notices import public as notices_public
-from app.notices import render as notices_render
-from app.openapi_errors import document_errors
+from app.notices.pages import batch as notices_batch
+from app.notices.pages import notices as notices_pages
+from app.notices.pages import portal as notices_portal
+from app.notices.pages import public as notices_public
+from app.notices.service import render as notices_render
 from app.org import api as org_api
 from app.org import pages as org_pages
-from app.reports import credit_pages as reports_credit
-from app.reports import fairness_pages as reports_fairness
-from app.reports import pages as reports_pages
+from app.reports.pages import credit as reports_credit
+from app.reports.pages import dashboard as reports_pages
+from app.reports.pages import fairness as reports_fairness
+from app.rulesets import api as evaluation_api
+from app.rulesets.pages import editor as evaluation_editor
+from app.rulesets.pages import versions as evaluation_pages
 from app.store import api as store_api
-from app.store import counter_pages as store_counter
-from app.store import pages as store_pages
+from app.store.pages import counter as store_counter
+from app.store.pages import stores as store_pages
+from app.web import errors as errors_web
+from app.web import health
+from app.web.middleware import AdmissionGauge, AdmissionMiddleware, RequestContextMiddleware
+from app.web.openapi import document_errors
 
 STATIC_DIR = Path(__file__).parent / "static"
 

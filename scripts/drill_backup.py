@@ -57,7 +57,7 @@ def fresh(kind: str, work: Path, name: str) -> str:
 
 
 def load_demo(url: str, households: int) -> None:
-    from app import demo
+    from app.demo import loader as demo
     from app.org import service as org
 
     migrate.upgrade(url)
@@ -89,7 +89,7 @@ class Writers:
     def run(self, k: int) -> None:
         from app.errors import AppError
         from app.ledger import service as ledger
-        from app.store import counter
+        from app.store.service import counter
 
         rng = random.Random(k)
         while not self.stop.is_set():
@@ -151,7 +151,7 @@ def restore(kind: str, dump: Path, work: Path) -> tuple[str, float]:
 def prove(url: str) -> dict[str, Any]:
     from app.audit import service as audit
     from app.ledger import service as ledger
-    from app.store import service as store
+    from app.store.service import stores as store
 
     db = Database(url)
     try:

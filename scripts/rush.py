@@ -107,12 +107,11 @@ class County:
 def build(url: str, villages: int, households: int, counters: int, clerks: int, reviewers: int) -> County:
     """The county of the rush (setup, not measured)."""
     from app.auth import security
-    from app.auth import service as auth
-    from app.evaluation import rounds
+    from app.auth.service import accounts as auth
+    from app.evaluation.service import rounds
     from app.ledger import service as ledger
-    from app.notices import service as notices
-    from app.store import cards, stock
-    from app.store import service as stores
+    from app.notices.service import notices
+    from app.store.service import cards, stock, stores
 
     t0 = time.perf_counter()
     db = Database(url)
@@ -684,8 +683,8 @@ def run_rush(args: argparse.Namespace) -> tuple[str, bool]:
 # ---- the monthly close under a fault -------------------------------------------------------------------------------
 
 def run_close(args: argparse.Namespace) -> tuple[str, bool]:
-    from app.auth import service as auth
-    from app.evaluation import rounds
+    from app.auth.service import accounts as auth
+    from app.evaluation.service import rounds
 
     with tempfile.TemporaryDirectory() as work:
         url = fresh_db(args.db, Path(work))

@@ -112,8 +112,8 @@ def _load_demo(url: str) -> list[Any]:
     database = Database(url)
     try:
         with database.write_txn() as session:
-            from app import demo as demo_data
             from app.core.context import Actor
+            from app.demo import loader as demo_data
             from app.org import service as org
 
             org.ensure_county(session, Actor.system("测试"), code=s.county_code, name=s.county_name)

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from app import rules
 from app.auth.models import User
+from app.committee import service as committee
 from app.core.context import Actor
 from app.db import Database
-from app.evaluation import committee, rounds
-from app.evaluation import service as rulesets
+from app.evaluation.service import rounds
 from app.households.models import Household
 from app.org.models import Village
+from app.rulesets import service as rulesets
 from tests.factories import make_grant, make_household, make_user, make_village
 
 CLERK = Actor(user_id=None, name="村文书", role="village_clerk")

@@ -7,16 +7,16 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from app.auth import service as auth
 from app.auth.models import RoleGrant, User
+from app.auth.service import accounts as auth
 from app.core.context import Actor
-from app.households import service as hh
 from app.households.models import Household
+from app.households.service import households as hh
 from app.org import service as org
 from app.org.models import Group, Store, Township, Village
-from app.store import service as store_service
-from app.store import stock as stock_service
 from app.store.models import Item
+from app.store.service import stock as stock_service
+from app.store.service import stores as store_service
 
 SYSTEM = Actor.system("测试")
 _seq = itertools.count(1)

@@ -27,9 +27,9 @@ from app import deps
 from app import models as _all_tables  # noqa: F401  (registers every table, for the PostgreSQL demo copy)
 from app.audit.models import AuditEvent
 from app.auth import security
-from app.auth import service as auth_service
 from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.auth.security import sha256_hex
+from app.auth.service import accounts as auth_service
 from app.config import Settings, UnsafeSettingsError
 from app.core.clock import utcnow
 from app.db import Database

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select, text
 
 from app.audit.models import AuditEvent
-from app.auth import service as auth
 from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
+from app.auth.service import accounts as auth
 from app.core.context import Actor
 from app.main import create_app
 from app.org.models import Group, Store, Township, Village

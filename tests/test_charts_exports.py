@@ -14,11 +14,11 @@ from openpyxl import load_workbook
 from sqlalchemy import insert
 
 from app.db import Database
-from app.evaluation import rounds
+from app.evaluation.service import rounds
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.lists.models import ListPosting
-from app.store import counter
+from app.store.service import counter
 from tests.conftest import login
 from tests.eval_helpers import CLERK, staffed_village
 from tests.factories import make_stocked_item, make_store

@@ -16,11 +16,11 @@ from app import rules
 from app.audit.models import AuditEvent
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
-from app.evaluation import service as rulesets
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.lists.models import ListPosting
-from app.reports import credit
+from app.reports.service import credit
+from app.rulesets import service as rulesets
 from tests.conftest import login
 from tests.eval_helpers import CLERK, staffed_village
 

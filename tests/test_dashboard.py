@@ -10,13 +10,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from app.db import Database
-from app.evaluation import rounds
 from app.evaluation.models import EvalRound
+from app.evaluation.service import rounds
 from app.ledger import service as ledger
 from app.lists.models import ListPosting
 from app.org.models import Township, Village
-from app.reports import service as reports
-from app.store import counter
+from app.reports.service import dashboard as reports
+from app.store.service import counter
 from tests.conftest import login
 from tests.eval_helpers import CLERK, eval_village, staffed_village
 from tests.factories import make_stocked_item, make_store, make_village
@@ -120,7 +120,7 @@ def test_dashboard_page_scope(client: TestClient, db: Database) -> None:
 
 
 def test_dashboard_page_ranks_pages_and_filters(client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.reports import pages
+    from app.reports.pages import dashboard as pages
 
     ev, _home = staffed_village(db)
     with db.write_txn() as s:  # two more villages of the same township, neither with any round: both lag

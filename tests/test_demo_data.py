@@ -18,19 +18,19 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 
-from app import demo
 from app.config import Settings
 from app.core.clock import DISPLAY_ZONE
 from app.core.context import Actor
 from app.core.scope import EVERYTHING
 from app.db import Database
+from app.demo import loader as demo
 from app.lists import service as lists
 from app.main import create_app
 from app.org import service as org
 from app.org.models import Village
-from app.reports import credit
-from app.reports import fairness_service as fairness
-from app.reports import service as reports
+from app.reports.service import credit
+from app.reports.service import dashboard as reports
+from app.reports.service import fairness_data as fairness
 from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, login
 
 NOW = datetime(2026, 11, 21, 10, tzinfo=DISPLAY_ZONE)  # not after the day the tests run

@@ -117,7 +117,7 @@ def test_requests_beyond_the_workers_capacity_wait_their_turn_then_get_503() -> 
     import asyncio
     import json
 
-    from app.middleware import AdmissionMiddleware
+    from app.web.middleware import AdmissionMiddleware
 
     release = asyncio.Event()
     inside: list[str] = []
@@ -168,7 +168,7 @@ def test_a_small_body_is_read_before_its_request_takes_a_slot_and_handed_over_wh
     as its body is in. A client that leaves before its body is in never reaches the application."""
     import asyncio
 
-    from app.middleware import READ_AHEAD_BYTES, AdmissionMiddleware
+    from app.web.middleware import READ_AHEAD_BYTES, AdmissionMiddleware
 
     got: dict[str, bytes] = {}
     uploads_seen: list[int] = []
@@ -235,7 +235,7 @@ def test_a_small_body_is_read_before_its_request_takes_a_slot_and_handed_over_wh
 
 def test_a_worker_admits_no_more_requests_than_its_database_connections(app) -> None:
     from app.db import POOL_CAPACITY
-    from app.middleware import AdmissionMiddleware
+    from app.web.middleware import AdmissionMiddleware
 
     found = [m for m in app.user_middleware if m.cls is AdmissionMiddleware]
     assert found and found[0].kwargs["limit"] <= POOL_CAPACITY

@@ -9,12 +9,13 @@ from fractions import Fraction
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.committee import service as committee
 from app.db import Database
-from app.evaluation import committee, rounds
-from app.households import service as hh
-from app.reports import fairness
-from app.reports import fairness_service as service
-from app.reports.fairness import HouseholdInfo
+from app.evaluation.service import rounds
+from app.households.service import households as hh
+from app.reports.service import fairness
+from app.reports.service import fairness_data as service
+from app.reports.service.fairness import HouseholdInfo
 from tests.conftest import login
 from tests.eval_helpers import CLERK, REVIEWER, THEMES, eval_village
 from tests.factories import make_grant, make_group, make_user

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from app.db import Database
 from app.deps import SAFE_METHODS
-from app.web import ANON_CSRF_COOKIE
+from app.web.templates import ANON_CSRF_COOKIE
 from tests.conftest import login
 from tests.test_route_permissions import BYSTANDER, SESSION_ENDING, World, api_routes, build_cases
 

@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from app import rules
 from app.db import Database
 from app.errors import ValidationFailed
-from app.evaluation import sheets
-from app.households import imports, roster
+from app.evaluation.service import sheets
 from app.households.models import Household, ImportBatch, Member
+from app.households.service import imports, roster
 from tests.eval_helpers import CLERK
 from tests.factories import make_village
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.auth import service as auth
 from app.auth.models import RoleGrant
+from app.auth.service import accounts as auth
 from app.core.context import Actor
 from app.db import Database
 from app.errors import ValidationFailed

@@ -11,11 +11,11 @@ from app.core.cn_id import make_id_number
 from app.core.context import Actor
 from app.db import Database
 from app.errors import Conflict
-from app.households import imports
-from app.households import service as hh
 from app.households.models import Household, ImportBatch, Member
-from app.households.roster import export_rows_csv, export_rows_xlsx, read_sheet
-from app.households.service import MemberInput
+from app.households.service import households as hh
+from app.households.service import imports
+from app.households.service.households import MemberInput
+from app.households.service.roster import export_rows_csv, export_rows_xlsx, read_sheet
 from app.org.models import Village
 from tests.conftest import login
 

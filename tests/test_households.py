@@ -13,9 +13,9 @@ from app.core.context import Actor
 from app.core.scope import EVERYTHING, ScopeFilter
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
-from app.households import service as hh
 from app.households.models import Household, HouseholdMembership, Member
-from app.households.service import MemberInput
+from app.households.service import households as hh
+from app.households.service.households import MemberInput
 from app.org.models import Group, Village
 from tests.conftest import login
 

@@ -6,8 +6,8 @@ import re
 
 from babel.messages.pofile import read_po
 
-from app.i18n import LOCALE_DIR
-from app.web import NAV, TEMPLATES_DIR
+from app.web.i18n import LOCALE_DIR
+from app.web.templates import NAV, TEMPLATES_DIR
 from tests.conftest import login
 
 MARKED = re.compile(r"""_\(\s*(["'])(.+?)\1\s*\)""")

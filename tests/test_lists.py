@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, text, update
 from app.audit.models import AuditEvent
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
-from app.evaluation import rounds
+from app.evaluation.service import rounds
 from app.households.models import Household
 from app.lists import service as lists
 from app.lists.models import ListPosting, RectificationVisit

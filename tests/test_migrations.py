@@ -77,7 +77,7 @@ def test_the_latest_migrations_upgrade_a_populated_database(db_url: str, demo: d
     from app.audit import service as audit
     from app.db import Database
     from app.ledger import service as ledger
-    from app.store import service as store
+    from app.store.service import stores as store
 
     migrate.downgrade(db_url, "0008")
     assert {"ledger_month_totals", "list_counts", "notices"}.isdisjoint(_tables(db_url))

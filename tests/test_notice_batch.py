@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.db import Database
-from app.evaluation import rounds
-from app.notices import service as notices
+from app.evaluation.service import rounds
 from app.notices.models import NoticeBatch
+from app.notices.service import notices
 from tests.conftest import login
 from tests.eval_helpers import (
     CLERK,

@@ -18,17 +18,17 @@ from sqlalchemy import insert, update
 from app.core.masking import mask_id_number, mask_phone
 from app.db import Database
 from app.errors import Conflict, ValidationFailed
-from app.evaluation import motions, objections, rounds
-from app.households import service as hh
+from app.evaluation.service import motions, objections, rounds
+from app.households.service import households as hh
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.lists.models import ListPosting
 from app.notices import kinds
-from app.notices import service as notices
 from app.notices.kinds.common import competition_ranks, scrub
-from app.store import counter, stock
-from app.store import service as store_service
-from app.store.stock import yuan
+from app.notices.service import notices
+from app.store.service import counter, stock
+from app.store.service import stores as store_service
+from app.store.service.stock import yuan
 from tests import eval_helpers
 from tests.conftest import login
 from tests.eval_helpers import CLERK, NAMES, REVIEWER, THEMES, EvalVillage, agree_all, consensus_round, staffed_village

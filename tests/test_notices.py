@@ -15,10 +15,9 @@ from sqlalchemy import text
 
 from app.db import Database
 from app.errors import Conflict
-from app.evaluation import rounds
-from app.households import service as hh
-from app.notices import render
-from app.notices import service as notices
+from app.evaluation.service import rounds
+from app.households.service import households as hh
+from app.notices.service import notices, render
 from tests.conftest import login
 from tests.eval_helpers import CLERK, REVIEWER, THEMES, agree_all, consensus_round, staffed_village
 

@@ -27,10 +27,10 @@ from app.households.models import Household, Member
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.lists.models import ListPosting
-from app.notices import pins
+from app.notices.service import pins
 from app.org import service as org
 from app.org.models import Village
-from app.store import cards
+from app.store.service import cards
 from tests.conftest import TEST_SECRET, at_once, csrf_from, login
 
 CLERK = Actor(user_id=None, name="村文书", role="village_clerk")

@@ -16,8 +16,8 @@ from sqlalchemy import func, select, update
 from app.audit.models import AuditEvent
 from app.db import Database
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
-from app.evaluation import rounds, sheets
 from app.evaluation.models import Rating, SheetUpload
+from app.evaluation.service import rounds, sheets
 from app.households.models import Household
 from tests.eval_helpers import CLERK, THEMES, agree_all, consensus_round, eval_village
 

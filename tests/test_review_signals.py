@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import rules
-from app.evaluation.signals import KINDS, LEVELS, Signal, review_signals
+from app.evaluation.service.signals import KINDS, LEVELS, Signal, review_signals
 from tests.test_rules_properties import cases
 
 R = rules.default_ruleset()

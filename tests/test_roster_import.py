@@ -32,8 +32,8 @@ from app.core.cn_id import check_digit, make_id_number
 from app.core.context import Actor
 from app.db import Database
 from app.errors import ValidationFailed
-from app.households import imports, roster
 from app.households.models import RELATIONS, Household, HouseholdEvent, ImportBatch, Member
+from app.households.service import imports, roster
 from app.org.models import Group, Village
 from tests.conftest import login
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from app.db import Database
-from app.evaluation import rounds
 from app.evaluation.models import EvalRound, Rating
+from app.evaluation.service import rounds
 from app.ledger import service as ledger
 from tests.conftest import login
 from tests.eval_helpers import CLERK, THEMES, EvalVillage, consensus_round, eval_village, staffed_village

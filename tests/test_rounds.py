@@ -8,11 +8,12 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
+from app.committee import service as committee
 from app.core.context import Actor
 from app.db import Database
 from app.errors import AppError, Conflict, ValidationFailed
-from app.evaluation import committee, motions, objections, rounds
 from app.evaluation.models import EvalRound, Motion, Rating, RoundEvent
+from app.evaluation.service import motions, objections, rounds
 from app.ledger import service as ledger
 from app.lists.models import ListPosting
 from tests.eval_helpers import CLERK, REVIEWER, THEMES, agree_all, consensus_round, eval_village

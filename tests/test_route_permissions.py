@@ -39,10 +39,10 @@ from sqlalchemy import func, select
 import app.main as app_main
 import app.models  # noqa: F401  (every table in metadata, for _table_for)
 from app.audit.models import AuditEvent
-from app.auth import service as auth
 from app.auth.deps import SCOPE_RESOLVERS, declared_permission
 from app.auth.models import Role, User
 from app.auth.permissions import ROLE_PERMISSIONS, Perm
+from app.auth.service import accounts as auth
 from app.config import Settings
 from app.core.context import Actor
 from app.core.scope import Scope
@@ -52,7 +52,7 @@ from app.errors import NotFound
 from app.households.models import ImportBatch
 from app.main import create_app
 from app.org.models import Village
-from app.web import ANON_CSRF_COOKIE
+from app.web.templates import ANON_CSRF_COOKIE
 from tests.conftest import login
 from tests.factories import make_grant, make_user
 
@@ -399,7 +399,7 @@ def build_cases(role: str, routes: list[RouteInfo], world: World, db: Database) 
         outside = {p: world.out_of_scope(acting, p) for p in scoped}
         missing = [p for p in scoped if p not in inside and not outside[p]]
         if missing:
-            problems.append(f"{where}: the demo data holds no object for {missing}: extend app/demo.py")
+            problems.append(f"{where}: the demo data holds no object for {missing}: extend app/demo/loader.py")
             continue
         fallback = {p: inside[p] if p in inside else outside[p][0][0] for p in scoped}
 

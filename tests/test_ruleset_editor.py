@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from app import rules
 from app.core.context import Actor
 from app.db import Database
-from app.evaluation import ruleset_form as form
-from app.evaluation import service as rulesets
+from app.rulesets import form
+from app.rulesets import service as rulesets
 from app.rulesets.models import RulesetVersion
 from tests.conftest import login
 from tests.factories import make_grant, make_user, make_village

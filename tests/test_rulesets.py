@@ -14,8 +14,8 @@ from app import cli, rules
 from app.core.context import Actor
 from app.db import Database
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.evaluation import service as rulesets
 from app.org.models import Village
+from app.rulesets import service as rulesets
 from app.rulesets.models import RulesetVersion
 from tests.conftest import login
 from tests.factories import make_village

@@ -222,7 +222,7 @@ def test_an_unexpected_error_shows_a_generic_chinese_message_with_the_request_id
     """7.4.1, 7.4.3: the last-resort handler answers a generic message and an id to quote; the details go to the
     log only."""
     start_logs(logs)
-    from app.auth import service as auth_service
+    from app.auth.service import accounts as auth_service
 
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("secret internal detail /etc/zhenfeng")
@@ -343,7 +343,7 @@ PNG_1PX = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01
 def test_an_item_photo_is_typed_by_its_bytes_not_by_what_the_browser_claims(db: Database) -> None:
     """12.2.1: a page or script sent as "image/png" is refused; a PNG sent as "image/jpeg" is stored as PNG."""
     from app.errors import ValidationFailed
-    from app.store import stock
+    from app.store.service import stock
     from tests.eval_helpers import CLERK
 
     with db.write_txn() as s:
@@ -428,7 +428,7 @@ def test_a_notice_pdf_fetches_nothing_but_the_apps_own_files(monkeypatch: pytest
     import threading
     from urllib import request as urllib_request
 
-    from app.notices import render
+    from app.notices.service import render
 
     if render.missing_parts():
         pytest.skip("WeasyPrint's system libraries or fonts are missing")
@@ -480,8 +480,8 @@ def test_evidence_is_typed_by_its_bytes_not_by_its_name_or_the_browsers_claim(db
     """A page named 借条.jpg and sent as image/jpeg is refused (it would be served back to the committee as the type
     it claimed); a PNG sent as application/octet-stream is stored as image/png, a PDF as application/pdf."""
     from app.errors import ValidationFailed
-    from app.evaluation import motions
     from app.evaluation.models import Evidence
+    from app.evaluation.service import motions
     from tests.eval_helpers import CLERK, consensus_round, eval_village
 
     with db.write_txn() as s:

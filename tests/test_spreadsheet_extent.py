@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from app.core.spreadsheet import WorkbookRefused, WorkbookUnreadable, check_extent, workbook_extent
 from app.db import Database
 from app.errors import ValidationFailed
-from app.households import imports, roster
 from app.households.models import Household, ImportBatch, Member
+from app.households.service import imports, roster
 from tests.eval_helpers import CLERK
 from tests.factories import make_village
 

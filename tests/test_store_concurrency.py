@@ -19,14 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from sqlalchemy import func, select
 
-from app.auth import service as auth
+from app.auth.service import accounts as auth
 from app.config import Settings
 from app.core.context import Actor
 from app.db import Database
 from app.ledger import service as ledger
-from app.store import service as stores
-from app.store import stock
 from app.store.models import Redemption, StockMovement
+from app.store.service import stock, stores
 from tests.factories import make_grant, make_household, make_stocked_item, make_store, make_user, make_village
 from tests.live import serve
 

@@ -20,9 +20,8 @@ from app.db import Database
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.ledger import service as ledger
 from app.org.models import Township, Village
-from app.store import cards, counter, stock
-from app.store import service as stores
 from app.store.models import Fund, Item, Redemption, StockMovement
+from app.store.service import cards, counter, stock, stores
 from tests.conftest import csrf_from, login
 from tests.factories import (
     make_grant,

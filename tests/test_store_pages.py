@@ -14,12 +14,12 @@ from sqlalchemy import select
 
 from app.core.context import Actor
 from app.db import Database
-from app.evaluation import service as rulesets
 from app.ledger import service as ledger
 from app.org.models import Store, Township, Village
-from app.store import cards, counter, stock
-from app.store import service as store_service
+from app.rulesets import service as rulesets
 from app.store.models import Card, Fund, Item, StockMovement
+from app.store.service import cards, counter, stock
+from app.store.service import stores as store_service
 from tests.conftest import TEST_SECRET, login
 from tests.factories import make_grant, make_household, make_store, make_user, make_village
 

@@ -34,10 +34,10 @@ from app.auth import security
 from app.config import Settings
 from app.core.context import Actor
 from app.db import Database, build_engine, metadata
-from app.evaluation import service as rulesets
 from app.ledger import service as ledger
-from app.notices import service as notices
-from app.store import counter
+from app.notices.service import notices
+from app.rulesets import service as rulesets
+from app.store.service import counter
 from tests.conftest import TEST_SECRET, empty_database
 from tests.test_migrations import _diff
 
@@ -475,7 +475,7 @@ FILLS: dict[str, Callable[[Era], None]] = {
 # ---- the test ------------------------------------------------------------------------------------------------------
 
 def _expected_list_counts(w: World) -> dict[tuple[int, int], tuple[int, int, int]]:
-    """As app/evaluation/rounds.py counts them: per village and month, and per village and year (YYYY00), the
+    """As app/evaluation/service/rounds.py counts them: per village and month, and per village and year (YYYY00), the
     distinct households on the red list, on the black list, on either; voided postings left out."""
     sets: dict[tuple[int, int], tuple[set[int], set[int]]] = {}
     for vid, month, lst, hid, status in w.postings:

@@ -14,7 +14,7 @@ from app.auth.permissions import Perm
 from app.core.clock import day_bounds
 from app.deps import DbSession
 from app.errors import ValidationFailed
-from app.web import render
+from app.web.templates import render
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from app.auth import service as auth
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
 from app.auth.schemas import (
@@ -23,6 +22,7 @@ from app.auth.schemas import (
     UserOut,
     UserPatch,
 )
+from app.auth.service import accounts as auth
 from app.core.pagination import MAX_LIMIT, Page
 from app.deps import DbSession
 

@@ -17,13 +17,13 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import service as auth
 from app.auth.permissions import Perm
 from app.auth.security import same
+from app.auth.service import accounts as auth
 from app.core.scope import Scope
 from app.deps import SAFE_METHODS, DbSession, write_after_read
 from app.errors import CsrfFailed, NotAuthenticated, NotFound, PermissionDenied
-from app.households import service as households
+from app.households.service import households
 from app.logs import log
 from app.org import service as org
 

@@ -8,17 +8,17 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.auth import service as auth
-from app.auth import throttle
 from app.auth.deps import SESSION_COOKIE, authorize, client_ip, request_id
 from app.auth.models import ROLE_LABELS, Role
 from app.auth.permissions import Perm
 from app.auth.security import generate_password, same
+from app.auth.service import accounts as auth
+from app.auth.service import throttle
 from app.config import Settings
 from app.deps import DbSession, pause_before_write
 from app.errors import AppError, CsrfFailed, FormRejected
 from app.org import service as org
-from app.web import ANON_CSRF_COOKIE, LARGE_FONT_COOKIE, LOCALE_COOKIE, redirect, render
+from app.web.templates import ANON_CSRF_COOKIE, LARGE_FONT_COOKIE, LOCALE_COOKIE, redirect, render
 
 router = APIRouter(include_in_schema=False)
 

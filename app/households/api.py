@@ -9,11 +9,9 @@ from fastapi.responses import Response
 
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.core.scope import Scope
 from app.deps import DbSession, end_reads, read_only_session, write_after_read, write_txn
-from app.households import exports, imports
-from app.households import service as hh
 from app.households.schemas import (
     GroupMoveIn,
     HeadIn,
@@ -31,9 +29,11 @@ from app.households.schemas import (
     SplitIn,
     StatusIn,
 )
-from app.households.service import MemberInput
+from app.households.service import exports, imports
+from app.households.service import households as hh
+from app.households.service.households import MemberInput
 from app.org.api import links
-from app.web import download
+from app.web.templates import download
 
 router = APIRouter(prefix="/api/v1", tags=["农户"])
 # Search text: no control characters (PostgreSQL refuses a NUL in text outright)

@@ -11,16 +11,16 @@ from fastapi.responses import Response
 
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.core.scope import EVERYTHING, Scope
 from app.deps import DbSession, end_reads, read_only_session, write_after_read, write_txn
 from app.errors import AppError, FormRejected, ValidationFailed
-from app.households import exports, imports
-from app.households import service as hh
 from app.households.models import HOUSEHOLD_STATUS_LABELS, MEMBER_STATUS_LABELS, RELATIONS
-from app.households.service import MemberInput
+from app.households.service import exports, imports
+from app.households.service import households as hh
+from app.households.service.households import MemberInput
 from app.org import service as org
-from app.web import download, redirect, render
+from app.web.templates import download, redirect, render
 
 router = APIRouter(include_in_schema=False)
 # Search text: no control characters (PostgreSQL refuses a NUL in text outright)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from app.auth.deps import authorize, register_scope_resolver
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.core.clock import to_local, utcnow
 from app.deps import DbSession
 from app.ledger import exports
@@ -29,7 +29,7 @@ from app.ledger.schemas import (
     VillageSummaryOut,
 )
 from app.org.api import links
-from app.web import download
+from app.web.templates import download
 
 register_scope_resolver("transaction_id", ledger.scope_of_transaction)
 

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from app.core.clock import format_local, to_local, utcnow
 from app.core.scope import EVERYTHING
 from app.core.spreadsheet import xlsx_bytes
-from app.households import service as hh
+from app.households.service import households as hh
 from app.ledger import service as ledger
 from app.org import service as org
 

@@ -12,16 +12,16 @@ from fastapi.responses import Response
 
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.core.clock import to_local, utcnow
 from app.core.scope import EVERYTHING
 from app.deps import DbSession
 from app.errors import AppError, FormRejected, ValidationFailed
-from app.households import service as hh
+from app.households.service import households as hh
 from app.ledger import exports
 from app.ledger import service as ledger
 from app.org import service as org
-from app.web import download, redirect, render
+from app.web.templates import download, redirect, render
 
 router = APIRouter(include_in_schema=False)
 View = Depends(authorize(Perm.LEDGER_VIEW))

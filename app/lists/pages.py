@@ -13,16 +13,16 @@ from fastapi.responses import Response
 
 from app.auth.deps import authorize, register_scope_resolver
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.core.clock import format_local
 from app.core.scope import EVERYTHING
 from app.deps import DbSession
 from app.errors import AppError, FormRejected, ValidationFailed
-from app.evaluation import service as rulesets
-from app.households import service as hh
+from app.households.service import households as hh
 from app.lists import service as lists
 from app.org import service as org
-from app.web import redirect, render
+from app.rulesets import service as rulesets
+from app.web.templates import redirect, render
 
 router = APIRouter(include_in_schema=False)
 View = Depends(authorize(Perm.EVAL_VIEW))

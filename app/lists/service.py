@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from app.audit import service as audit
+from app.committee import service as committee
 from app.core.clock import local_day_start_utc, to_local, utcnow
 from app.core.context import Actor
 from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.evaluation import committee
-from app.evaluation import rounds as evaluation_rounds
+from app.evaluation.service import rounds as evaluation_rounds
 from app.households.models import Household
 from app.lists.models import ListCount, ListPosting, Rectification, RectificationVisit
 from app.org.models import Village

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.core.pagination import MAX_LIMIT, Page, paginate
 from app.deps import DbSession
 from app.org import service as org

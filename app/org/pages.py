@@ -9,12 +9,12 @@ from fastapi.responses import Response
 
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.core.scope import Scope
 from app.deps import DbSession
 from app.errors import AppError, FormRejected, ValidationFailed
 from app.org import service as org
-from app.web import redirect, render
+from app.web.templates import redirect, render
 
 router = APIRouter(include_in_schema=False)
 

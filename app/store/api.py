@@ -12,12 +12,10 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from app.auth.deps import authorize
 from app.auth.permissions import Perm
-from app.auth.service import Principal
+from app.auth.service.accounts import Principal
 from app.deps import DbSession
 from app.ledger import service as ledger
 from app.org.api import links
-from app.store import cards, counter
-from app.store import service as stores
 from app.store.schemas import (
     ExpiringOut,
     HouseholdAtCounterOut,
@@ -28,6 +26,7 @@ from app.store.schemas import (
     ScanIn,
     VoidIn,
 )
+from app.store.service import cards, counter, stores
 
 router = APIRouter(prefix="/api/v1", tags=["振风超市"])
 Counter = Depends(authorize(Perm.LEDGER_SPEND))

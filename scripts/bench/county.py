@@ -14,7 +14,7 @@ from sqlalchemy import event, insert, text
 from app.core.context import Actor
 from app.core.scope import ScopeFilter
 from app.db import Database
-from app.demo_people import FamilyMaker
+from app.demo.people import FamilyMaker
 from scripts.bench.common import ACTOR, analyze, settle
 
 
@@ -35,7 +35,7 @@ def fill_households(db: Database, village_ids: list[int], households: int, seed:
     """Bulk-insert households with two members each, or none (setup, not measured)."""
     from app.core.pinyin import full_pinyin, initials
     from app.households.models import Household, Member
-    from app.households.service import number_sort_key
+    from app.households.service.households import number_sort_key
 
     now = datetime.now().astimezone()
     maker = FamilyMaker(seed, 1)
@@ -123,9 +123,9 @@ def add_committees(db: Database, homes: dict[int, list[int]], size: int = EVAL_C
     """A committee of `size` in every village, each member granted the role and linked to a household; village id
     -> member user ids (setup, not measured)."""
     from app.auth import security
-    from app.auth import service as auth
-    from app.evaluation import committee
-    from app.evaluation import service as rulesets
+    from app.auth.service import accounts as auth
+    from app.committee import service as committee
+    from app.rulesets import service as rulesets
 
     security.set_hash_cost(memory_kib=1024, time_cost=1)  # setup: accounts that never log in here
     out: dict[int, list[int]] = {}
@@ -155,7 +155,7 @@ class Grader:
         self.dirty = set(self.rng.sample(every, len(every) // 100))
 
     def cells(self, hids: list[int], themes: list[str]) -> list[Any]:
-        from app.evaluation import rounds
+        from app.evaluation.service import rounds
 
         out = []
         for h in hids:
@@ -171,7 +171,7 @@ def eval_days(month: int) -> tuple[date, date, datetime]:
     """(publicised on, finalised on, postings dated): publicity from the 2nd of the next month, five days of
     objections, finalised the day after, at 10:00 local time."""
     from app.core.clock import DISPLAY_ZONE
-    from app.evaluation import rounds
+    from app.evaluation.service import rounds
 
     start = rounds.month_start(rounds.next_month(month)) + timedelta(days=1)
     on = start + timedelta(days=6)
@@ -183,8 +183,8 @@ def publicised_round(s: Any, vid: int, month: int, members: list[int], hids: lis
     present), every grade saved, two passed determinations (a 文明家庭 and a 不诚信户), submitted, approved, publicised
     (setup, not measured). The determinations are inserted as decided: their votes are not what is measured."""
     from app.core.clock import utcnow
-    from app.evaluation import rounds
     from app.evaluation.models import Motion
+    from app.evaluation.service import rounds
 
     rnd = rounds.open_round(s, EVAL_CLERK, village_id=vid, month=month, mode="consensus", present=members)
     rid: int = rnd.id  # type: ignore[assignment]
@@ -211,8 +211,8 @@ DASH_UPHELD_EVERY = 20  # every 20th village has four upheld objections in the y
 def _dash_template(db: Database, vid: int, hids: list[int], members: list[int], month: int) -> dict[str, Any]:
     """One village's round of `month` through the services, up to finalised, read back and rolled back: the shapes
     (roster entries, the results' lines, postings and grades, the list postings) the set-based months copy."""
-    from app.evaluation import rounds
     from app.evaluation.models import EvalRound, RoundResult
+    from app.evaluation.service import rounds
     from app.lists.models import ListPosting
 
     grader = Grader({vid: hids})
@@ -242,8 +242,8 @@ def fill_dashboard(db: Database, year: int, villages: int, households: int, *,
     read them)."""
     import json
 
-    from app.evaluation import rounds
     from app.evaluation.models import EvalRound, Objection
+    from app.evaluation.service import rounds
     from app.ledger import service as ledger
     from app.store.models import Item
 

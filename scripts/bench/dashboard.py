@@ -53,18 +53,18 @@ class StatementClock:
 def bench_dashboard(url: str, scale: float) -> list[Row]:
     from fastapi.testclient import TestClient
 
-    from app.auth import service as auth
+    from app.auth.service import accounts as auth
     from app.config import Settings
     from app.core.clock import to_local, utcnow
-    from app.evaluation import objections, rounds
-    from app.evaluation import service as rulesets
+    from app.evaluation.service import objections, rounds
     from app.ledger import service as ledger
     from app.lists import service as lists
     from app.main import create_app
     from app.org import service as org
-    from app.reports import pages as dash_pages
-    from app.reports import service as reports
-    from app.store import service as stores
+    from app.reports.pages import dashboard as dash_pages
+    from app.reports.service import dashboard as reports
+    from app.rulesets import service as rulesets
+    from app.store.service import stores
 
     kind = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
     now = to_local(utcnow()) or utcnow()

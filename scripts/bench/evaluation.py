@@ -178,14 +178,14 @@ def profile_text(prof: Any, total: float, runs: int, top: int = 15) -> tuple[str
             short = "/".join(parts[-2:])
         return f"{short}:{line} {name}"
 
-    steps = [("app/evaluation/rounds.py", n, f"rounds.{n}") for n in ("finalise", "_move", "compute", "build_input",
+    steps = [("app/evaluation/service/rounds.py", n, f"rounds.{n}") for n in ("finalise", "_move", "compute", "build_input",
                                                                       "roster", "corrections", "_history")]
-    steps += [("app/evaluation/committee.py", "eligibility", "committee.eligibility"),
+    steps += [("app/committee/service.py", "eligibility", "committee.eligibility"),
               ("app/rules/engine.py", "evaluate", "rules.evaluate (the engine)")]
     steps += [("app/ledger/service.py", n, f"ledger.{n}") for n in ("post_many", "_resolve_and_lock", "_existing_keys",
                                                                     "_insert_transactions", "_insert_rows",
                                                                     "_write_balances")]
-    steps += [("app/evaluation/rounds.py", "_line_dict", "rounds._line_dict (results' lines as dicts)"),
+    steps += [("app/evaluation/service/rounds.py", "_line_dict", "rounds._line_dict (results' lines as dicts)"),
               ("json/__init__.py", "dumps", "json.dumps (results, postings, audit)"),
               ("json/__init__.py", "loads", "json.loads (the history's results)"),
               ("app/audit/service.py", "record", "audit.record")]
@@ -214,7 +214,7 @@ PROFILE_LEAVES = ("rounds._history", "rounds.roster", "committee.eligibility", "
 def bench_eval_close(url: str, scale: float) -> list[Row]:
     import cProfile
 
-    from app.evaluation import rounds
+    from app.evaluation.service import rounds
 
     villages = OPTIONS.get("villages") or max(2, int(300 * scale))
     households = OPTIONS.get("households") or int(100_000 * scale)
@@ -342,9 +342,10 @@ def bench_eval_grid(url: str, scale: float) -> list[Row]:
 
     from fastapi.testclient import TestClient
 
-    from app.auth import service as auth
+    from app.auth.service import accounts as auth
     from app.config import Settings
-    from app.evaluation import round_pages, rounds
+    from app.evaluation import pages as round_pages
+    from app.evaluation.service import rounds
     from app.main import create_app
 
     size, renders, saves = 600, 20, 5

@@ -42,9 +42,8 @@ def bench_notices(url: str, scale: float) -> list[Row]:
     """The monthly results notice of a 600-household village as PDF (in-process, server side), next to WeasyPrint
     laying out a one-page notice in the same run; and a township's batch of 30 villages' notices (one PDF), its time
     and the peak memory of the process that builds it."""
-    from app.evaluation import rounds
-    from app.notices import batch, render
-    from app.notices import service as notices
+    from app.evaluation.service import rounds
+    from app.notices.service import batch, notices, render
 
     n_villages = max(2, int(NOTICE_VILLAGES * scale))
     households = NOTICE_HOUSEHOLDS * n_villages

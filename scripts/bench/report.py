@@ -165,7 +165,7 @@ two determinations, submitted, approved, publicised, finalised). Measured in-pro
 results notice of the first village (reading the stored results, masking names) and rendering its PDF with
 WeasyPrint, 5 times after one warm-up (fonts loaded once, as in a running server). Baseline in the same run: the same
 notice with 10 households (one page), so the ratio is what the 600 rows cost over the fixed cost of a page. Then a
-township batch (`app.notices.batch`, one PDF of every village's monthly notices, registering the ones missing) in a
+township batch (`app.notices.service.batch`, one PDF of every village's monthly notices, registering the ones missing) in a
 process of its own, its time and its peak resident memory (`ru_maxrss` from `wait4`).
 """
 DASHBOARD_SECTIONS = {  # benchmark -> (heading, how it is measured)

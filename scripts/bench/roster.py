@@ -1,4 +1,4 @@
-"""roster_import: a village roster (.xlsx) previewed and applied through app.households.imports."""
+"""roster_import: a village roster (.xlsx) previewed and applied through app.households.service.imports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from sqlalchemy import text
 
 from app.db import Database
-from app.demo_people import FamilyMaker
+from app.demo.people import FamilyMaker
 from scripts.bench.common import ACTOR, Row
 from scripts.bench.county import setup_village
 
@@ -44,7 +44,7 @@ def roster_xlsx(members: int, seed: int = 1) -> bytes:
 def bench_roster_import(url: str, scale: float) -> list[Row]:
     import python_calamine
 
-    from app.households import imports
+    from app.households.service import imports
 
     members = int(100_000 * scale)
     data = roster_xlsx(members)

@@ -15,7 +15,7 @@ from scripts.bench.county import fill_households, setup_villages
 
 
 def bench_search(url: str, scale: float) -> list[Row]:
-    from app.households import service as hh
+    from app.households.service import households as hh
 
     households = int(100_000 * scale)
     db = Database(url)

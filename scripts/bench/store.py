@@ -78,10 +78,10 @@ def store_setup(db: Database) -> tuple[list[Till], dict[int, list[tuple[int, str
     each, the catalog stocked in every store, and REDEEM_TILLS clerks with an API token (setup, not measured).
     Returns the tills, store id -> the (household id, card payload) it serves, store id -> its item ids."""
     from app.auth import security
-    from app.auth import service as auth
+    from app.auth.service import accounts as auth
     from app.ledger import service as ledger
-    from app.store import cards, stock
-    from app.store import service as stores_service
+    from app.store.service import cards, stock
+    from app.store.service import stores as stores_service
 
     villages = setup_villages(db, REDEEM_STORES)
     store_of = add_stores(db, villages)
@@ -185,8 +185,7 @@ def bench_store_redeem(url: str, scale: float) -> list[Row]:
     import httpx
 
     from app.ledger import service as ledger
-    from app.store import cards, counter
-    from app.store import service as stores
+    from app.store.service import cards, counter, stores
 
     kind = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
     workers = 1 if kind == "SQLite" else 2
@@ -487,7 +486,7 @@ database on the same server and `pgbench -b tpcb-like -c {REDEEM_TILLS} -j 2 -T 
 one row); its latencies are from its per-transaction log. pgbench runs in C with one round trip per statement and no
 application, so it is the ceiling of what the server does with 16 clients, not a target.
 
-Afterwards `store verify` (app.store.service.verify) and `ledger verify` must be clean and the redemptions must number
+Afterwards `store verify` (app.store.service.stores.verify) and `ledger verify` must be clean and the redemptions must number
 the successful requests of all five runs (two warm-ups, in-process, closed loop, open loop), or the benchmark fails.
 The CPU figures in the notes are from /proc: this process (the clients, or the in-process tills), the server's
 processes, and the whole machine (the rest is the PostgreSQL server, and whatever else ran on the machine: see the

@@ -19,8 +19,8 @@ from app.config import Settings
 from app.core.context import Actor
 from app.db import Database
 from app.ledger import service as ledger
-from app.store import cards, stock
 from app.store.models import Redemption, StockMovement
+from app.store.service import cards, stock
 from tests.browser.conftest import login_via_form, new_context
 from tests.factories import make_grant, make_household, make_stocked_item, make_store, make_user, make_village
 from tests.live import LiveServer, serve

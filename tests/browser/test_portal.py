@@ -15,9 +15,9 @@ from app.core.context import Actor
 from app.db import Database
 from app.households.models import Household
 from app.ledger import service as ledger
-from app.notices import pins
+from app.notices.service import pins
 from app.org.models import Village
-from app.store import cards
+from app.store.service import cards
 from tests.browser.conftest import LiveServer, new_context
 
 pytestmark = pytest.mark.browser

@@ -17,8 +17,8 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from app.db import Database
-from app.evaluation import rounds
 from app.evaluation.models import EvalRound
+from app.evaluation.service import rounds
 from tests.browser.conftest import LiveServer, login_via_form, new_context
 from tests.eval_helpers import NAMES, THEMES, EvalVillage, staffed_village
 

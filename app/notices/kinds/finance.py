@@ -11,12 +11,12 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
-from app.evaluation import rounds
-from app.evaluation import service as rulesets
+from app.evaluation.service import rounds
 from app.notices.kinds.common import Gathered, scrub
 from app.org.models import Village
-from app.store import service as store
-from app.store.stock import yuan
+from app.rulesets import service as rulesets
+from app.store.service import stores as store
+from app.store.service.stock import yuan
 
 
 def gather(session: Session, village: Village, period: int, *, masking: str, **_: object) -> Gathered:

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from app import rules
 from app.core.masking import mask_name
 from app.errors import Conflict
-from app.evaluation import rounds
+from app.evaluation.service import rounds
 from app.lists import service as lists
 from app.notices.kinds.common import Gathered, heads, sort_key
-from app.notices.render import month_label
+from app.notices.service.render import month_label
 from app.org.models import Village
 
 WAY_OFF = ("上黑榜的农户按与村评比委员会商定的措施整改（教育转化），经委员会回访核实、到会委员过半数同意，可提前移出黑榜；"

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.core.masking import mask_name
 from app.errors import Conflict
-from app.evaluation import rounds
+from app.evaluation.service import rounds
 from app.households.models import Household, HouseholdStatus
 from app.ledger import service as ledger
 from app.notices.kinds.common import Gathered, competition_ranks, sort_key

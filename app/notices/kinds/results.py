@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict
-from app.evaluation import rounds
+from app.evaluation.service import rounds
 from app.notices.kinds.common import Gathered, heads, sort_key
 from app.org.models import Village
 

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from app import rules
 from app.core.clock import format_local
 from app.errors import Conflict
-from app.evaluation import objections, rounds
 from app.evaluation.models import Motion, Objection
+from app.evaluation.service import objections, rounds
 from app.notices.kinds.common import Gathered, heads, scrub
 from app.org.models import Village
 

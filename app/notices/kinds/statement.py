@@ -3,7 +3,7 @@ forward, every line of the year (date, what, points, balance after) and the bala
 points in and out.
 
 It is the household's own paper, handed to it, never pinned up; the public verification page says only whether it is
-genuine (PRIVATE_KINDS in app/notices/public.py). So the head's name is printed in full, whatever the village's
+genuine (PRIVATE_KINDS in app/notices/pages/public.py). So the head's name is printed in full, whatever the village's
 masking policy: the masking protects a household from its neighbours' eyes on the notice board, and a statement the
 household cannot recognise as its own is of no use to it. The title (which the verification page does show) carries
 the household number only. ID numbers and phones are never read."""
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.core.clock import format_local
 from app.errors import Conflict, ValidationFailed
-from app.evaluation import rounds
+from app.evaluation.service import rounds
 from app.households.models import HOUSEHOLD_STATUS_LABELS, Household, HouseholdStatus
 from app.ledger import service as ledger
 from app.notices.kinds.common import Gathered, scrub
