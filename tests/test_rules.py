@@ -37,6 +37,7 @@ from app.rules import (
 )
 from app.rules.combine import combine, decimal2
 from app.rules.errors import RulesError
+from app.rulesets.service import RulesRefused
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 G4 = (Grade("优", "优", 10, 4), Grade("良", "良", 6, 3), Grade("中", "中", 2, 2), Grade("差", "差", 0, 1))
@@ -127,7 +128,8 @@ def test_validation_lists_every_problem_in_chinese() -> None:
     with pytest.raises(RulesetInvalid) as e:
         check(broken_ruleset())
     assert e.value.problems == tuple(problems)
-    assert e.value.status == 422 and e.value.details == {"problems": problems}
+    refused = RulesRefused(e.value)  # the engine's own error, as the application answers it
+    assert refused.status == 422 and refused.details == {"problems": problems}
     assert "积分细则未通过校验" in e.value.message
 
 
@@ -463,7 +465,7 @@ def test_bad_input_raises_every_problem_in_chinese() -> None:
                      "评分项目“XX”不在细则 T 中", "是委员会合议，只能有一个等级", "认定“好婆婆好媳妇”须指明家庭成员姓名",
                      "认定“NOPE”不在细则 T 中", "连续最低等级月数不能为负"]:
         assert fragment in text, fragment
-    assert e.value.status == 422 and e.value.code == "rules_input_invalid"
+    assert RulesRefused(e.value).status == 422 and e.value.code == "rules_input_invalid"
 
 
 def test_panel_shape_errors() -> None:

@@ -16,6 +16,7 @@ from app.db import Database
 from app.rulesets import form
 from app.rulesets import service as rulesets
 from app.rulesets.models import RulesetVersion
+from app.rulesets.service import RulesRefused
 from tests.conftest import login
 from tests.factories import make_grant, make_user, make_village
 
@@ -147,7 +148,7 @@ def test_numbers_are_read_leniently_and_garbage_is_a_chinese_problem_not_a_crash
 
     fields |= {"themes-0-grades-1-points": "abc", "themes-1-monthly_cap": "", "quorum": "2.5",
                "effective_from": "2026", "black_policy-worst_grade-0-months": "1e999"}
-    with pytest.raises(rules.RulesetInvalid) as exc:
+    with pytest.raises(RulesRefused) as exc:  # the engine's RulesetInvalid, as the application refuses it
         form.to_ruleset(form.state_from_fields(fields))
     problems = exc.value.problems
     assert len(problems) == 5, problems
@@ -157,7 +158,7 @@ def test_numbers_are_read_leniently_and_garbage_is_a_chinese_problem_not_a_crash
     assert "“2.5”不是整数" in joined and "“2026”不是月份" in joined and "“1e999”不是数字" in joined
     assert all("请" in p for p in problems)  # each says what to do
 
-    with pytest.raises(rules.RulesetInvalid):  # an empty post: problems, not an exception of another kind
+    with pytest.raises(RulesRefused):  # an empty post: problems, not an exception of another kind
         form.to_ruleset(form.state_from_fields({}))
 
 

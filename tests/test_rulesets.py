@@ -59,14 +59,29 @@ def test_a_bad_file_or_an_old_version_number_saves_nothing(db: Database) -> None
     with pytest.raises(Conflict, match="新版本号须大于 3"), db.write_txn() as s:
         rulesets.import_toml(s, ADMIN, _toml(3, 202602))
     broken = _toml(4, 202602).replace("monthly_cap = 10", "monthly_cap = 1", 1)
-    with pytest.raises(rules.RulesetInvalid) as exc, db.write_txn() as s:
+    with pytest.raises(rulesets.RulesRefused) as exc, db.write_txn() as s:
         rulesets.import_toml(s, ADMIN, broken)
+    assert isinstance(exc.value.__cause__, rules.RulesetInvalid)
     assert exc.value.problems and all(isinstance(p, str) and p for p in exc.value.problems)
-    with pytest.raises(rules.RulesetInvalid), db.write_txn() as s:
+    with pytest.raises(rulesets.RulesRefused) as exc, db.write_txn() as s:
         rulesets.import_toml(s, ADMIN, "code = \"X\"\nversion = ")
+    assert isinstance(exc.value.__cause__, rules.RulesetInvalid)
     with pytest.raises(ValidationFailed, match="没有代码为 NOPE"), db.write_txn() as s:
         rulesets.assign(s, ADMIN, code="NOPE", from_month=202601)
     assert _count(db) == 1
+
+
+def test_the_engine_refuses_with_its_own_error_and_the_rulesets_service_turns_it_into_the_apps() -> None:
+    """The rules engine imports nothing of the application; its refusal becomes a 422 in one place."""
+    assert not issubclass(rules.RulesError, ValidationFailed)
+    with pytest.raises(rules.RulesetInvalid) as raw:
+        rules.loads('code = "X"')
+    with pytest.raises(rulesets.RulesRefused) as refused:
+        rulesets.read_toml('code = "X"')
+    assert isinstance(refused.value, ValidationFailed) and refused.value.status == 422
+    assert refused.value.code == "ruleset_invalid" == raw.value.code
+    assert refused.value.message == raw.value.message and refused.value.problems == raw.value.problems
+    assert refused.value.details == {"problems": list(raw.value.problems)}
 
 
 def test_export_is_the_stored_file_and_imports_again(db: Database) -> None:

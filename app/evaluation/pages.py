@@ -669,7 +669,7 @@ def simulate(request: Request, session: DbSession, round_id: int, p: Principal =
     """Nothing is saved: the draft is applied to this round's input and the differences shown."""
     try:
         if text.strip():
-            draft = rules.loads(text)
+            draft = rulesets.read_toml(text)
         elif ":" in version:
             code, _, number = version.rpartition(":")
             draft = rulesets.get(session, code, _int(number, "版本")).ruleset

@@ -1,14 +1,13 @@
 """Errors of the rules engine. Each carries every problem found, as Chinese sentences that say what to fix.
 
-Both are `ValidationFailed` (HTTP 422), so the web layer renders them like any other refusal; the full list is in
-`details["problems"]`, the message shows the first few.
+The engine knows nothing of the application: these are its own exceptions. The rulesets service
+(`app.rulesets.service.engine_errors`) turns them into the application's refusal (HTTP 422) in one place; the full list
+is in `details["problems"]`, the message shows the first few.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from app.errors import ValidationFailed
 
 MESSAGE_PROBLEMS_SHOWN = 10
 PROBLEMS_KEPT = 200  # listed in details; a file of thousands of unknown keys counts the rest in one closing line
@@ -20,9 +19,10 @@ def _summary(head: str, problems: Sequence[str], total: int) -> str:
     return f"{head}（共 {total} 处）：{shown}{more}"
 
 
-class RulesError(ValidationFailed):
-    """Base: a list of Chinese problem messages (never empty)."""
+class RulesError(Exception):
+    """Base: a list of Chinese problem messages (never empty), a stable `code` and a `message` that sums them up."""
 
+    code = "rules_invalid"
     head = "输入有误"
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -31,7 +31,8 @@ class RulesError(ValidationFailed):
         if len(every) > PROBLEMS_KEPT:
             kept += (f"……另有 {len(every) - PROBLEMS_KEPT} 处问题未列出：请先改正上面列出的问题",)
         self.problems: tuple[str, ...] = kept
-        super().__init__(_summary(self.head, kept, len(every)), details={"problems": list(kept)})
+        self.message = _summary(self.head, kept, len(every))
+        super().__init__(self.message)
 
 
 class RulesetInvalid(RulesError):

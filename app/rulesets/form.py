@@ -10,7 +10,8 @@ Field names are flat and follow the dict shape of `rules.to_dict`: `code`, `red_
 - `apply_action(state, action)`: one more blank theme / grade / determination / worst-grade rule / credit grade, or
   one removed, or a credit grade moved up (their order is the order they are tried in);
 - `to_ruleset(state)`: numbers read leniently (full-width digits, spaces, "2026-01" for a month), blanks meaning
-  "not set" where the ruleset allows it, then `rules.from_dict`. Raises `RulesetInvalid` listing every problem.
+  "not set" where the ruleset allows it, then `rules.from_dict`. Refuses with `RulesRefused` (the engine's
+  `RulesetInvalid`) listing every problem.
 
 No web framework here: the router turns the request into a `Mapping[str, str]` and back.
 """
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 from app import rules
 from app.rules.convert import KEY_LABELS
+from app.rulesets import service as rulesets
 
 State = dict[str, Any]
 
@@ -341,9 +343,10 @@ def to_ruleset(state: State) -> rules.Ruleset:
     """The valid ruleset the form describes, or `RulesetInvalid` with every problem: first the numbers that could
     not be read (the rest cannot be checked without them), else everything `rules.from_dict` finds."""
     data, problems = to_data(state)
-    if problems:
-        raise rules.RulesetInvalid(problems)
-    return rules.from_dict(data)
+    with rulesets.engine_errors():
+        if problems:
+            raise rules.RulesetInvalid(problems)
+        return rules.from_dict(data)
 
 
 def theme_choices(state: State) -> list[tuple[str, str]]:

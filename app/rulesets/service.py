@@ -6,7 +6,8 @@ Services flush, never commit. Every change is audited.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -47,11 +48,31 @@ def import_toml(session: Session, actor: Actor, text: str | bytes) -> RulesetVer
     return store(session, actor, read_toml(text))
 
 
+class RulesRefused(ValidationFailed):
+    """The rules engine's own refusal (`rules.RulesError`: an invalid ruleset, or ratings that do not fit it) as the
+    application's: HTTP 422 with the engine's code and message, every problem in `details["problems"]` and `problems`."""
+
+    def __init__(self, e: rules.RulesError) -> None:
+        super().__init__(e.message, code=e.code, details={"problems": list(e.problems)})
+        self.problems = e.problems
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """Around every call into the rules engine that may refuse its input: the one place its errors become the
+    application's (the engine itself imports nothing of the application)."""
+    try:
+        yield
+    except rules.RulesError as e:
+        raise RulesRefused(e) from e
+
+
 def read_toml(text: str | bytes) -> rules.Ruleset:
     """A TOML file read and validated on its own (no database): a route does this outside any transaction."""
     if len(text) > MAX_TOML_BYTES:
         raise ValidationFailed(f"积分细则文件太大（超过 {MAX_TOML_BYTES // 1024} KB）")
-    return rules.loads(text)
+    with engine_errors():
+        return rules.loads(text)
 
 
 def store(session: Session, actor: Actor, r: rules.Ruleset) -> RulesetVersion:
@@ -73,7 +94,8 @@ def store(session: Session, actor: Actor, r: rules.Ruleset) -> RulesetVersion:
 @lru_cache(maxsize=32)
 def parse(text: str) -> rules.Ruleset:
     """A stored version's TOML, parsed once per process (versions are immutable; the text is the key)."""
-    return rules.loads(text)
+    with engine_errors():
+        return rules.loads(text)
 
 
 def get(session: Session, code: str, version: int) -> StoredRuleset:

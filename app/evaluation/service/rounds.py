@@ -509,7 +509,9 @@ def compute(session: Session, rnd: EvalRound, *, ruleset: rules.Ruleset | None =
     """The round's results as they stand (nothing saved)."""
     ruleset = ruleset or ruleset_of(session, rnd)
     fixes = fixes if fixes is not None else corrections(session, rnd.id)  # type: ignore[arg-type]
-    return _suppress(rules.evaluate(build_input(session, rnd, ruleset, fixes=fixes), ruleset), fixes.suppressed)
+    engine_input = build_input(session, rnd, ruleset, fixes=fixes)
+    with rulesets.engine_errors():
+        return _suppress(rules.evaluate(engine_input, ruleset), fixes.suppressed)
 
 
 @dataclass(frozen=True)
@@ -758,7 +760,9 @@ def simulate(session: Session, rnd: EvalRound, draft: rules.Ruleset) -> rules.Si
     """A draft ruleset applied to this round's input (ratings, determinations, corrections as they stand), next to
     the round's own ruleset. Nothing is saved."""
     current = ruleset_of(session, rnd)
-    return rules.simulate(build_input(session, rnd, current), current, draft)
+    engine_input = build_input(session, rnd, current)
+    with rulesets.engine_errors():
+        return rules.simulate(engine_input, current, draft)
 
 
 # ---- what the pages show -------------------------------------------------------------------------------------------
