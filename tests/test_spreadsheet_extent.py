@@ -126,8 +126,8 @@ HOSTILE = {
 CHILD = textwrap.dedent("""
     import resource, sys
     from app.errors import ValidationFailed
-    from app.evaluation import sheets
-    from app.households import roster
+    from app.evaluation.service import sheets
+    from app.households.service import roster
     reader, name, path = sys.argv[1:4]
     data = open(path, "rb").read()
     limit = 2 * 1024 ** 3  # 2 GB of address space: calamine's 96 GB grid must fail here, not in the test runner

@@ -30,7 +30,7 @@ BATCH_CHILD = """
 import sys, time
 from app.core.context import Actor
 from app.db import Database
-from app.notices import batch
+from app.notices.service import batch
 db = Database(sys.argv[1])
 t = time.perf_counter()
 batch._build(db, Actor(user_id=None, name="乡镇审核员", role="township_reviewer"), int(sys.argv[2]), "https://zf.example.gov.cn")
