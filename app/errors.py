@@ -5,7 +5,8 @@ Rendered as `{"error": {"code", "message", "details"}}` under /api and as a page
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -91,3 +92,14 @@ class FormRejected(AppError):
         self.template = template
         self.context = context
         self.keep_writes = error.keep_writes
+
+
+@contextmanager
+def form_errors(template: str, context: Callable[[Any], dict[str, Any]]) -> Iterator[None]:
+    """The work of a posted form: `with form_errors("org/village.html", lambda s: _village_ctx(s, p, village_id)):`.
+    An AppError raised inside comes out as FormRejected: `template` is shown again with the reason, its context
+    built by `context(session)` in a fresh read session (pass the user's input in it to keep what was typed)."""
+    try:
+        yield
+    except AppError as e:
+        raise FormRejected(e, template, context) from e
