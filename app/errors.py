@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 
 class AppError(Exception):
@@ -40,6 +40,21 @@ class NotFound(AppError):
 
     def __init__(self, message: str = "未找到该对象，或您没有查看它的权限", **kw: Any) -> None:
         super().__init__(message, **kw)
+
+
+T = TypeVar("T")
+
+
+class _Gets(Protocol):
+    def get(self, entity: type[T], ident: Any) -> T | None: ...
+
+
+def get_or_not_found(session: _Gets, model: type[T], ident: Any, message: str | None = None) -> T:
+    """The row of `model` with primary key `ident`, or NotFound (with `message`, else NotFound's own words)."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound() if message is None else NotFound(message)
+    return row
 
 
 class PermissionDenied(NotFound):

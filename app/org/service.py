@@ -13,7 +13,7 @@ from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, ValidationFailed, get_or_not_found
 from app.org.models import County, Group, Store, StoreVillage, Township, Village
 
 NAME_RE = re.compile(r"^[\u4e00-\u9fffA-Za-z0-9（）()·\-\s]{1,50}$")
@@ -110,9 +110,7 @@ def list_townships(session: Session, flt: ScopeFilter, *, include_inactive: bool
 
 
 def get_township(session: Session, flt: ScopeFilter, township_id: int) -> Township:
-    t = session.get(Township, township_id)
-    if t is None:
-        raise NotFound()
+    t = get_or_not_found(session, Township, township_id)
     if not flt.everything and t.id not in flt.township_ids:
         vis = visible_village_ids(session, flt) or []
         if not session.execute(select(Village.id).where(Village.township_id == t.id, Village.id.in_(vis))).first():
@@ -135,9 +133,7 @@ def create_township(session: Session, actor: Actor, *, code: str, name: str) -> 
 
 
 def rename_township(session: Session, actor: Actor, township_id: int, name: str) -> Township:
-    t = session.get(Township, township_id)
-    if t is None:
-        raise NotFound()
+    t = get_or_not_found(session, Township, township_id)
     before = _snapshot(t, "name")
     t.name = _name(name, "乡镇")
     session.flush()
@@ -147,9 +143,7 @@ def rename_township(session: Session, actor: Actor, township_id: int, name: str)
 
 
 def set_township_active(session: Session, actor: Actor, township_id: int, active: bool) -> Township:
-    t = session.get(Township, township_id)
-    if t is None:
-        raise NotFound()
+    t = get_or_not_found(session, Township, township_id)
     if t.active == active:
         return t
     if not active:
@@ -181,9 +175,7 @@ def list_villages(session: Session, flt: ScopeFilter, *, township_id: int | None
 
 
 def get_village(session: Session, flt: ScopeFilter, village_id: int) -> Village:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
+    v = get_or_not_found(session, Village, village_id)
     _check(flt, Scope(township_id=v.township_id, village_id=v.id))
     return v
 
@@ -210,9 +202,7 @@ def create_village(session: Session, actor: Actor, *, township_id: int, code: st
 
 
 def rename_village(session: Session, actor: Actor, village_id: int, name: str) -> Village:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
+    v = get_or_not_found(session, Village, village_id)
     before = _snapshot(v, "name")
     v.name = _name(name, "村")
     session.flush()
@@ -222,9 +212,7 @@ def rename_village(session: Session, actor: Actor, village_id: int, name: str) -
 
 
 def set_village_active(session: Session, actor: Actor, village_id: int, active: bool) -> Village:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
+    v = get_or_not_found(session, Village, village_id)
     if v.active == active:
         return v
     if active:
@@ -249,9 +237,7 @@ def list_groups(session: Session, village_id: int, *, include_inactive: bool = T
 
 
 def create_group(session: Session, actor: Actor, *, village_id: int, number: int, name: str | None = None) -> Group:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
+    v = get_or_not_found(session, Village, village_id)
     if not v.active:
         raise ValidationFailed(f"{v.name}已停用，不能新建村民小组")
     if not isinstance(number, int) or not 1 <= number <= 999:
@@ -267,9 +253,7 @@ def create_group(session: Session, actor: Actor, *, village_id: int, number: int
 
 
 def rename_group(session: Session, actor: Actor, group_id: int, name: str) -> Group:
-    g = session.get(Group, group_id)
-    if g is None:
-        raise NotFound()
+    g = get_or_not_found(session, Group, group_id)
     before = _snapshot(g, "name")
     g.name = _name(name, "小组")
     session.flush()
@@ -279,9 +263,7 @@ def rename_group(session: Session, actor: Actor, group_id: int, name: str) -> Gr
 
 
 def set_group_active(session: Session, actor: Actor, group_id: int, active: bool) -> Group:
-    g = session.get(Group, group_id)
-    if g is None:
-        raise NotFound()
+    g = get_or_not_found(session, Group, group_id)
     if g.active == active:
         return g
     g.active = active
