@@ -5,8 +5,9 @@ Rendered as `{"error": {"code", "message", "details"}}` under /api and as a page
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
 
 
 class AppError(Exception):
@@ -39,6 +40,21 @@ class NotFound(AppError):
 
     def __init__(self, message: str = "未找到该对象，或您没有查看它的权限", **kw: Any) -> None:
         super().__init__(message, **kw)
+
+
+T = TypeVar("T")
+
+
+class _Gets(Protocol):
+    def get(self, entity: type[T], ident: Any) -> T | None: ...
+
+
+def get_or_not_found(session: _Gets, model: type[T], ident: Any, message: str | None = None) -> T:
+    """The row of `model` with primary key `ident`, or NotFound (with `message`, else NotFound's own words)."""
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound() if message is None else NotFound(message)
+    return row
 
 
 class PermissionDenied(NotFound):
@@ -91,3 +107,14 @@ class FormRejected(AppError):
         self.template = template
         self.context = context
         self.keep_writes = error.keep_writes
+
+
+@contextmanager
+def form_errors(template: str, context: Callable[[Any], dict[str, Any]]) -> Iterator[None]:
+    """The work of a posted form: `with form_errors("org/village.html", lambda s: _village_ctx(s, p, village_id)):`.
+    An AppError raised inside comes out as FormRejected: `template` is shown again with the reason, its context
+    built by `context(session)` in a fresh read session (pass the user's input in it to keep what was typed)."""
+    try:
+        yield
+    except AppError as e:
+        raise FormRejected(e, template, context) from e

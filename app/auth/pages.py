@@ -16,7 +16,7 @@ from app.auth.service import accounts as auth
 from app.auth.service import throttle
 from app.config import Settings
 from app.deps import DbSession, pause_before_write
-from app.errors import AppError, CsrfFailed, FormRejected
+from app.errors import AppError, CsrfFailed, FormRejected, form_errors
 from app.org import service as org
 from app.web.templates import ANON_CSRF_COOKIE, LARGE_FONT_COOKIE, LOCALE_COOKIE, redirect, render
 
@@ -143,28 +143,22 @@ def change_password(request: Request, session: DbSession, p: auth.Principal = Si
                     current_password: Annotated[str, Form(max_length=256)] = "",
                     new_password: Annotated[str, Form(max_length=256)] = "",
                     new_password2: Annotated[str, Form(max_length=256)] = "") -> Response:
-    try:
+    with form_errors("auth/account.html", lambda s: _account_ctx(s, p, request.app.state.settings)):
         if new_password != new_password2:
             from app.errors import ValidationFailed
 
             raise ValidationFailed("两次输入的新密码不一致", details={"field": "new_password2"})
         auth.change_own_password(session, p.actor(), p.user_id, current=current_password, new=new_password,
                                  keep_session_id=p.session_id)
-    except AppError as e:
-        raise FormRejected(e, "auth/account.html",
-                           lambda s: _account_ctx(s, p, request.app.state.settings)) from e
     return redirect("/account", request, "密码已修改；您在其他设备上的登录已退出")
 
 
 @router.post("/account/sessions/end-others")
 def end_other_sessions(request: Request, session: DbSession, p: auth.Principal = SignedIn,
                        password: Annotated[str, Form(max_length=256)] = "") -> Response:
-    try:
+    with form_errors("auth/account.html", lambda s: _account_ctx(s, p, request.app.state.settings)):
         ended = auth.end_other_sessions(session, p.actor(), p.user_id, password=password,
                                         keep_session_id=p.session_id)
-    except AppError as e:
-        raise FormRejected(e, "auth/account.html",
-                           lambda s: _account_ctx(s, p, request.app.state.settings)) from e
     return redirect("/account", request, f"已退出其他 {ended} 处登录" if ended else "没有其他设备在登录")
 
 
@@ -187,12 +181,9 @@ def create_token(request: Request, session: DbSession, p: auth.Principal = Signe
                  name: Annotated[str, Form(max_length=100)] = "",
                  grant_id: Annotated[int, Form()] = 0,
                  days: Annotated[int, Form(ge=1, le=3650)] = 365) -> Response:
-    try:
+    with form_errors("auth/account.html", lambda s: _account_ctx(s, p, request.app.state.settings)):
         new = auth.create_api_token(session, p.actor(), user_id=p.user_id, grant_id=grant_id, name=name, days=days,
                                     via=p.via)
-    except AppError as e:
-        raise FormRejected(e, "auth/account.html",
-                           lambda s: _account_ctx(s, p, request.app.state.settings)) from e
     ctx = _account_ctx(session, p, request.app.state.settings, new_token=new.secret)
     return _private(render(request, "auth/account.html", ctx))
 
@@ -229,12 +220,10 @@ def create_user(request: Request, session: DbSession, p: auth.Principal = UsersM
                 display_name: Annotated[str, Form(max_length=40)] = "",
                 phone: Annotated[str, Form(max_length=20)] = "") -> Response:
     password = generate_password()
-    try:
+    form = {"login": login, "display_name": display_name, "phone": phone}
+    with form_errors("auth/users.html", lambda s: _users_ctx(s, form=form)):
         user = auth.create_user(session, p.actor(), login=login, display_name=display_name, password=password,
                                 phone=phone or None)
-    except AppError as e:
-        form = {"login": login, "display_name": display_name, "phone": phone}
-        raise FormRejected(e, "auth/users.html", lambda s: _users_ctx(s, form=form)) from e
     return _private(render(request, "auth/user_detail.html", {"user": user, "grants": [], "new_password": password,
                                                               **_scope_choices(session, p)}))
 
@@ -255,20 +244,16 @@ def _user_ctx(session: DbSession, p: auth.Principal, user_id: int) -> dict[str, 
 def update_user(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage,
                 display_name: Annotated[str, Form(max_length=40)] = "",
                 phone: Annotated[str, Form(max_length=20)] = "") -> Response:
-    try:
+    with form_errors("auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)):
         auth.update_user(session, p.actor(), user_id, display_name=display_name, phone=phone or None)
-    except AppError as e:
-        raise FormRejected(e, "auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)) from e
     return redirect(f"/admin/users/{user_id}", request, "已保存")
 
 
 @router.post("/admin/users/{user_id}/active")
 def set_active(request: Request, session: DbSession, user_id: int, p: auth.Principal = UsersManage,
                active: Annotated[str, Form(max_length=5)] = "0") -> Response:
-    try:
+    with form_errors("auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)):
         auth.set_user_active(session, p.actor(), user_id, active == "1")
-    except AppError as e:
-        raise FormRejected(e, "auth/user_detail.html", lambda s: _user_ctx(s, p, user_id)) from e
     return redirect(f"/admin/users/{user_id}", request, "账号已启用" if active == "1" else "账号已停用，其登录已全部退出")
 
 
@@ -293,14 +278,12 @@ def add_grant(request: Request, session: DbSession, user_id: int, p: auth.Princi
     scope = {"township_id": township_id, "village_id": village_id, "store_id": store_id,
              "household_id": household_id}
     form = {"role": role, **scope}
-    try:
+    with form_errors("auth/user_detail.html", lambda s: {**_user_ctx(s, p, user_id), "form": form}):
         if confirm != "1":
             plan = auth.plan_grant(session, user_id, role, **scope)
             return _private(render(request, "auth/user_detail.html",
                                    {**_user_ctx(session, p, user_id), "form": form, "pending": plan}))
         g = auth.grant_role(session, p.actor(), user_id, role, **scope)
-    except AppError as e:
-        raise FormRejected(e, "auth/user_detail.html", lambda s: {**_user_ctx(s, p, user_id), "form": form}) from e
     what = next((v.label for v in auth.grant_views(session, user_id) if v.id == g.id), "")
     return redirect(f"/admin/users/{user_id}", request, f"已授予：{what}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -28,7 +29,7 @@ from app.committee import service as committee
 from app.core.pinyin import initials
 from app.core.scope import EVERYTHING, Scope
 from app.deps import DbSession, PostedForm, RawBody, end_reads, read_only_session, write_txn
-from app.errors import AppError, FormRejected, NotFound, ValidationFailed
+from app.errors import AppError, FormRejected, NotFound, ValidationFailed, form_errors
 from app.evaluation.service import motions, objections, rounds, sheets, signals
 from app.households.service import households as hh
 from app.org import service as org
@@ -105,13 +106,11 @@ def village_rounds(request: Request, session: DbSession, village_id: int, p: Pri
 @router.post("/villages/{village_id}/rounds")
 def open_round(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
                month: Short = "", mode: Short = "consensus", objection_days: Short = "5") -> Response:
-    try:
+    with form_errors("evaluation/village_rounds.html", lambda s: _village_rounds_ctx(
+            s, p, village_id, form={"month": month, "mode": mode, "objection_days": objection_days})):
         m = month.replace("-", "").strip()
         rnd = rounds.open_round(session, p.actor(), village_id=village_id, month=_int(m, "月份，例如 202610"),
                                 mode=mode, objection_days=_int(objection_days, "公示天数"))
-    except AppError as e:
-        raise FormRejected(e, "evaluation/village_rounds.html", lambda s: _village_rounds_ctx(
-            s, p, village_id, form={"month": month, "mode": mode, "objection_days": objection_days})) from e
     return redirect(f"/rounds/{rnd.id}", request, f"已开始{rulesets.month_label(rnd.month)}评比")
 
 
@@ -130,19 +129,17 @@ def committee_page(request: Request, session: DbSession, village_id: int, p: Pri
     return render(request, "evaluation/committee.html", _committee_ctx(session, p, village_id))
 
 
-def _committee_rejected(e: AppError, p: Principal, village_id: int) -> FormRejected:
-    return FormRejected(e, "evaluation/committee.html", lambda s: _committee_ctx(s, p, village_id))
+def _committee_form(p: Principal, village_id: int) -> AbstractContextManager[None]:
+    return form_errors("evaluation/committee.html", lambda s: _committee_ctx(s, p, village_id))
 
 
 @router.post("/villages/{village_id}/committee/link")
 def committee_link(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
                    user_id: Short = "", household_number: Short = "", title: Short = "委员") -> Response:
-    try:
+    with _committee_form(p, village_id):
         h = hh.find_by_number(session, village_id, household_number)
         committee.link(session, p.actor(), village_id, user_id=_int(user_id, "委员"), household_id=h.id,  # type: ignore[arg-type]
                        title=title)
-    except AppError as e:
-        raise _committee_rejected(e, p, village_id) from e
     return redirect(f"/villages/{village_id}/committee", request, "已关联委员本人农户")
 
 
@@ -150,24 +147,20 @@ def committee_link(request: Request, session: DbSession, village_id: int, p: Pri
 def committee_recuse(request: Request, session: DbSession, village_id: int, p: Principal = Rate,
                      user_id: Short = "", household_number: Short = "", reason: Short = "") -> Response:
     """A member declares for himself or herself; the clerk may record it for any member."""
-    try:
+    with _committee_form(p, village_id):
         scope = org.scope_of_village(session, village_id)
         who = _int(user_id, "委员") if user_id and _covers(p, Perm.EVAL_MANAGE, scope) else p.user_id
         h = hh.find_by_number(session, village_id, household_number)
         committee.declare_recusal(session, p.actor(), village_id, user_id=who, household_id=h.id,  # type: ignore[arg-type]
                                   reason=reason)
-    except AppError as e:
-        raise _committee_rejected(e, p, village_id) from e
     return redirect(f"/villages/{village_id}/committee", request, "已登记回避")
 
 
 @router.post("/villages/{village_id}/committee/withdraw")
 def committee_withdraw(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
                        recusal_id: Short = "") -> Response:
-    try:
+    with _committee_form(p, village_id):
         committee.withdraw_recusal(session, p.actor(), village_id, _int(recusal_id, "回避声明"))
-    except AppError as e:
-        raise _committee_rejected(e, p, village_id) from e
     return redirect(f"/villages/{village_id}/committee", request, "已撤销回避声明")
 
 
@@ -202,6 +195,10 @@ def _rejected(e: AppError, p: Principal, round_id: int) -> FormRejected:
     return FormRejected(e, "evaluation/round.html", lambda s: _round_ctx(s, p, round_id))
 
 
+def _round_form(p: Principal, round_id: int) -> AbstractContextManager[None]:
+    return form_errors("evaluation/round.html", lambda s: _round_ctx(s, p, round_id))
+
+
 @router.get("/rounds/{round_id}")
 def round_page(request: Request, session: DbSession, round_id: int, p: Principal = View) -> Response:
     return render(request, "evaluation/round.html", _round_ctx(session, p, round_id))
@@ -210,11 +207,9 @@ def round_page(request: Request, session: DbSession, round_id: int, p: Principal
 @router.post("/rounds/{round_id}/present")
 def round_present(request: Request, session: DbSession, form: PostedForm, round_id: int,
                   p: Principal = Manage) -> Response:
-    try:
+    with _round_form(p, round_id):
         ids = [_int(str(v), "委员") for v in form.getlist("member")]
         rounds.set_present(session, p.actor(), round_id, ids)
-    except AppError as e:
-        raise _rejected(e, p, round_id) from e
     return redirect(f"/rounds/{round_id}", request, f"已记录出席委员 {len(ids)} 人")
 
 
@@ -225,12 +220,10 @@ STATE_ACTIONS: dict[str, Callable[..., Any]] = {"submit": rounds.submit, "public
 @router.post("/rounds/{round_id}/state")
 def round_state(request: Request, session: DbSession, round_id: int, p: Principal = Manage,
                 action: Short = "") -> Response:
-    try:
+    with _round_form(p, round_id):
         if action not in STATE_ACTIONS:
             raise ValidationFailed("未知的操作")
         done = STATE_ACTIONS[action](session, p.actor(), round_id)
-    except AppError as e:
-        raise _rejected(e, p, round_id) from e
     message = f"{rounds.TRANSITIONS[action][2]}：已完成"
     if isinstance(done, rounds.Finalised):
         message = (f"已入账：{done.transactions} 户积分，发放 {done.points_issued} 分、扣减 {done.points_deducted} 分，"
@@ -241,15 +234,13 @@ def round_state(request: Request, session: DbSession, round_id: int, p: Principa
 @router.post("/rounds/{round_id}/review")
 def round_review(request: Request, session: DbSession, round_id: int, p: Principal = Review,
                  decision: Short = "", comment: Text = "") -> Response:
-    try:
+    with form_errors("evaluation/review.html", lambda s: _review_ctx(s, p, round_id, comment=comment)):
         if decision == "approve":
             rounds.approve(session, p.actor(), round_id, comment)
         elif decision == "return":
             rounds.return_round(session, p.actor(), round_id, comment)
         else:
             raise ValidationFailed("请选择“审核通过”或“退回修改”")
-    except AppError as e:
-        raise FormRejected(e, "evaluation/review.html", lambda s: _review_ctx(s, p, round_id, comment=comment)) from e
     return redirect(f"/rounds/{round_id}/review", request, "已审核通过" if decision == "approve" else "已退回村里修改")
 
 
@@ -373,11 +364,9 @@ def grid_fill(request: Request, session: DbSession, round_id: int, p: Principal 
               grade: Short = "", group: Short = "") -> Response:
     rnd = rounds.get_round(session, round_id)
     gid = _opt_int(group)
-    try:
+    with form_errors("evaluation/grid.html", lambda s: _grid_ctx(s, p, round_id, gid)):
         result = rounds.fill_default(session, p.actor(), round_id, grade=grade.strip(), group_id=gid,
                                      rater_id=_writer(session, p, rnd))
-    except AppError as e:
-        raise FormRejected(e, "evaluation/grid.html", lambda s: _grid_ctx(s, p, round_id, gid)) from e
     where = f"?group={gid}" if gid else ""
     return redirect(f"/rounds/{round_id}/grid{where}", request,
                     f"已将 {result.saved} 个空格填为“{grade}”，请再逐一修改例外的户")
@@ -402,7 +391,7 @@ def _sheet_ctx(session: DbSession, p: Principal, round_id: int, upload_id: int, 
 def sheet_upload(request: Request, session: DbSession, round_id: int, p: Principal = Rate,
                  file: Annotated[UploadFile | None, File()] = None) -> Response:
     rnd = rounds.get_round(session, round_id)
-    try:
+    with _round_form(p, round_id):
         if file is None or not file.filename:
             raise ValidationFailed("请选择填好的评分表（.xlsx）")
         rater = _writer(session, p, rnd)
@@ -413,8 +402,6 @@ def sheet_upload(request: Request, session: DbSession, round_id: int, p: Princip
         end_reads(session)
         with write_txn(request) as ws:
             up = sheets.keep(ws, p.actor(), round_id, file_name=file.filename, checked=checked, rater_id=rater)
-    except AppError as e:
-        raise _rejected(e, p, round_id) from e
     return redirect(f"/rounds/{round_id}/sheet/{up.id}", request)
 
 
@@ -427,14 +414,12 @@ def sheet_preview(request: Request, session: DbSession, round_id: int, upload_id
 def sheet_confirm(request: Request, session: DbSession, round_id: int, upload_id: int, p: Principal = Rate,
                   action: Short = "confirm") -> Response:
     rnd = rounds.get_round(session, round_id)
-    try:
+    with form_errors("evaluation/sheet_preview.html", lambda s: _sheet_ctx(s, p, round_id, upload_id)):
         rater = _writer(session, p, rnd)
         if action == "discard":
             sheets.discard(session, p.actor(), round_id, upload_id, rater_id=rater)
             return redirect(f"/rounds/{round_id}", request, "已放弃这次上传")
         result = sheets.confirm(session, p.actor(), round_id, upload_id, rater_id=rater)
-    except AppError as e:
-        raise FormRejected(e, "evaluation/sheet_preview.html", lambda s: _sheet_ctx(s, p, round_id, upload_id)) from e
     return redirect(f"/rounds/{round_id}/grid", request, f"评分表已导入：保存 {result.saved} 项")
 
 
@@ -443,12 +428,10 @@ def sheet_confirm(request: Request, session: DbSession, round_id: int, upload_id
 @router.post("/rounds/{round_id}/determinations")
 def propose(request: Request, session: DbSession, round_id: int, p: Principal = Rate, household_id: Short = "",
             code: Short = "", description: Text = "", evidence: Text = "", member_name: Short = "") -> Response:
-    try:
+    with _round_form(p, round_id):
         m = motions.propose_determination(session, p.actor(), round_id, household_id=_int(household_id, "农户"),
                                           code=code, description=description, evidence=evidence,
                                           member_name=member_name)
-    except AppError as e:
-        raise _rejected(e, p, round_id) from e
     return redirect(f"/rounds/{round_id}#motion-{m.id}", request, "已提出认定，等待委员表决")
 
 
@@ -537,14 +520,12 @@ def awards(request: Request, session: DbSession, village_id: int, p: Principal =
 def propose_award(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
                   household_number: Short = "", kind: Short = "award", points: Short = "",
                   description: Text = "", evidence: Text = "") -> Response:
-    try:
+    with form_errors("evaluation/awards.html", lambda s: _awards_ctx(s, p, village_id, form={
+            "household_number": household_number, "kind": kind, "points": points, "description": description,
+            "evidence": evidence})):
         h = hh.find_by_number(session, village_id, household_number)
         motions.propose_adhoc(session, p.actor(), village_id, household_id=h.id, kind=kind,  # type: ignore[arg-type]
                               points=_int(points, "分值"), description=description, evidence=evidence)
-    except AppError as e:
-        raise FormRejected(e, "evaluation/awards.html", lambda s: _awards_ctx(s, p, village_id, form={
-            "household_number": household_number, "kind": kind, "points": points, "description": description,
-            "evidence": evidence})) from e
     return redirect(f"/villages/{village_id}/awards", request, "已提交委员会表决")
 
 
@@ -554,12 +535,10 @@ def propose_award(request: Request, session: DbSession, village_id: int, p: Prin
 def file_paper_objection(request: Request, session: DbSession, round_id: int, p: Principal = Manage,
                          household_id: Short = "", target: Short = "rating", theme: Short = "",
                          motion_id: Short = "", posting_code: Short = "", text: Text = "") -> Response:
-    try:
+    with _round_form(p, round_id):
         objections.file(session, p.actor(), round_id, household_id=_int(household_id, "农户"), target=target,
                         theme=theme or None, motion_id=_opt_int(motion_id), posting_code=posting_code or None,
                         text=text, on_paper=True)
-    except AppError as e:
-        raise _rejected(e, p, round_id) from e
     return redirect(f"/rounds/{round_id}#objections", request, "已登记书面异议")
 
 
@@ -568,13 +547,11 @@ def resolve_objection(request: Request, session: DbSession, objection_id: int, p
                       decision: Short = "", reason: Text = "", corrected_grade: Short = "") -> Response:
     o = objections.get_objection(session, objection_id)
     round_id = o.round_id
-    try:
+    with _round_form(p, round_id):
         if decision not in ("uphold", "reject"):
             raise ValidationFailed("请选择“异议成立”或“异议不成立”")
         res = objections.resolve(session, p.actor(), objection_id, uphold=decision == "uphold", reason=reason,
                                  corrected_grade=corrected_grade or None)
-    except AppError as e:
-        raise _rejected(e, p, round_id) from e
     message = "已记录处理结果"
     if res.delta:
         message += f"，已补记积分 {res.delta:+d}（交易 #{res.ledger_tx_id}）"
@@ -667,7 +644,7 @@ def simulate_page(request: Request, session: DbSession, round_id: int, p: Princi
 def simulate(request: Request, session: DbSession, round_id: int, p: Principal = View, version: Short = "",
              text: Annotated[str, Form(max_length=rulesets.MAX_TOML_BYTES)] = "") -> Response:
     """Nothing is saved: the draft is applied to this round's input and the differences shown."""
-    try:
+    with form_errors("evaluation/simulate.html", lambda s: _simulate_ctx(s, round_id, text=text, version=version)):
         if text.strip():
             draft = rulesets.read_toml(text)
         elif ":" in version:
@@ -676,9 +653,6 @@ def simulate(request: Request, session: DbSession, round_id: int, p: Principal =
         else:
             raise ValidationFailed("请选择一个已存的积分细则版本，或粘贴草稿（TOML）")
         sim = rounds.simulate(session, rounds.get_round(session, round_id), draft)
-    except AppError as e:
-        raise FormRejected(e, "evaluation/simulate.html", lambda s: _simulate_ctx(s, round_id, text=text,
-                                                                                  version=version)) from e
     return render(request, "evaluation/simulate.html", _simulate_ctx(session, round_id, sim=sim, draft=draft,
                                                                      text=text, version=version))
 
@@ -717,7 +691,8 @@ def own_objection(request: Request, session: DbSession, household_id: int, p: Pr
                   round_id: Short = "", target: Short = "rating", theme: Short = "", motion_id: Short = "",
                   posting_code: Short = "", text: Text = "") -> Response:
     rid = _opt_int(round_id)
-    try:
+    with form_errors("evaluation/household.html", lambda s: _own_ctx(
+            s, p, household_id, rid, form={"target": target, "theme": theme, "text": text})):
         if rid is None:
             raise ValidationFailed("请选择对哪一个月的评比有异议")
         h = hh.get_household(session, household_id)
@@ -730,9 +705,6 @@ def own_objection(request: Request, session: DbSession, household_id: int, p: Pr
             raise ValidationFailed("这一轮评比不在公示期，不能在网上提出异议；如有问题请联系村文书")
         objections.file(session, p.actor(), rid, household_id=household_id, target=target, theme=theme or None,
                         motion_id=_opt_int(motion_id), posting_code=posting_code or None, text=text)
-    except AppError as e:
-        raise FormRejected(e, "evaluation/household.html", lambda s: _own_ctx(
-            s, p, household_id, rid, form={"target": target, "theme": theme, "text": text})) from e
     return redirect(f"/households/{household_id}/evaluation?round={rid}", request,
                     "异议已提交，评比委员会将在公示期内答复")
 

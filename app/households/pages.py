@@ -14,7 +14,7 @@ from app.auth.permissions import Perm
 from app.auth.service.accounts import Principal
 from app.core.scope import EVERYTHING, Scope
 from app.deps import DbSession, end_reads, read_only_session, write_after_read, write_txn
-from app.errors import AppError, FormRejected, ValidationFailed
+from app.errors import ValidationFailed, form_errors
 from app.households.models import HOUSEHOLD_STATUS_LABELS, MEMBER_STATUS_LABELS, RELATIONS
 from app.households.service import exports, imports
 from app.households.service import households as hh
@@ -120,10 +120,8 @@ def _back(household_id: int, request: Request, message: str) -> Response:
 @router.post("/households/{household_id}/edit")
 def edit_household(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
                    address: Text = "", phone: Text = "", notes: Text = "") -> Response:
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         hh.update_household(session, p.actor(), household_id, address=address, phone=phone, notes=notes)
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id)) from e
     return _back(household_id, request, "户信息已保存")
 
 
@@ -145,10 +143,8 @@ def member_fields(name: Text = "", relation: Text = "", gender: Text = "", birth
 @router.post("/households/{household_id}/members")
 def add_member(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
                form: MemberForm = Depends(member_fields)) -> Response:
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id, form=form)):
         m = hh.add_member(session, p.actor(), household_id, form.to_input())
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id, form=form)) from e
     return _back(household_id, request, f"已添加成员 {m.name}")
 
 
@@ -165,10 +161,8 @@ def member_form(request: Request, session: DbSession, member_id: int, p: Princip
 @router.post("/members/{member_id}/edit")
 def member_save(request: Request, session: DbSession, member_id: int, p: Principal = Manage,
                 form: MemberForm = Depends(member_fields)) -> Response:
-    try:
+    with form_errors("households/member_edit.html", lambda s: _member_ctx(s, p, member_id, form=form)):
         m = hh.update_member(session, p.actor(), member_id, form.to_input())
-    except AppError as e:
-        raise FormRejected(e, "households/member_edit.html", lambda s: _member_ctx(s, p, member_id, form=form)) from e
     return _back(m.household_id, request, f"已保存 {m.name} 的信息")
 
 
@@ -177,30 +171,24 @@ def member_status(request: Request, session: DbSession, member_id: int, p: Princ
                   status: Text = "", on: Text = "", reason: Text = "") -> Response:
     m = hh.get_member(session, member_id)
     household_id = m.household_id
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         hh.set_member_status(session, p.actor(), member_id, status, on=_date(on, "日期"), reason=reason)
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id)) from e
     return _back(household_id, request, "成员状态已更新")
 
 
 @router.post("/households/{household_id}/head")
 def change_head(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
                 member_id: Annotated[int, Form()] = 0, old_head_relation: Text = "其他") -> Response:
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         hh.change_head(session, p.actor(), household_id, member_id, old_head_relation=old_head_relation)
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id)) from e
     return _back(household_id, request, "户主已更换")
 
 
 @router.post("/households/{household_id}/group")
 def move_group(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
                group_id: Text = "") -> Response:
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         hh.move_group(session, p.actor(), household_id, int(group_id) if group_id.isdigit() else None)
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id)) from e
     return _back(household_id, request, "村民小组已调整")
 
 
@@ -208,34 +196,28 @@ def move_group(request: Request, session: DbSession, household_id: int, p: Princ
 def split(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
           member_ids: Annotated[list[int] | None, Form()] = None, new_head_id: Text = "", new_number: Text = "",
           reason: Text = "分户") -> Response:
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         new = hh.split(session, p.actor(), household_id, member_ids=member_ids or [],
                        new_head_id=int(new_head_id) if new_head_id.isdigit() else 0, new_number=new_number or None,
                        reason=reason or "分户")
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id)) from e
     return redirect(f"/households/{new.id}", request, f"分户完成：新户号 {new.number}")
 
 
 @router.post("/households/{household_id}/merge")
 def merge(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
           target_number: Text = "", reason: Text = "合户") -> Response:
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         source = hh.get_household(session, household_id)
         target = hh.find_by_number(session, source.village_id, target_number)
         hh.merge(session, p.actor(), household_id, target.id, reason=reason or "合户")  # type: ignore[arg-type]
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id)) from e
     return redirect(f"/households/{target.id}", request, f"已并入户号 {target.number}")
 
 
 @router.post("/households/{household_id}/move-out")
 def move_out(request: Request, session: DbSession, household_id: int, p: Principal = Manage,
              status: Text = "", on: Text = "", reason: Text = "") -> Response:
-    try:
+    with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         hh.move_out(session, p.actor(), household_id, status=status, on=_date(on, "日期"), reason=reason)
-    except AppError as e:
-        raise FormRejected(e, "households/detail.html", lambda s: _detail_ctx(s, p, household_id)) from e
     return _back(household_id, request, "已办理")
 
 
@@ -259,14 +241,12 @@ def create(request: Request, session: DbSession, village_id: int, p: Principal =
            party_member: Text = "0", living_away: Text = "0") -> Response:
     form = {"number": number, "group_id": group_id, "address": address, "phone": phone, "notes": notes, "name": name,
             "gender": gender, "birth_date": birth_date, "id_number": id_number, "member_phone": member_phone}
-    try:
+    with form_errors("households/new.html", lambda s: _new_ctx(s, p, village_id, form=form)):
         h = hh.create_household(session, p.actor(), village_id=village_id, number=number,
                                 head=_member_input(name, "户主", gender, birth_date, id_number, member_phone,
                                                    party_member, living_away),
                                 group_id=int(group_id) if group_id.isdigit() else None, address=address, phone=phone,
                                 notes=notes)
-    except AppError as e:
-        raise FormRejected(e, "households/new.html", lambda s: _new_ctx(s, p, village_id, form=form)) from e
     return redirect(f"/households/{h.id}", request, f"已建户：户号 {h.number}")
 
 
@@ -313,7 +293,7 @@ def upload(request: Request, session: DbSession, village_id: int,
            file: Annotated[UploadFile | None, File()] = None, p: Principal = Manage) -> Response:
     data = file.file.read(imports.roster.MAX_FILE_BYTES + 1) if file is not None else b""  # in a worker thread
     name = file.filename if file is not None else ""
-    try:
+    with form_errors("households/roster.html", lambda s: _roster_ctx(s, p, village_id)):
         if not name:
             raise ValidationFailed("请选择要上传的花名册文件（.xlsx、.xls 或 .csv）")
         end_reads(session)
@@ -322,8 +302,6 @@ def upload(request: Request, session: DbSession, village_id: int,
         end_reads(session)
         with write_txn(request) as ws:
             batch_id = imports.keep(ws, p.actor(), village_id=village_id, parsed=parsed, plan=plan).id
-    except AppError as e:
-        raise FormRejected(e, "households/roster.html", lambda s: _roster_ctx(s, p, village_id)) from e
     return redirect(f"/villages/{village_id}/roster/imports/{batch_id}", request)
 
 
@@ -344,12 +322,9 @@ def preview_page(request: Request, session: DbSession, village_id: int, batch_id
 @router.post("/villages/{village_id}/roster/imports/{batch_id}/confirm")
 def confirm(request: Request, session: DbSession, village_id: int, batch_id: int, p: Principal = Manage,
             create_missing_groups: Text = "0") -> Response:
-    try:
+    with form_errors("households/import_preview.html", lambda s: _preview_ctx(s, p, village_id, batch_id)):
         result = imports.apply(session, p.actor(), village_id=village_id, batch_id=batch_id,
                                create_missing_groups=create_missing_groups == "1")
-    except AppError as e:
-        raise FormRejected(e, "households/import_preview.html",
-                           lambda s: _preview_ctx(s, p, village_id, batch_id)) from e
     msg = (f"导入完成：新建 {result['households_new']} 户、更新 {result['households_updated']} 户；"
            f"新增成员 {result['members_new']} 人、更新 {result['members_updated']} 人，"
            f"{result['members_unchanged']} 人没有变化")

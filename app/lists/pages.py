@@ -5,6 +5,7 @@ decision), and a household's own history with what it must do."""
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from datetime import date
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from app.auth.service.accounts import Principal
 from app.core.clock import format_local
 from app.core.scope import EVERYTHING
 from app.deps import DbSession
-from app.errors import AppError, FormRejected, ValidationFailed
+from app.errors import ValidationFailed, form_errors
 from app.households.service import households as hh
 from app.lists import service as lists
 from app.org import service as org
@@ -114,27 +115,23 @@ def posting_page(request: Request, session: DbSession, posting_id: int, p: Princ
     return render(request, "lists/posting.html", _posting_ctx(session, p, posting_id))
 
 
-def _rejected(e: AppError, p: Principal, posting_id: int, form: dict[str, str]) -> FormRejected:
-    return FormRejected(e, "lists/posting.html", lambda s: _posting_ctx(s, p, posting_id, form=form))
+def _posting_form(p: Principal, posting_id: int, form: dict[str, str]) -> AbstractContextManager[None]:
+    return form_errors("lists/posting.html", lambda s: _posting_ctx(s, p, posting_id, form=form))
 
 
 @router.post("/postings/{posting_id}/rectification")
 def start_plan(request: Request, session: DbSession, posting_id: int, p: Principal = Manage,
                measures: Text = "", helper: Text = "") -> Response:
-    try:
+    with _posting_form(p, posting_id, {"measures": measures, "helper": helper}):
         lists.start_rectification(session, p.actor(), posting_id, measures=measures, helper=helper)
-    except AppError as e:
-        raise _rejected(e, p, posting_id, {"measures": measures, "helper": helper}) from e
     return redirect(f"/postings/{posting_id}", request, "已记录整改方案：请按方案帮扶并定期回访")
 
 
 @router.post("/postings/{posting_id}/visits")
 def add_visit(request: Request, session: DbSession, posting_id: int, p: Principal = Manage,
               visited_on: Text = "", notes: Text = "") -> Response:
-    try:
+    with _posting_form(p, posting_id, {"visited_on": visited_on, "notes": notes}):
         lists.record_visit(session, p.actor(), posting_id, visited_on=_date(visited_on, "回访日期"), notes=notes)
-    except AppError as e:
-        raise _rejected(e, p, posting_id, {"visited_on": visited_on, "notes": notes}) from e
     return redirect(f"/postings/{posting_id}", request, "已记录回访")
 
 
@@ -143,12 +140,10 @@ def lift(request: Request, session: DbSession, posting_id: int, p: Principal = M
          members_present: Text = "", members_for: Text = "", decision: Text = "") -> Response:
     typed = {"decided_on": decided_on, "members_present": members_present, "members_for": members_for,
              "decision": decision}
-    try:
+    with _posting_form(p, posting_id, typed):
         lists.lift(session, p.actor(), posting_id, decided_on=_date(decided_on, "决定日期"),
                    members_present=_count(members_present, "到会委员人数"),
                    members_for=_count(members_for, "同意人数"), decision=decision)
-    except AppError as e:
-        raise _rejected(e, p, posting_id, typed) from e
     return redirect(f"/postings/{posting_id}", request, "委员会决定移出黑榜：已从公示的黑榜上撤下")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -12,7 +13,7 @@ from app.auth.permissions import Perm
 from app.auth.service.accounts import Principal
 from app.core.scope import Scope
 from app.deps import DbSession
-from app.errors import AppError, FormRejected, ValidationFailed
+from app.errors import ValidationFailed, form_errors
 from app.org import service as org
 from app.web.templates import redirect, render
 
@@ -45,10 +46,8 @@ def index(request: Request, session: DbSession, p: Principal = View) -> Response
 @router.post("/org/townships")
 def create_township(request: Request, session: DbSession, p: Principal = Manage,
                     code: Name = "", name: Name = "") -> Response:
-    try:
+    with form_errors("org/index.html", lambda s: _index_ctx(s, p, form={"code": code, "name": name})):
         t = org.create_township(session, p.actor(), code=code, name=name)
-    except AppError as e:
-        raise FormRejected(e, "org/index.html", lambda s: _index_ctx(s, p, form={"code": code, "name": name})) from e
     return redirect("/org", request, f"已新建乡镇：{t.name}")
 
 
@@ -59,6 +58,11 @@ def _township_ctx(session: DbSession, p: Principal, township_id: int, **extra: o
             "can_manage": p.can(Perm.ORG_MANAGE), **extra}
 
 
+def _township_form(p: Principal, township_id: int, form: dict[str, str] | None = None) -> AbstractContextManager[None]:
+    """A form of the township's page: refused, the page again with the reason (and `form`, what was typed)."""
+    return form_errors("org/township.html", lambda s: _township_ctx(s, p, township_id, form=form))
+
+
 @router.get("/org/townships/{township_id}")
 def township(request: Request, session: DbSession, township_id: int, p: Principal = View) -> Response:
     return render(request, "org/township.html", _township_ctx(session, p, township_id))
@@ -67,31 +71,24 @@ def township(request: Request, session: DbSession, township_id: int, p: Principa
 @router.post("/org/townships/{township_id}/rename")
 def rename_township(request: Request, session: DbSession, township_id: int, p: Principal = Manage,
                     name: Name = "") -> Response:
-    try:
+    with _township_form(p, township_id):
         org.rename_township(session, p.actor(), township_id, name)
-    except AppError as e:
-        raise FormRejected(e, "org/township.html", lambda s: _township_ctx(s, p, township_id)) from e
     return redirect(f"/org/townships/{township_id}", request, "已改名")
 
 
 @router.post("/org/townships/{township_id}/active")
 def township_active(request: Request, session: DbSession, township_id: int, p: Principal = Manage,
                     active: Annotated[str, Form(max_length=5)] = "0") -> Response:
-    try:
+    with _township_form(p, township_id):
         org.set_township_active(session, p.actor(), township_id, active == "1")
-    except AppError as e:
-        raise FormRejected(e, "org/township.html", lambda s: _township_ctx(s, p, township_id)) from e
     return redirect(f"/org/townships/{township_id}", request, "已启用" if active == "1" else "已停用")
 
 
 @router.post("/org/townships/{township_id}/villages")
 def create_village(request: Request, session: DbSession, township_id: int, p: Principal = Manage,
                    code: Name = "", name: Name = "") -> Response:
-    try:
+    with _township_form(p, township_id, {"code": code, "name": name}):
         v = org.create_village(session, p.actor(), township_id=township_id, code=code, name=name)
-    except AppError as e:
-        raise FormRejected(e, "org/township.html",
-                           lambda s: _township_ctx(s, p, township_id, form={"code": code, "name": name})) from e
     return redirect(f"/org/townships/{township_id}", request, f"已新建村：{v.name}")
 
 
@@ -104,6 +101,11 @@ def _village_ctx(session: DbSession, p: Principal, village_id: int, **extra: obj
             **extra}
 
 
+def _village_form(p: Principal, village_id: int, form: dict[str, str] | None = None) -> AbstractContextManager[None]:
+    """A form of the village's page: refused, the page again with the reason (and `form`, what was typed)."""
+    return form_errors("org/village.html", lambda s: _village_ctx(s, p, village_id, form=form))
+
+
 @router.get("/org/villages/{village_id}")
 def village(request: Request, session: DbSession, village_id: int, p: Principal = View) -> Response:
     return render(request, "org/village.html", _village_ctx(session, p, village_id))
@@ -112,33 +114,26 @@ def village(request: Request, session: DbSession, village_id: int, p: Principal 
 @router.post("/org/villages/{village_id}/rename")
 def rename_village(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
                    name: Name = "") -> Response:
-    try:
+    with _village_form(p, village_id):
         org.rename_village(session, p.actor(), village_id, name)
-    except AppError as e:
-        raise FormRejected(e, "org/village.html", lambda s: _village_ctx(s, p, village_id)) from e
     return redirect(f"/org/villages/{village_id}", request, "已改名")
 
 
 @router.post("/org/villages/{village_id}/active")
 def village_active(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
                    active: Annotated[str, Form(max_length=5)] = "0") -> Response:
-    try:
+    with _village_form(p, village_id):
         org.set_village_active(session, p.actor(), village_id, active == "1")
-    except AppError as e:
-        raise FormRejected(e, "org/village.html", lambda s: _village_ctx(s, p, village_id)) from e
     return redirect(f"/org/villages/{village_id}", request, "已启用" if active == "1" else "已停用")
 
 
 @router.post("/org/villages/{village_id}/groups")
 def create_group(request: Request, session: DbSession, village_id: int, p: Principal = GroupManage,
                  number: Annotated[str, Form(max_length=10)] = "", name: Name = "") -> Response:
-    try:
+    with _village_form(p, village_id, {"number": number, "name": name}):
         if not number.strip().isdigit():
             raise ValidationFailed("小组编号必须是 1 到 999 之间的整数", details={"field": "number"})
         g = org.create_group(session, p.actor(), village_id=village_id, number=int(number), name=name or None)
-    except AppError as e:
-        raise FormRejected(e, "org/village.html",
-                           lambda s: _village_ctx(s, p, village_id, form={"number": number, "name": name})) from e
     return redirect(f"/org/villages/{village_id}", request, f"已新建：{g.name}")
 
 

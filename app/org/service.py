@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, ValidationFailed, get_or_not_found
 from app.org.models import County, Group, Store, StoreVillage, Township, Village
 
 NAME_RE = re.compile(r"^[\u4e00-\u9fffA-Za-z0-9（）()·\-\s]{1,50}$")
@@ -32,6 +33,56 @@ def _name(value: str, what: str) -> str:
 
 def _snapshot(obj: Any, *fields: str) -> dict[str, Any]:
     return {f: getattr(obj, f) for f in fields}
+
+
+# ---- what townships, villages and groups share: listed, created, renamed, stopped and started alike -------------------
+
+Unit = TypeVar("Unit", Township, Village, Group)
+# the table's word in audit events ("org.village.rename") and object types, and in messages ("村名称不能超过 50 个字")
+_KINDS: dict[type, tuple[str, str]] = {Township: ("township", "乡镇"), Village: ("village", "村"), Group: ("group", "小组")}
+
+
+def _list(session: Session, model: type[Unit], order: Any, *where: Any, include_inactive: bool) -> list[Unit]:
+    stmt = select(model).where(*where).order_by(order)
+    if not include_inactive:
+        stmt = stmt.where(model.active.is_(True))
+    return list(session.execute(stmt).scalars())
+
+
+def _created(session: Session, actor: Actor, unit: Unit, *fields: str) -> Unit:
+    session.add(unit)
+    session.flush()
+    kind = _KINDS[type(unit)][0]
+    audit.record(session, actor, f"org.{kind}.create", object_type=kind, object_id=unit.id,
+                 after=_snapshot(unit, *fields))
+    return unit
+
+
+def _rename(session: Session, actor: Actor, model: type[Unit], unit_id: int, name: str) -> Unit:
+    kind, label = _KINDS[model]
+    unit = get_or_not_found(session, model, unit_id)
+    before = _snapshot(unit, "name")
+    unit.name = _name(name, label)
+    session.flush()
+    audit.record(session, actor, f"org.{kind}.rename", object_type=kind, object_id=unit.id,
+                 before=before, after=_snapshot(unit, "name"))
+    return unit
+
+
+def _set_active(session: Session, actor: Actor, model: type[Unit], unit_id: int, active: bool,
+                check: Callable[[Unit], None] = lambda unit: None) -> Unit:
+    """Stop or start using a unit (nothing is deleted); `check` refuses the change for the unit's own reasons."""
+    kind = _KINDS[model][0]
+    unit = get_or_not_found(session, model, unit_id)
+    if unit.active == active:
+        return unit
+    check(unit)
+    unit.active = active
+    unit.deactivated_at = None if active else utcnow()
+    session.flush()
+    audit.record(session, actor, f"org.{kind}.activate" if active else f"org.{kind}.deactivate",
+                 object_type=kind, object_id=unit.id, before={"active": not active}, after={"active": active})
+    return unit
 
 
 # ---- county -------------------------------------------------------------------------------------------------------
@@ -100,19 +151,15 @@ def _township_code(county: County, code: str) -> str:
 
 
 def list_townships(session: Session, flt: ScopeFilter, *, include_inactive: bool = True) -> list[Township]:
-    stmt = select(Township).order_by(Township.code)
+    where = []
     if not flt.everything:
         village_township = select(Village.township_id).where(Village.id.in_(flt.village_ids))
-        stmt = stmt.where(Township.id.in_(flt.township_ids) | Township.id.in_(village_township))
-    if not include_inactive:
-        stmt = stmt.where(Township.active.is_(True))
-    return list(session.execute(stmt).scalars())
+        where.append(Township.id.in_(flt.township_ids) | Township.id.in_(village_township))
+    return _list(session, Township, Township.code, *where, include_inactive=include_inactive)
 
 
 def get_township(session: Session, flt: ScopeFilter, township_id: int) -> Township:
-    t = session.get(Township, township_id)
-    if t is None:
-        raise NotFound()
+    t = get_or_not_found(session, Township, township_id)
     if not flt.everything and t.id not in flt.township_ids:
         vis = visible_village_ids(session, flt) or []
         if not session.execute(select(Village.id).where(Village.township_id == t.id, Village.id.in_(vis))).first():
@@ -127,63 +174,40 @@ def create_township(session: Session, actor: Actor, *, code: str, name: str) -> 
     if session.execute(select(Township.id).where(Township.code == code)).first():
         raise Conflict(f"乡镇代码 {code} 已被使用", details={"field": "code"})
     t = Township(county_id=county.id, code=code, name=name)  # type: ignore[arg-type]
-    session.add(t)
-    session.flush()
-    audit.record(session, actor, "org.township.create", object_type="township", object_id=t.id,
-                 after=_snapshot(t, "code", "name"))
-    return t
+    return _created(session, actor, t, "code", "name")
 
 
 def rename_township(session: Session, actor: Actor, township_id: int, name: str) -> Township:
-    t = session.get(Township, township_id)
-    if t is None:
-        raise NotFound()
-    before = _snapshot(t, "name")
-    t.name = _name(name, "乡镇")
-    session.flush()
-    audit.record(session, actor, "org.township.rename", object_type="township", object_id=t.id,
-                 before=before, after=_snapshot(t, "name"))
-    return t
+    return _rename(session, actor, Township, township_id, name)
 
 
 def set_township_active(session: Session, actor: Actor, township_id: int, active: bool) -> Township:
-    t = session.get(Township, township_id)
-    if t is None:
-        raise NotFound()
-    if t.active == active:
-        return t
-    if not active:
+    def no_active_villages(t: Township) -> None:
+        if active:
+            return
         n = session.execute(select(func.count()).select_from(Village)
                             .where(Village.township_id == t.id, Village.active.is_(True))).scalar_one()
         if n:
             raise Conflict(f"{t.name}下还有 {n} 个在用的村，请先停用这些村")
-    t.active = active
-    t.deactivated_at = None if active else utcnow()
-    session.flush()
-    audit.record(session, actor, "org.township.activate" if active else "org.township.deactivate",
-                 object_type="township", object_id=t.id, before={"active": not active}, after={"active": active})
-    return t
+
+    return _set_active(session, actor, Township, township_id, active, no_active_villages)
 
 
 # ---- villages -----------------------------------------------------------------------------------------------------
 
 def list_villages(session: Session, flt: ScopeFilter, *, township_id: int | None = None,
                   include_inactive: bool = True) -> list[Village]:
-    stmt = select(Village).order_by(Village.code)
+    where = []
     vis = visible_village_ids(session, flt)
     if vis is not None:
-        stmt = stmt.where(Village.id.in_(vis))
+        where.append(Village.id.in_(vis))
     if township_id is not None:
-        stmt = stmt.where(Village.township_id == township_id)
-    if not include_inactive:
-        stmt = stmt.where(Village.active.is_(True))
-    return list(session.execute(stmt).scalars())
+        where.append(Village.township_id == township_id)
+    return _list(session, Village, Village.code, *where, include_inactive=include_inactive)
 
 
 def get_village(session: Session, flt: ScopeFilter, village_id: int) -> Village:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
+    v = get_or_not_found(session, Village, village_id)
     _check(flt, Scope(township_id=v.township_id, village_id=v.id))
     return v
 
@@ -202,56 +226,32 @@ def create_village(session: Session, actor: Actor, *, township_id: int, code: st
     if session.execute(select(Village.id).where(Village.code == code)).first():
         raise Conflict(f"村代码 {code} 已被使用", details={"field": "code"})
     v = Village(township_id=t.id, code=code, name=_name(name, "村"))  # type: ignore[arg-type]
-    session.add(v)
-    session.flush()
-    audit.record(session, actor, "org.village.create", object_type="village", object_id=v.id,
-                 after=_snapshot(v, "township_id", "code", "name"))
-    return v
+    return _created(session, actor, v, "township_id", "code", "name")
 
 
 def rename_village(session: Session, actor: Actor, village_id: int, name: str) -> Village:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
-    before = _snapshot(v, "name")
-    v.name = _name(name, "村")
-    session.flush()
-    audit.record(session, actor, "org.village.rename", object_type="village", object_id=v.id,
-                 before=before, after=_snapshot(v, "name"))
-    return v
+    return _rename(session, actor, Village, village_id, name)
 
 
 def set_village_active(session: Session, actor: Actor, village_id: int, active: bool) -> Village:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
-    if v.active == active:
-        return v
-    if active:
+    def township_in_use(v: Village) -> None:
+        if not active:
+            return
         t = session.get(Township, v.township_id)
         if t is not None and not t.active:
             raise Conflict(f"{t.name}已停用，请先启用乡镇")
-    v.active = active
-    v.deactivated_at = None if active else utcnow()
-    session.flush()
-    audit.record(session, actor, "org.village.activate" if active else "org.village.deactivate",
-                 object_type="village", object_id=v.id, before={"active": not active}, after={"active": active})
-    return v
+
+    return _set_active(session, actor, Village, village_id, active, township_in_use)
 
 
 # ---- groups -------------------------------------------------------------------------------------------------------
 
 def list_groups(session: Session, village_id: int, *, include_inactive: bool = True) -> list[Group]:
-    stmt = select(Group).where(Group.village_id == village_id).order_by(Group.number)
-    if not include_inactive:
-        stmt = stmt.where(Group.active.is_(True))
-    return list(session.execute(stmt).scalars())
+    return _list(session, Group, Group.number, Group.village_id == village_id, include_inactive=include_inactive)
 
 
 def create_group(session: Session, actor: Actor, *, village_id: int, number: int, name: str | None = None) -> Group:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
+    v = get_or_not_found(session, Village, village_id)
     if not v.active:
         raise ValidationFailed(f"{v.name}已停用，不能新建村民小组")
     if not isinstance(number, int) or not 1 <= number <= 999:
@@ -259,37 +259,15 @@ def create_group(session: Session, actor: Actor, *, village_id: int, number: int
     if session.execute(select(Group.id).where(Group.village_id == v.id, Group.number == number)).first():
         raise Conflict(f"{v.name}已有第 {number} 组", details={"field": "number"})
     g = Group(village_id=v.id, number=number, name=_name(name or default_group_name(number), "小组"))  # type: ignore[arg-type]
-    session.add(g)
-    session.flush()
-    audit.record(session, actor, "org.group.create", object_type="group", object_id=g.id,
-                 after=_snapshot(g, "village_id", "number", "name"))
-    return g
+    return _created(session, actor, g, "village_id", "number", "name")
 
 
 def rename_group(session: Session, actor: Actor, group_id: int, name: str) -> Group:
-    g = session.get(Group, group_id)
-    if g is None:
-        raise NotFound()
-    before = _snapshot(g, "name")
-    g.name = _name(name, "小组")
-    session.flush()
-    audit.record(session, actor, "org.group.rename", object_type="group", object_id=g.id,
-                 before=before, after=_snapshot(g, "name"))
-    return g
+    return _rename(session, actor, Group, group_id, name)
 
 
 def set_group_active(session: Session, actor: Actor, group_id: int, active: bool) -> Group:
-    g = session.get(Group, group_id)
-    if g is None:
-        raise NotFound()
-    if g.active == active:
-        return g
-    g.active = active
-    g.deactivated_at = None if active else utcnow()
-    session.flush()
-    audit.record(session, actor, "org.group.activate" if active else "org.group.deactivate",
-                 object_type="group", object_id=g.id, before={"active": not active}, after={"active": active})
-    return g
+    return _set_active(session, actor, Group, group_id, active)
 
 
 _CN_DIGITS = "零一二三四五六七八九"

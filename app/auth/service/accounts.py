@@ -26,7 +26,7 @@ from app.config import Settings
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
-from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests, ValidationFailed
+from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests, ValidationFailed, get_or_not_found
 from app.households.models import Household
 from app.org import service as org
 from app.org.models import Store, Township, Village
@@ -190,9 +190,7 @@ def list_users(session: Session, *, q: str | None = None, offset: int = 0, limit
 
 
 def get_user(session: Session, user_id: int) -> User:
-    u = session.get(User, user_id)
-    if u is None:
-        raise NotFound()
+    u = get_or_not_found(session, User, user_id)
     return u
 
 
@@ -389,9 +387,7 @@ def grant_role(session: Session, actor: Actor, user_id: int, role: str, *, towns
 
 
 def revoke_grant(session: Session, actor: Actor, grant_id: int) -> RoleGrant:
-    g = session.get(RoleGrant, grant_id)
-    if g is None:
-        raise NotFound()
+    g = get_or_not_found(session, RoleGrant, grant_id)
     if g.revoked_at is None:
         g.revoked_at = utcnow()
         session.execute(update(ApiToken).where(ApiToken.grant_id == g.id, ApiToken.revoked_at.is_(None))

@@ -20,7 +20,7 @@ from app.core.context import Actor
 from app.core.masking import mask_id_number, mask_name
 from app.core.pinyin import full_pinyin, initials
 from app.core.scope import Scope, ScopeFilter
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, ValidationFailed, get_or_not_found
 from app.households.models import (
     HEAD,
     NO_GROUP_SORT,
@@ -191,16 +191,12 @@ def scope_of_member(session: Session, member_id: int) -> Scope | None:
 # ---- reading ------------------------------------------------------------------------------------------------------
 
 def get_household(session: Session, household_id: int) -> Household:
-    h = session.get(Household, household_id)
-    if h is None:
-        raise NotFound()
+    h = get_or_not_found(session, Household, household_id)
     return h
 
 
 def get_member(session: Session, member_id: int) -> Member:
-    m = session.get(Member, member_id)
-    if m is None:
-        raise NotFound()
+    m = get_or_not_found(session, Member, member_id)
     return m
 
 
@@ -347,9 +343,7 @@ def _check_group(session: Session, village_id: int, group_id: int | None) -> Gro
 def create_household(session: Session, actor: Actor, *, village_id: int, number: str, head: MemberInput,
                      group_id: int | None = None, address: str | None = None, phone: str | None = None,
                      notes: str | None = None, on: date | None = None) -> Household:
-    v = session.get(Village, village_id)
-    if v is None:
-        raise NotFound()
+    v = get_or_not_found(session, Village, village_id)
     if not v.active:
         raise ValidationFailed(f"{v.name}已停用，不能新建农户")
     number = clean_number(number)

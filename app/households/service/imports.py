@@ -27,7 +27,7 @@ from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.pinyin import full_pinyin, initials
 from app.core.text import bad_character, visible
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, ValidationFailed, get_or_not_found
 from app.households.models import HEAD, NO_GROUP_SORT, Household, HouseholdEvent, HouseholdMembership, ImportBatch, Member
 from app.households.service import roster
 from app.households.service.households import MemberInput, clean_member, clean_number, clean_phone, number_sort_key
@@ -318,9 +318,7 @@ def read_file(file_name: str, data: bytes, *, today: date | None = None) -> Pars
 
 def check(session: Session, *, village_id: int, parsed: Parsed) -> Plan:
     """The parsed file against the village's roster as it is now: what would change, and the problems. Reads only."""
-    village = session.get(Village, village_id)
-    if village is None:
-        raise NotFound()
+    village = get_or_not_found(session, Village, village_id)
     return _plan(session, village, parsed.rows, parsed.problems, parsed.headers)
 
 
@@ -356,8 +354,7 @@ def preview(session: Session, actor: Actor, *, village_id: int, file_name: str, 
             today: date | None = None) -> ImportBatch:
     """Read and check the file; keep the result as a batch awaiting confirmation. Writes no roster row. All in the
     caller's transaction (the CLI, the demo, tests): a route runs the three steps apart (see the module)."""
-    if session.get(Village, village_id) is None:
-        raise NotFound()
+    get_or_not_found(session, Village, village_id)
     parsed = read_file(file_name, data, today=today)
     return keep(session, actor, village_id=village_id, parsed=parsed,
                 plan=check(session, village_id=village_id, parsed=parsed))

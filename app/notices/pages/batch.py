@@ -13,7 +13,7 @@ from app.auth.permissions import Perm
 from app.auth.service.accounts import Principal
 from app.core.clock import format_local
 from app.deps import DbSession
-from app.errors import AppError, Conflict, FormRejected
+from app.errors import Conflict, form_errors
 from app.notices import kinds
 from app.notices.pages.notices import _ctx as village_ctx
 from app.notices.pages.notices import base_url
@@ -48,10 +48,8 @@ def township_notices(request: Request, session: DbSession, township_id: int, p: 
 def start_batch(request: Request, session: DbSession, township_id: int, p: Principal = View,
                 month: Annotated[int, Form(ge=0, le=210012)] = 0,
                 form: Annotated[str, Form(max_length=4)] = "pdf") -> Response:
-    try:
+    with form_errors("notices/batch.html", lambda s: _ctx(s, p, township_id, notices.default_month(None))):
         b = batch.start(session, p.actor(), township_id, month, form)
-    except AppError as e:
-        raise FormRejected(e, "notices/batch.html", lambda s: _ctx(s, p, township_id, notices.default_month(None))) from e
     batch.launch(request.app.state.db, p.actor(), b.id, base_url(request))  # type: ignore[arg-type]
     return redirect(f"/notice-batches/{b.id}", request, "已开始生成，完成后可下载")
 
@@ -62,10 +60,8 @@ def village_month(request: Request, session: DbSession, village_id: int, p: Prin
     """The village's notices of the month in one PDF, generating those not yet generated: open the page, click,
     print."""
     m = notices.default_month(month)
-    try:
+    with form_errors("notices/village.html", lambda s: village_ctx(s, p, village_id, m)):
         data, name, _skipped = batch.village_month(session, p.actor(), village_id, m, base_url(request))
-    except AppError as e:
-        raise FormRejected(e, "notices/village.html", lambda s: village_ctx(s, p, village_id, m)) from e
     return download((data, name, "application/pdf"))
 
 

@@ -16,7 +16,7 @@ from app.auth.service.accounts import Principal
 from app.core.clock import format_local
 from app.core.scope import Scope
 from app.deps import DbSession
-from app.errors import AppError, Conflict, FormRejected
+from app.errors import AppError, Conflict, FormRejected, form_errors
 from app.households.service import households as hh
 from app.notices import kinds
 from app.notices.service import notices, render
@@ -109,10 +109,8 @@ def generate_statement(request: Request, session: DbSession, village_id: int, p:
 @router.post("/villages/{village_id}/notice-settings")
 def set_masking(request: Request, session: DbSession, village_id: int, p: Principal = Manage,
                 masking: Annotated[str, Form(max_length=8)] = "") -> Response:
-    try:
+    with form_errors("notices/village.html", lambda s: _ctx(s, p, village_id, notices.default_month(None))):
         notices.set_masking(session, p.actor(), village_id, masking)
-    except AppError as e:
-        raise FormRejected(e, "notices/village.html", lambda s: _ctx(s, p, village_id, notices.default_month(None))) from e
     return redirect(f"/villages/{village_id}/notices", request, "已保存：以后生成的公示按新的方式显示姓名")
 
 

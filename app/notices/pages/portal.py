@@ -24,7 +24,7 @@ from app.core.clock import format_local
 from app.core.context import Actor
 from app.core.scope import EVERYTHING
 from app.deps import DbSession, pause_before_write
-from app.errors import AppError, CsrfFailed, FormRejected, ValidationFailed
+from app.errors import AppError, CsrfFailed, ValidationFailed, form_errors
 from app.households.service import households
 from app.ledger.service import TX_KIND_LABELS
 from app.notices.service import notices, pins, render
@@ -148,7 +148,7 @@ def pin_set(request: Request, session: DbSession, household_id: int, p: Principa
             pin2: Annotated[str, Form(max_length=40)] = "") -> Response:
     """`set` the PIN typed twice, `random`: a PIN drawn here and shown once, `clear`: no PIN (no portal look-up)."""
     back = f"/households/{household_id}/portal-pin"
-    try:
+    with form_errors("notices/portal_pin.html", lambda s: _pin_ctx(s, household_id)):
         if action == "clear":
             pins.clear_pin(session, p.actor(), household_id)
             return redirect(back, request, "已清除查询密码：这户在公开页面上查不到自己的积分了")
@@ -162,6 +162,4 @@ def pin_set(request: Request, session: DbSession, household_id: int, p: Principa
         if pin and pin != pin2:
             raise ValidationFailed("两次输入的查询密码不一致，请重新输入", details={"field": "pin2"})
         pins.set_pin(session, p.actor(), household_id, pin)
-    except AppError as e:
-        raise FormRejected(e, "notices/portal_pin.html", lambda s: _pin_ctx(s, household_id)) from e
     return redirect(back, request, "已设置查询密码：请把密码当面告诉农户，农户凭积分卡上的卡号和这个密码查询自己的积分")

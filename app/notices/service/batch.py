@@ -23,7 +23,7 @@ from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope
 from app.db import Database
-from app.errors import AppError, NotFound, ValidationFailed
+from app.errors import AppError, ValidationFailed, get_or_not_found
 from app.notices import kinds
 from app.notices.models import NoticeBatch
 from app.notices.service import notices, render
@@ -47,9 +47,7 @@ def start(session: Session, actor: Actor, township_id: int, month: int, form: st
         raise ValidationFailed("月份格式不对，应为 202610", details={"field": "month"})
     if render.missing_parts():
         raise ValidationFailed(render.install_hint(), code="pdf_unavailable")
-    township = session.get(Township, township_id)
-    if township is None:
-        raise NotFound("没有这个乡镇")
+    get_or_not_found(session, Township, township_id, "没有这个乡镇")
     villages = _villages(session, township_id)
     b = NoticeBatch(township_id=township_id, month=month, form=form, total=len(villages), created_by=actor.name[:80])
     session.add(b)
@@ -65,9 +63,7 @@ def _villages(session: Session, township_id: int) -> list[Village]:
 
 
 def get_batch(session: Session, batch_id: int) -> NoticeBatch:
-    b = session.get(NoticeBatch, batch_id)
-    if b is None:
-        raise NotFound("没有这个批量打印任务")
+    b = get_or_not_found(session, NoticeBatch, batch_id, "没有这个批量打印任务")
     return b
 
 
@@ -191,9 +187,7 @@ def village_month(session: Session, actor: Actor, village_id: int, month: int,
     """A village's notices of a month as one PDF, for the clerk to print in one go: each monthly kind's current
     notice, or a new one registered (in the caller's transaction). Returns (PDF, file name, what was left out and
     why); refuses when nothing can be printed yet."""
-    village = session.get(Village, village_id)
-    if village is None:
-        raise NotFound("没有这个村")
+    village = get_or_not_found(session, Village, village_id, "没有这个村")
     pdfs, missed = _month_pdfs(_OneSession(session), actor, village_id, month, verify_base)  # type: ignore[arg-type]
     if not pdfs:
         raise ValidationFailed("本月还没有可以张贴的公示：" + "；".join(missed), code="nothing_to_print")

@@ -22,7 +22,7 @@ from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.scope import Scope
-from app.errors import NotFound, ValidationFailed
+from app.errors import ValidationFailed, get_or_not_found
 from app.evaluation.service import rounds
 from app.notices import kinds
 from app.notices.models import Notice
@@ -95,9 +95,7 @@ def draft(session: Session, actor: Actor, kind: str, village_id: int, period: in
     spec = kinds.KINDS.get(kind)
     if spec is None:
         raise ValidationFailed(f"没有“{kind}”这种公示", details={"field": "kind"})
-    village = session.get(Village, village_id)
-    if village is None:
-        raise NotFound("没有这个村")
+    village = get_or_not_found(session, Village, village_id, "没有这个村")
     township = session.get(Township, village.township_id)
     masking = village.name_masking if village.name_masking in MASKINGS else "middle"
     got = spec.gather(session, village, period, masking=masking, household_id=household_id)
@@ -161,9 +159,7 @@ def village_notices(session: Session, village_id: int, *, limit: int = 100,
 
 
 def get_notice(session: Session, notice_id: int) -> Notice:
-    n = session.get(Notice, notice_id)
-    if n is None:
-        raise NotFound("没有这份公示")
+    n = get_or_not_found(session, Notice, notice_id, "没有这份公示")
     return n
 
 
@@ -219,9 +215,7 @@ def check(session: Session, n: Notice, file: bytes | None = None) -> Check:
 def set_masking(session: Session, actor: Actor, village_id: int, masking: str) -> Village:
     if masking not in MASKINGS:
         raise ValidationFailed("请选择姓名显示方式：全名、中间隐去或只留姓", details={"field": "masking"})
-    village = session.get(Village, village_id)
-    if village is None:
-        raise NotFound("没有这个村")
+    village = get_or_not_found(session, Village, village_id, "没有这个村")
     before = village.name_masking
     village.name_masking = masking
     session.flush()

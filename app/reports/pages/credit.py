@@ -16,7 +16,7 @@ from app.auth.service.accounts import Principal
 from app.core.clock import to_local, utcnow
 from app.core.scope import EVERYTHING
 from app.deps import DbSession
-from app.errors import AppError, FormRejected, ValidationFailed
+from app.errors import ValidationFailed, form_errors
 from app.households.service import households as hh
 from app.org import service as org
 from app.reports.service import credit
@@ -75,11 +75,9 @@ def consent(request: Request, session: DbSession, household_id: int, p: Principa
     h = hh.get_household(session, household_id)
     vid, number = h.village_id, h.number  # the form is shown again from a fresh session: keep plain values
     y = int(year) if year.isdigit() and len(year) == 4 else None
-    try:
+    with form_errors("reports/credit.html", lambda s: _ctx(
+            s, p, vid, _year(y), form={"household_id": household_id, "given_on": given_on, "how": how})):
         credit.record_consent(session, p.actor(), household_id, given_on=_day(given_on), how=how)
-    except AppError as e:
-        raise FormRejected(e, "reports/credit.html", lambda s: _ctx(
-            s, p, vid, _year(y), form={"household_id": household_id, "given_on": given_on, "how": how})) from e
     return redirect(f"/villages/{vid}/credit?year={_year(y)}", request, f"已登记 {number} 号户同意导出信用档案")
 
 
@@ -89,10 +87,8 @@ def withdraw(request: Request, session: DbSession, household_id: int, p: Princip
     h = hh.get_household(session, household_id)
     vid, number = h.village_id, h.number
     y = int(year) if year.isdigit() and len(year) == 4 else None
-    try:
+    with form_errors("reports/credit.html", lambda s: _ctx(s, p, vid, _year(y))):
         credit.withdraw_consent(session, p.actor(), household_id, on=(to_local(utcnow()) or utcnow()).date())
-    except AppError as e:
-        raise FormRejected(e, "reports/credit.html", lambda s: _ctx(s, p, vid, _year(y))) from e
     return redirect(f"/villages/{vid}/credit?year={_year(y)}", request, f"{number} 号户已撤回同意：以后的导出不再包含该户")
 
 

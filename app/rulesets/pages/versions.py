@@ -13,7 +13,7 @@ from app.auth.permissions import Perm
 from app.auth.service.accounts import Principal
 from app.core.scope import EVERYTHING
 from app.deps import DbSession, end_reads, read_only_session, write_txn
-from app.errors import AppError, FormRejected, ValidationFailed
+from app.errors import AppError, FormRejected, ValidationFailed, form_errors
 from app.org import service as org
 from app.rules.schema import COMBINE_LABELS, LIST_LABELS, PENALTY_LABELS, VOTE_LABELS
 from app.rulesets import service as rulesets
@@ -84,12 +84,10 @@ def import_version(request: Request, session: DbSession, p: Principal = Manage,
 def assign(request: Request, session: DbSession, p: Principal = Manage,
            code: Annotated[str, Form(max_length=40)] = "", from_month: Annotated[str, Form(max_length=6)] = "",
            village_id: Annotated[str, Form(max_length=12)] = "") -> Response:
-    try:
+    with form_errors("evaluation/rulesets.html", lambda s: _index_ctx(
+            s, p, form={"code": code, "from_month": from_month, "village_id": village_id})):
         if not from_month.isdigit() or (village_id and not village_id.isdigit()):
             raise ValidationFailed("月份写成 202612 这样的六位数字；村从列表中选择")
         rulesets.assign(session, p.actor(), code=code.strip(), from_month=int(from_month),
                         village_id=int(village_id) if village_id else None)
-    except AppError as e:
-        raise FormRejected(e, "evaluation/rulesets.html", lambda s: _index_ctx(
-            s, p, form={"code": code, "from_month": from_month, "village_id": village_id})) from e
     return redirect("/rulesets", request, f"已指定：自{rulesets.month_label(int(from_month))}起使用 {code}")

@@ -24,7 +24,7 @@ from app.core.clock import format_local
 from app.core.masking import mask_name
 from app.core.scope import Scope, ScopeFilter
 from app.deps import DbSession
-from app.errors import AppError, FormRejected, NotFound, ValidationFailed
+from app.errors import AppError, FormRejected, NotFound, ValidationFailed, form_errors
 from app.households.service import households as hh
 from app.ledger import service as ledger
 from app.store.service import cards, counter, stock, stores
@@ -100,7 +100,7 @@ def counter_scan(request: Request, session: DbSession, store_id: int, p: Princip
     """A card's payload shows its household; anything else is looked up as a household number or name among the
     villages the store serves (one exact number: that household; otherwise a list to pick from)."""
     raw = code.strip()
-    try:
+    with form_errors("store/counter.html", lambda s: _ctx(s, p, store_id, code=raw)):
         if not raw:
             raise ValidationFailed("请扫积分卡，或输入户号、户主姓名")
         if cards.looks_like_card(raw):
@@ -117,8 +117,6 @@ def counter_scan(request: Request, session: DbSession, store_id: int, p: Princip
             return render(request, "store/counter.html", _ctx(session, p, store_id, panel=panel, code=raw))
         if not found:
             raise ValidationFailed(f"没有找到“{raw[:30]}”：请核对户号或姓名，或重新扫卡", code="not_found")
-    except AppError as e:
-        raise FormRejected(e, "store/counter.html", lambda s: _ctx(s, p, store_id, code=raw)) from e
     names = stores.village_names(session, list(served))
     return render(request, "store/counter.html",
                   _ctx(session, p, store_id, candidates=[(h, names.get(h.village_id, "")) for h in found], code=raw))
@@ -229,10 +227,8 @@ def redemption_page(request: Request, session: DbSession, redemption_id: int, p:
 def void_today(request: Request, session: DbSession, redemption_id: int, p: Principal = Counter,
                reason: Text = "") -> Response:
     """At the counter, the same day (the household brought the goods back, or the clerk picked the wrong item)."""
-    try:
+    with form_errors("store/redemption.html", lambda s: _redemption_ctx(s, p, redemption_id)):
         r = counter.void(session, p.actor(), redemption_id, reason=reason, any_day=False)
-    except AppError as e:
-        raise FormRejected(e, "store/redemption.html", lambda s: _redemption_ctx(s, p, redemption_id)) from e
     return redirect(f"/redemptions/{r.id}", request, f"已作废：退回 {r.points} 分，商品已回到库存")
 
 
@@ -240,9 +236,7 @@ def void_today(request: Request, session: DbSession, redemption_id: int, p: Prin
 def void_late(request: Request, session: DbSession, redemption_id: int, p: Principal = Manage,
               reason: Text = "") -> Response:
     """After the day: the village clerk, with the reason."""
-    try:
+    with form_errors("store/redemption.html", lambda s: _redemption_ctx(s, p, redemption_id)):
         r = counter.void(session, p.actor(), redemption_id, reason=reason, any_day=True)
-    except AppError as e:
-        raise FormRejected(e, "store/redemption.html", lambda s: _redemption_ctx(s, p, redemption_id)) from e
     return redirect(f"/redemptions/{r.id}", request, f"已作废：退回 {r.points} 分，商品已回到库存")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from app.auth.service.accounts import Principal
 from app.core.masking import mask_name
 from app.core.scope import EVERYTHING, Scope, ScopeFilter
 from app.deps import DbSession, PostedForm
-from app.errors import AppError, FormRejected, NotFound, ValidationFailed
+from app.errors import NotFound, ValidationFailed, form_errors
 from app.households.models import HOUSEHOLD_STATUS_LABELS
 from app.households.service import households as hh
 from app.ledger import service as ledger
@@ -186,11 +187,9 @@ def item_create(request: Request, session: DbSession, store_id: int, p: Principa
                 barcode: Text = "", low_stock: Text = "") -> Response:
     typed = {"name": name, "unit": unit, "category": category, "points": points, "cost": cost, "barcode": barcode,
              "low_stock": low_stock}
-    try:
+    with form_errors("store/store.html", lambda s: _store_ctx(s, p, store_id, new_item=typed)):
         item = stock.create_item(session, p.actor(), store_id,
                                  _item_input(name, unit, category, points, cost, barcode, low_stock, True))
-    except AppError as e:
-        raise FormRejected(e, "store/store.html", lambda s: _store_ctx(s, p, store_id, new_item=typed)) from e
     return redirect(f"/items/{item.id}", request, f"已新增商品“{item.name}”：请登记入库")
 
 
@@ -198,12 +197,10 @@ def item_create(request: Request, session: DbSession, store_id: int, p: Principa
 def store_settings(request: Request, session: DbSession, store_id: int, p: Principal = Manage,
                    daily_limit: Text = "") -> Response:
     limit_text = daily_limit[:20]
-    try:
+    typed = {"daily_limit": limit_text}
+    with form_errors("store/store.html", lambda s: _store_ctx(s, p, store_id, settings=typed)):
         limit = _int(limit_text, "每户每日兑换上限") if _plain(limit_text) else None
         store = service.update_settings(session, p.actor(), store_id, daily_limit=limit)
-    except AppError as e:
-        typed = {"daily_limit": limit_text}
-        raise FormRejected(e, "store/store.html", lambda s: _store_ctx(s, p, store_id, settings=typed)) from e
     words = f"每户每日最多兑换 {store.daily_limit} 分" if store.daily_limit else "每日兑换不限"
     return redirect(f"/stores/{store_id}", request, f"已保存超市设置：{words}")
 
@@ -213,11 +210,8 @@ def store_villages(request: Request, session: DbSession, form: PostedForm, store
                    p: Principal = OrgManage) -> Response:
     """Which other villages of the township the store serves: the county administrator's decision."""
     chosen = [str(v)[:12] for v in form.getlist("villages")][:200]
-    try:
+    with form_errors("store/store.html", lambda s: _store_ctx(s, p, store_id, villages_typed=chosen)):
         service.set_served_villages(session, p.actor(), store_id, [_id(v, "村") for v in chosen])
-    except AppError as e:
-        raise FormRejected(e, "store/store.html",
-                           lambda s: _store_ctx(s, p, store_id, villages_typed=chosen)) from e
     return redirect(f"/stores/{store_id}", request, f"已保存：本超市同时服务本乡镇其他 {len(chosen)} 个村")
 
 
@@ -257,8 +251,8 @@ def item_page(request: Request, session: DbSession, item_id: int, p: Principal =
     return render(request, "store/item.html", _item_ctx(session, p, item_id))
 
 
-def _item_rejected(e: AppError, p: Principal, item_id: int, form: str, typed: dict[str, Any]) -> FormRejected:
-    return FormRejected(e, "store/item.html", lambda s: _item_ctx(s, p, item_id, forms={form: typed}))
+def _item_form(p: Principal, item_id: int, form: str, typed: dict[str, Any]) -> AbstractContextManager[None]:
+    return form_errors("store/item.html", lambda s: _item_ctx(s, p, item_id, forms={form: typed}))
 
 
 @router.post("/items/{item_id}")
@@ -267,24 +261,20 @@ def item_update(request: Request, session: DbSession, item_id: int, p: Principal
                 barcode: Text = "", low_stock: Text = "", active: Text = "") -> Response:
     typed = {"name": name, "unit": unit, "category": category, "points": points, "cost": cost, "barcode": barcode,
              "low_stock": low_stock, "active": active == "1"}
-    try:
+    with _item_form(p, item_id, "edit", typed):
         item = stock.update_item(session, p.actor(), item_id,
                                  _item_input(name, unit, category, points, cost, barcode, low_stock, active == "1"))
-    except AppError as e:
-        raise _item_rejected(e, p, item_id, "edit", typed) from e
     return redirect(f"/items/{item_id}", request, f"已保存商品“{item.name}”" + ("" if item.active else "（已下架）"))
 
 
 @router.post("/items/{item_id}/photo")
 def item_photo_upload(request: Request, session: DbSession, item_id: int, p: Principal = Stock,
                       photo: Annotated[UploadFile | None, File()] = None) -> Response:
-    try:
+    with _item_form(p, item_id, "photo", {}):
         if photo is None or not photo.filename:
             raise ValidationFailed("请选择商品照片（JPG、PNG 或 WebP，不超过 2 MB）", details={"field": "photo"})
         data = photo.file.read(stock.MAX_PHOTO_BYTES + 1)
         stock.set_photo(session, p.actor(), item_id, data, (photo.content_type or "").lower())
-    except AppError as e:
-        raise _item_rejected(e, p, item_id, "photo", {}) from e
     return redirect(f"/items/{item_id}", request, "已更新商品照片")
 
 
@@ -308,13 +298,11 @@ def item_photo(session: DbSession, item_id: int, p: Principal | None = Public) -
 def item_purchase(request: Request, session: DbSession, item_id: int, p: Principal = Stock,
                   quantity: Text = "", cost: Text = "", fund_id: Text = "", note: Text = "") -> Response:
     typed = {"quantity": quantity, "cost": cost, "fund_id": fund_id, "note": note}
-    try:
+    with _item_form(p, item_id, "purchase", typed):
         item = stock.get_item(session, item_id)
         m = stock.purchase(session, p.actor(), item_id, quantity=_int(quantity, "数量"), cost_fen=_yuan(cost, "采购金额"),
                            fund_id=_id(fund_id, "资金"),
                            note=note)
-    except AppError as e:
-        raise _item_rejected(e, p, item_id, "purchase", typed) from e
     return redirect(f"/items/{item_id}", request,
                     f"已采购入库 {m.quantity} {item.unit}，{stock.yuan(m.value_fen)} 元，库存 {m.stock_after} {item.unit}")
 
@@ -325,14 +313,12 @@ def item_donation(request: Request, session: DbSession, item_id: int, p: Princip
                   received_on: Text = "") -> Response:
     typed = {"quantity": quantity, "value": value, "donor": donor, "document_no": document_no,
              "received_on": received_on}
-    try:
+    with _item_form(p, item_id, "donation", typed):
         item = stock.get_item(session, item_id)
         store = service.get_store(session, item.store_id)
         m = stock.donation_in(session, p.actor(), item_id, quantity=_int(quantity, "数量"), value_fen=_yuan(value, "估价"),
                               donor=donor, village_id=store.village_id, received_on=_date(received_on, "收到日期"),
                               document_no=document_no)
-    except AppError as e:
-        raise _item_rejected(e, p, item_id, "donation", typed) from e
     return redirect(f"/items/{item_id}", request,
                     f"已登记捐赠入库 {m.quantity} {item.unit}（{m.donor}），库存 {m.stock_after} {item.unit}")
 
@@ -341,11 +327,9 @@ def item_donation(request: Request, session: DbSession, item_id: int, p: Princip
 def item_stocktake(request: Request, session: DbSession, item_id: int, p: Principal = Stock,
                    counted: Text = "", reason: Text = "") -> Response:
     typed = {"counted": counted, "reason": reason}
-    try:
+    with _item_form(p, item_id, "stocktake", typed):
         item = stock.get_item(session, item_id)
         m = stock.stocktake(session, p.actor(), item_id, counted=_int(counted, "盘点数量"), reason=reason)
-    except AppError as e:
-        raise _item_rejected(e, p, item_id, "stocktake", typed) from e
     if m is None:
         return redirect(f"/items/{item_id}", request, "盘点数与账面库存一致，没有调整")
     return redirect(f"/items/{item_id}", request,
@@ -356,13 +340,11 @@ def item_stocktake(request: Request, session: DbSession, item_id: int, p: Princi
 def item_transfer(request: Request, session: DbSession, item_id: int, p: Principal = Stock,
                   to_store_id: Text = "", quantity: Text = "", reason: Text = "") -> Response:
     typed = {"to_store_id": to_store_id, "quantity": quantity, "reason": reason}
-    try:
+    with _item_form(p, item_id, "transfer", typed):
         item = stock.get_item(session, item_id)
         out, into = stock.transfer(session, p.actor(), item_id, to_store_id=_id(to_store_id, "调入超市"),
                                    quantity=_int(quantity, "数量"), reason=reason)
         target = service.get_store(session, into.store_id)
-    except AppError as e:
-        raise _item_rejected(e, p, item_id, "transfer", typed) from e
     return redirect(f"/items/{item_id}", request,
                     f"已调出 {-out.quantity} {item.unit} 到{target.name}，本店库存 {out.stock_after} {item.unit}")
 
@@ -433,12 +415,10 @@ def fund_record(request: Request, session: DbSession, village_id: int, p: Princi
                 donor: Text = "", note: Text = "") -> Response:
     typed = {"source": source, "amount": amount, "received_on": received_on, "document_no": document_no,
              "donor": donor, "note": note}
-    try:
+    with form_errors("store/finance.html", lambda s: _finance_ctx(s, p, village_id, fund_form=typed)):
         fund = service.record_fund(session, p.actor(), village_id=village_id, source=source,
                                    amount_fen=_yuan(amount, "金额"), received_on=_date(received_on, "收到日期"),
                                    document_no=document_no, donor=donor, note=note)
-    except AppError as e:
-        raise FormRejected(e, "store/finance.html", lambda s: _finance_ctx(s, p, village_id, fund_form=typed)) from e
     return redirect(f"/villages/{village_id}/finance?year={fund.year}", request,
                     f"已登记{service.SOURCES[fund.source]} {stock.yuan(fund.amount_fen)} 元")
 
@@ -553,11 +533,9 @@ def household_store(request: Request, session: DbSession, household_id: int, p: 
 @router.post("/households/{household_id}/card/lost")
 def card_lost(request: Request, session: DbSession, household_id: int, p: Principal = Cards,
               reason: Text = "") -> Response:
-    try:
+    with form_errors("store/household.html", lambda s: _household_ctx(
+            s, p, household_id, _key(request), card_form={"action": "lost", "reason": reason})):
         card = cards.report_lost(session, p.actor(), household_id, reason)
-    except AppError as e:
-        raise FormRejected(e, "store/household.html", lambda s: _household_ctx(
-            s, p, household_id, _key(request), card_form={"action": "lost", "reason": reason})) from e
     return redirect(f"/households/{household_id}/store", request,
                     f"第 {card.version} 版积分卡已挂失，立即停用：请为该户补办新卡")
 
@@ -565,10 +543,8 @@ def card_lost(request: Request, session: DbSession, household_id: int, p: Princi
 @router.post("/households/{household_id}/card/reissue")
 def card_reissue(request: Request, session: DbSession, household_id: int, p: Principal = Cards,
                  reason: Text = "") -> Response:
-    try:
+    with form_errors("store/household.html", lambda s: _household_ctx(
+            s, p, household_id, _key(request), card_form={"action": "reissue", "reason": reason})):
         card = cards.reissue(session, p.actor(), household_id, reason)
-    except AppError as e:
-        raise FormRejected(e, "store/household.html", lambda s: _household_ctx(
-            s, p, household_id, _key(request), card_form={"action": "reissue", "reason": reason})) from e
     return redirect(f"/households/{household_id}/store", request,
                     f"已补办积分卡（第 {card.version} 版），旧卡从现在起不能使用：请打印新卡交给农户")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.clock import to_local, utcnow
 from app.core.context import Actor
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, ValidationFailed, get_or_not_found
 from app.households.models import Household
 from app.ledger import service as ledger
 from app.org.models import Store
@@ -218,9 +218,7 @@ def void(session: Session, actor: Actor, redemption_id: int, *, reason: str, any
     reason = (reason or "").strip()
     if not reason or len(reason) > 200:
         raise ValidationFailed("请写明作废原因（不超过 200 个字），例如：农户退回商品，包装破损", details={"field": "reason"})
-    red = session.get(Redemption, redemption_id)
-    if red is None:
-        raise NotFound("没有这笔兑换")
+    red = get_or_not_found(session, Redemption, redemption_id, "没有这笔兑换")
     _lock_household(session, red.household_id)
     session.refresh(red)
     if red.status == "voided":
@@ -247,9 +245,7 @@ def void(session: Session, actor: Actor, redemption_id: int, *, reason: str, any
 # ---- reading ---------------------------------------------------------------------------------------------------------
 
 def get(session: Session, redemption_id: int) -> Redemption:
-    r = session.get(Redemption, redemption_id)
-    if r is None:
-        raise NotFound("没有这笔兑换")
+    r = get_or_not_found(session, Redemption, redemption_id, "没有这笔兑换")
     return r
 
 

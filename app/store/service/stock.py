@@ -19,7 +19,7 @@ from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.files import image_type
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound, ValidationFailed, get_or_not_found
 from app.org.models import Store, Village
 from app.store.models import Fund, Item, StockMovement
 
@@ -117,8 +117,7 @@ def _barcode_free(session: Session, store_id: int, barcode: str | None, item_id:
 
 def create_item(session: Session, actor: Actor, store_id: int, data: ItemInput) -> Item:
     data = _clean(data)
-    if session.get(Store, store_id) is None:
-        raise NotFound("没有这个超市")
+    get_or_not_found(session, Store, store_id, "没有这个超市")
     _barcode_free(session, store_id, data.barcode)
     item = Item(store_id=store_id, name=data.name, unit=data.unit, category=data.category, points=data.points,
                 cost_fen=data.cost_fen, barcode=data.barcode, low_stock=data.low_stock, active=data.active)
@@ -172,9 +171,7 @@ def photo_type(content: bytes) -> str | None:
 
 
 def get_item(session: Session, item_id: int) -> Item:
-    item = session.get(Item, item_id)
-    if item is None:
-        raise NotFound("没有这个商品")
+    item = get_or_not_found(session, Item, item_id, "没有这个商品")
     return item
 
 

@@ -18,7 +18,7 @@ from app.audit import service as audit
 from app.core.clock import local_day_start_utc
 from app.core.context import Actor
 from app.core.scope import Scope, ScopeFilter
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound, ValidationFailed, get_or_not_found
 from app.ledger import service as ledger
 from app.org import service as org
 from app.org.models import Store, StoreVillage, Village
@@ -31,9 +31,7 @@ MAX_DAILY_LIMIT = 1_000_000
 # ---- stores ----------------------------------------------------------------------------------------------------------
 
 def get_store(session: Session, store_id: int) -> Store:
-    s = session.get(Store, store_id)
-    if s is None:
-        raise NotFound("没有这个超市")
+    s = get_or_not_found(session, Store, store_id, "没有这个超市")
     return s
 
 
@@ -119,8 +117,7 @@ def record_fund(session: Session, actor: Actor, *, village_id: int, source: str,
         raise ValidationFailed("请选择资金来源：县级拨款、乡镇拨款、村集体资金或社会捐赠", details={"field": "source"})
     if type(amount_fen) is not int or not 0 < amount_fen <= 100_000_000_00:
         raise ValidationFailed("金额须大于 0（元，最多两位小数）", details={"field": "amount"})
-    if session.get(Village, village_id) is None:
-        raise NotFound("没有这个村")
+    get_or_not_found(session, Village, village_id, "没有这个村")
     if not 2000 <= received_on.year <= 2100:
         raise ValidationFailed("到账日期不对：请填写实际到账的日期，例如 2026-03-15", details={"field": "received_on"})
     document_no = (document_no or "").strip() or None
