@@ -120,7 +120,7 @@ class Era:
         self.add("audit_events", **{c.name: getattr(ev, c.name) for c in t.c if c.name != "id"})
         self.w.chain.append((seq, ev.hash))
 
-    # -- the ledger, as app/ledger/service.py keeps it: kept balances, seq and balance_after on household accounts
+    # -- the ledger, as app/ledger/service/ keeps it: kept balances, seq and balance_after on household accounts
     def account(self, code: str, kind: str, village_id: int, **owner: int) -> int:
         if code not in self.w.accounts:
             kept = kind == "household"

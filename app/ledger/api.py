@@ -13,7 +13,6 @@ from app.auth.permissions import Perm
 from app.auth.service.accounts import Principal
 from app.core.clock import to_local, utcnow
 from app.deps import DbSession
-from app.ledger import exports
 from app.ledger import service as ledger
 from app.ledger.schemas import (
     AdjustIn,
@@ -28,6 +27,7 @@ from app.ledger.schemas import (
     TransactionOut,
     VillageSummaryOut,
 )
+from app.ledger.service import exports
 from app.org.api import links
 from app.web.templates import download
 

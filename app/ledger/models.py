@@ -1,4 +1,4 @@
-"""The points ledger: accounts, transactions and their entries (DESIGN §5). Written only by app/ledger/service.py.
+"""The points ledger: accounts, transactions and their entries (DESIGN §5). Written only by app/ledger/service/.
 
 - A household account keeps its balance and entry count on its own row (`balance`, `entry_count`), locked by every
   posting that touches it. Source and sink accounts (`village:<id>:issue` …) keep neither: their balance is a sum.

@@ -18,8 +18,8 @@ from app.core.scope import EVERYTHING
 from app.deps import DbSession
 from app.errors import AppError, FormRejected, ValidationFailed
 from app.households.service import households as hh
-from app.ledger import exports
 from app.ledger import service as ledger
+from app.ledger.service import exports
 from app.org import service as org
 from app.web.templates import download, redirect, render
 

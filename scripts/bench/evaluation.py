@@ -182,9 +182,9 @@ def profile_text(prof: Any, total: float, runs: int, top: int = 15) -> tuple[str
                                                                       "roster", "corrections", "_history")]
     steps += [("app/committee/service.py", "eligibility", "committee.eligibility"),
               ("app/rules/engine.py", "evaluate", "rules.evaluate (the engine)")]
-    steps += [("app/ledger/service.py", n, f"ledger.{n}") for n in ("post_many", "_resolve_and_lock", "_existing_keys",
-                                                                    "_insert_transactions", "_insert_rows",
-                                                                    "_write_balances")]
+    ledger_steps = {"post_many": "posting", "_resolve_and_lock": "writing", "_existing_keys": "writing",
+                    "_insert_transactions": "inserts", "_insert_rows": "inserts", "_write_balances": "inserts"}
+    steps += [(f"app/ledger/service/{module}.py", n, f"ledger.{n}") for n, module in ledger_steps.items()]
     steps += [("app/evaluation/service/rounds.py", "_line_dict", "rounds._line_dict (results' lines as dicts)"),
               ("json/__init__.py", "dumps", "json.dumps (results, postings, audit)"),
               ("json/__init__.py", "loads", "json.loads (the history's results)"),
