@@ -24,6 +24,7 @@ from app.audit import service as audit
 from app.committee import service as committee
 from app.core.clock import local_day_start_utc, to_local, utcnow
 from app.core.context import Actor
+from app.core.month import month_of
 from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation.service import rounds as evaluation_rounds
@@ -36,8 +37,7 @@ LIST_LABELS = {"red": "红榜", "black": "黑榜"}
 
 
 def this_month(at: datetime | None = None) -> int:
-    local = to_local(at or utcnow()) or utcnow()
-    return local.year * 100 + local.month
+    return month_of(to_local(at or utcnow()) or utcnow())
 
 
 def status_on(p: ListPosting, month: int) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
+from app.core.month import today_local
 from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation.models import EvalRound, Motion, Objection, RoundResult
@@ -59,7 +60,7 @@ def objections_of_household(session: Session, household_id: int) -> list[Objecti
 def open_for_objections(rnd: EvalRound, day: date | None = None) -> bool:
     """During the publicity window, and after finalisation (a late complaint is still heard; a correction then
     posts compensation)."""
-    day = day or rounds.today_local()
+    day = day or today_local()
     if rnd.status == "publicised":
         return rnd.objections_close_on is None or day <= rnd.objections_close_on
     return rnd.status == "finalised"

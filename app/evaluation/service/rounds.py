@@ -30,6 +30,7 @@ from app.audit import service as audit
 from app.committee import service as committee
 from app.core.clock import DISPLAY_ZONE, to_local, utcnow
 from app.core.context import Actor
+from app.core.month import add_months, current_month, month_start, next_month, prev_month, today_local
 from app.core.scope import Scope
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.evaluation.models import EvalRound, Motion, Objection, Rating, RoundEvent, RoundResult
@@ -59,37 +60,6 @@ CONSENSUS = 0  # rater_id of the committee's agreed grade
 class RoundError(AppError):
     status = 409
     code = "round_state"
-
-
-def month_start(month: int) -> date:
-    return date(month // 100, month % 100, 1)
-
-
-def next_month(month: int) -> int:
-    y, m = divmod(month, 100)
-    return y * 100 + m + 1 if m < 12 else (y + 1) * 100 + 1
-
-
-def prev_month(month: int) -> int:
-    y, m = divmod(month, 100)
-    return y * 100 + m - 1 if m > 1 else (y - 1) * 100 + 12
-
-
-def add_months(month: int, n: int) -> int:
-    y, m = divmod(month, 100)
-    k = y * 12 + (m - 1) + n
-    return (k // 12) * 100 + k % 12 + 1
-
-
-def today_local() -> date:
-    now = to_local(utcnow())
-    assert now is not None
-    return now.date()
-
-
-def current_month() -> int:
-    t = today_local()
-    return t.year * 100 + t.month
 
 
 # ---- reading -------------------------------------------------------------------------------------------------------
