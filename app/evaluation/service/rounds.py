@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, distinct, func, insert, literal, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import rules
@@ -30,13 +30,17 @@ from app.audit import service as audit
 from app.committee import service as committee
 from app.core.clock import DISPLAY_ZONE, to_local, utcnow
 from app.core.context import Actor
-from app.core.month import add_months, current_month, month_start, next_month, prev_month, today_local
+from app.core.month import add_months as add_months  # re-exported: the scripts reach it here
+from app.core.month import current_month, month_start, next_month, prev_month, today_local
 from app.core.scope import Scope
 from app.errors import AppError, Conflict, NotFound, ValidationFailed
 from app.evaluation.models import EvalRound, Motion, Objection, Rating, RoundEvent, RoundResult
 from app.households.models import Household, HouseholdStatus
 from app.ledger import service as ledger
-from app.lists.models import ListCount, ListPosting
+from app.lists import service as lists
+from app.lists.service import postings_of_round as postings_of_round  # re-exported: the pages and tests read them here
+from app.lists.service import rebuild_list_counts as rebuild_list_counts
+from app.lists.service import refresh_list_counts as refresh_list_counts
 from app.org.models import Group, Village
 from app.rules.validate import valid_month
 from app.rulesets import service as rulesets
@@ -610,17 +614,6 @@ def points_memo(rnd: EvalRound, village: str = "") -> str:
     return f"{village} {rulesets.month_label(rnd.month)}评比积分".strip()
 
 
-def _posting_rows(rnd: EvalRound, hid: int, postings: Iterable[rules.ListPosting], objection_id: int | None = None
-                  ) -> list[dict[str, Any]]:
-    now = utcnow()
-    return [{"round_id": rnd.id, "village_id": rnd.village_id, "household_id": hid, "list": p.list,
-             "source": p.source, "code": p.code, "theme": p.theme, "member_id": p.member_id,
-             "member_name": p.member_name, "reason": p.reason[:200], "explanation": p.explanation[:1000],
-             "from_month": rnd.month, "to_month": add_months(rnd.month, max(p.months_shown, 1) - 1),
-             "status": "effective", "motion_id": p.ref if p.source == "determination" else None,
-             "objection_id": objection_id, "created_at": now} for p in postings]
-
-
 def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None = None,
              at: datetime | None = None) -> Finalised:
     """After the publicity: the results are stored as explained, each household's total is posted through the ledger
@@ -672,10 +665,9 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
                     for s in result.skipped]
     if result_rows:
         session.execute(insert(RoundResult), result_rows)
-    posting_rows = [row for h in result.households for row in _posting_rows(rnd, h.household_id, h.postings)]
-    if posting_rows:
-        session.execute(insert(ListPosting), posting_rows)
-    refresh_list_counts(session, rnd.village_id, rnd.month // 100)
+    n_postings = lists.add_postings(session, round_id=rnd.id, village_id=rnd.village_id, month=rnd.month,
+                                    postings=[p for h in result.households for p in h.postings])
+    lists.refresh_list_counts(session, rnd.village_id, rnd.month // 100)
     rnd.finalised_at = at or utcnow()
     rnd.households_rated = len(result_rows)
     session.add(rnd)
@@ -683,8 +675,8 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
     t = result.totals
     audit.record(session, actor, "round.results", object_type="round", object_id=rnd.id,
                  after={"households": len(result_rows), "transactions": bulk.posted, "points_issued": t.points_issued,
-                        "points_deducted": t.points_deducted, "postings": len(posting_rows)})
-    return Finalised(rnd, len(result_rows), bulk.posted, t.points_issued, t.points_deducted, len(posting_rows),
+                        "points_deducted": t.points_deducted, "postings": n_postings})
+    return Finalised(rnd, len(result_rows), bulk.posted, t.points_issued, t.points_deducted, n_postings,
                      bulk.replayed)
 
 
@@ -694,11 +686,6 @@ def finalise(session: Session, actor: Actor, round_id: int, *, on: date | None =
 def stored_results(session: Session, round_id: int) -> dict[int, RoundResult]:
     return {r.household_id: r for r in session.execute(select(RoundResult).where(
         RoundResult.round_id == round_id)).scalars()}
-
-
-def postings_of_round(session: Session, round_id: int) -> list[ListPosting]:
-    return list(session.execute(select(ListPosting).where(ListPosting.round_id == round_id)
-                                .order_by(ListPosting.list.desc(), ListPosting.household_id, ListPosting.id)).scalars())
 
 
 def previous_totals(session: Session, rnd: EvalRound) -> dict[int, int]:
@@ -809,16 +796,6 @@ def month_states(session: Session, village_ids: Sequence[int], from_month: int,
     return out
 
 
-def rebuild_list_counts(session: Session) -> int:
-    """Rewrite every village's list_counts from the postings (after a load that wrote them directly), leaving
-    the frozen years alone. Returns the village-years rewritten."""
-    years = sorted({(int(v), int(m) // 100) for v, m in session.execute(
-        select(ListPosting.village_id, ListPosting.from_month).distinct())})
-    for village_id, year in years:
-        refresh_list_counts(session, village_id, year)
-    return len(years)
-
-
 def first_months(session: Session, village_ids: Sequence[int]) -> dict[int, int]:
     """Each village's first round (YYYYMM): months before it were not yet the village's to run."""
     if not village_ids:
@@ -826,34 +803,6 @@ def first_months(session: Session, village_ids: Sequence[int]) -> dict[int, int]
     return {int(v): int(m) for v, m in session.execute(
         select(EvalRound.village_id, func.min(EvalRound.month)).where(EvalRound.village_id.in_(list(village_ids)))
         .group_by(EvalRound.village_id))}
-
-
-def refresh_list_counts(session: Session, village_id: int, year: int) -> None:
-    """Rewrite the village's list_counts of `year` (each month, and the year) from its postings: called whenever
-    postings are added or voided. A frozen year (its postings' personal details erased) keeps its counts."""
-    frozen = session.execute(select(ListCount.period).where(ListCount.village_id == village_id,
-                                                            ListCount.period == year * 100,
-                                                            ListCount.frozen.is_(True))).first()
-    if frozen is not None:
-        return
-    live = select(ListPosting.from_month.label("period"), ListPosting.list, ListPosting.household_id).where(
-        ListPosting.village_id == village_id, ListPosting.status != "voided",
-        ListPosting.from_month.between(year * 100 + 1, year * 100 + 12)).subquery()
-    year_wide = select(literal(year * 100).label("period"), live.c.list, live.c.household_id)
-    rows = []
-    for source in (select(live), year_wide):
-        both = source.subquery()
-        for period, red, black, covered in session.execute(
-                select(both.c.period,
-                       func.count(distinct(case((both.c.list == "red", both.c.household_id)))),
-                       func.count(distinct(case((both.c.list == "black", both.c.household_id)))),
-                       func.count(distinct(both.c.household_id))).group_by(both.c.period)):
-            rows.append({"village_id": village_id, "period": int(period), "red": int(red), "black": int(black),
-                         "covered": int(covered), "frozen": False})
-    session.execute(delete(ListCount).where(ListCount.village_id == village_id,
-                                            ListCount.period.between(year * 100, year * 100 + 12)))
-    if rows:
-        session.execute(insert(ListCount), rows)
 
 
 def panel_grades(session: Session, rnd: EvalRound) -> dict[tuple[int, str], dict[int, str]]:
