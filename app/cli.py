@@ -146,13 +146,13 @@ def cmd_ledger_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     reports summary_mismatch. The book itself is never changed."""
     from app.audit import service as audit
     from app.core.context import Actor
-    from app.evaluation.service import rounds
     from app.ledger import service as ledger
+    from app.lists import service as lists
 
     db = _db(settings)
     with db.write_txn() as session:
         months = ledger.rebuild_month_totals(session)
-        years = rounds.rebuild_list_counts(session)
+        years = lists.rebuild_list_counts(session)
         audit.record(session, Actor.system("重建汇总"), "ledger.rebuild_summaries", object_type="ledger",
                      after={"month_total_rows": months, "village_years": years})
     print(f"已按账本重建汇总：{months} 行月度积分汇总，{years} 个村年度的红黑榜户数（已删除个人信息的年度保留原数）")

@@ -26,6 +26,7 @@ from app.auth.service import accounts as auth
 from app.config import Settings
 from app.core.clock import DISPLAY_ZONE, to_local, utcnow
 from app.core.context import Actor
+from app.core.month import add_months, month_of
 from app.core.scope import ScopeFilter
 from app.demo import rounds as demo_rounds
 from app.demo.people import FamilyMaker
@@ -101,8 +102,8 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         batch = imports.preview(session, actor, village_id=v.id, file_name=f"{v.name}花名册.csv", data=data)  # type: ignore[arg-type]
         imports.apply(session, actor, village_id=v.id, batch_id=batch.id)  # type: ignore[arg-type]
     now = to_local(now or utcnow()) or utcnow()
-    start = (now.year * 12 + now.month - 1 - 12)  # the county default ruleset, in force for the past year
-    rulesets.ensure_default(session, actor, from_month=(start // 12) * 100 + start % 12 + 1)
+    # the county default ruleset, in force for the past year
+    rulesets.ensure_default(session, actor, from_month=add_months(month_of(now), -12))
     # the rosters stand for households registered before the demo's year of evaluations began
     session.execute(update(Household).values(created_at=datetime(now.year - 1, 1, 1, tzinfo=DISPLAY_ZONE)))
     first_village = villages[0]

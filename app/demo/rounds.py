@@ -35,6 +35,7 @@ from app.auth.service import accounts as auth
 from app.committee import service as committee
 from app.core.clock import DISPLAY_ZONE, to_local, utcnow
 from app.core.context import Actor
+from app.core.month import add_months, month_of, month_start, next_month
 from app.core.scope import ScopeFilter
 from app.demo import panel as demo_panel
 from app.demo import store as demo_store
@@ -56,12 +57,11 @@ SHOCK, SHOCK_OFFSET = 1.0, 0.35  # how much a household's month varies (its grad
 
 
 def _months_back(now: datetime, k: int) -> int:
-    n = now.year * 12 + now.month - 1 - k
-    return (n // 12) * 100 + n % 12 + 1
+    return add_months(month_of(now), -k)
 
 
 def _day(month: int, day: int) -> date:
-    return date(month // 100, month % 100, day)
+    return month_start(month).replace(day=day)
 
 
 def _at(d: date, hour: int = 10) -> datetime:
@@ -245,7 +245,7 @@ def load_history(session: Session, actor: Actor, villages: list[Village], *, see
             vh.motions(session, clerk, rng, rid, month, sure=index == 0 and k == 2)  # a black posting to lift
             rounds.submit(session, clerk, rid)
             rounds.approve(session, reviewer, rid, "同意公示")
-            nxt = rounds.next_month(month)
+            nxt = next_month(month)
             rounds.publicise(session, clerk, rid, on=_day(nxt, 3))
             if index == 0 and k in (5, 3):  # an objection upheld during the publicity
                 hid = ids[(20 + k) % len(ids)]
@@ -288,7 +288,7 @@ def _consents(session: Session, clerk: Actor, ids: Sequence[int], now: datetime)
 def _rectifications(session: Session, clerk: Actor, village_id: int, now: datetime, *, lift_one: bool) -> None:
     """The way off the black list in use: a plan and a visit for each black posting shown now, and in the first
     village one household the committee has brought back early (教育转化)."""
-    month = now.year * 100 + now.month
+    month = month_of(now)
     black = [p for p in lists.shown_now(session, village_id, month) if p.list == "black"]
     today = (to_local(utcnow()) or utcnow()).date()  # the plans are recorded today: the visits cannot be earlier
     members = max(lists.committee_size(session, village_id), 1)

@@ -26,6 +26,7 @@ from app.auth.models import Role
 from app.auth.permissions import Perm
 from app.auth.service.accounts import Principal
 from app.committee import service as committee
+from app.core.month import current_month, prev_month
 from app.core.pinyin import initials
 from app.core.scope import EVERYTHING, Scope
 from app.deps import DbSession, PostedForm, RawBody, end_reads, read_only_session, write_txn
@@ -87,14 +88,14 @@ def index(request: Request, session: DbSession, p: Principal = View) -> Response
         return redirect(f"/households/{min(flt.household_ids)}/evaluation")
     latest = rounds.latest_by_village(session, [v.id for v in villages if v.id is not None])
     return render(request, "evaluation/index.html", {"villages": villages, "latest": latest,
-                                                     "this_month": rounds.current_month(), **LABELS})
+                                                     "this_month": current_month(), **LABELS})
 
 
 def _village_rounds_ctx(session: DbSession, p: Principal, village_id: int, **extra: Any) -> dict[str, Any]:
     village = org.get_village(session, EVERYTHING, village_id)
     scope = org.scope_of_village(session, village_id)
     return {"village": village, "rounds": rounds.rounds_of_village(session, village_id),
-            "can_manage": _covers(p, Perm.EVAL_MANAGE, scope), "default_month": rounds.prev_month(rounds.current_month()),
+            "can_manage": _covers(p, Perm.EVAL_MANAGE, scope), "default_month": prev_month(current_month()),
             "nav_active": "/evaluation", **LABELS, **extra}
 
 

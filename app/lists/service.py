@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, delete, distinct, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from app import rules
 from app.audit import service as audit
 from app.committee import service as committee
 from app.core.clock import local_day_start_utc, to_local, utcnow
 from app.core.context import Actor
+from app.core.month import add_months, month_of
 from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.evaluation.service import rounds as evaluation_rounds
 from app.households.models import Household
 from app.lists.models import ListCount, ListPosting, Rectification, RectificationVisit
 from app.org.models import Village
@@ -36,8 +38,7 @@ LIST_LABELS = {"red": "红榜", "black": "黑榜"}
 
 
 def this_month(at: datetime | None = None) -> int:
-    local = to_local(at or utcnow()) or utcnow()
-    return local.year * 100 + local.month
+    return month_of(to_local(at or utcnow()) or utcnow())
 
 
 def status_on(p: ListPosting, month: int) -> str:
@@ -120,6 +121,86 @@ def visits(session: Session, rectification_id: int) -> list[RectificationVisit]:
     return list(session.execute(select(RectificationVisit).where(
         RectificationVisit.rectification_id == rectification_id).order_by(RectificationVisit.visited_on,
                                                                            RectificationVisit.id)).scalars())
+
+
+# ---- a round's postings (the evaluation creates and corrects them through these) -------------------------------------
+
+def postings_of_round(session: Session, round_id: int) -> list[ListPosting]:
+    return list(session.execute(select(ListPosting).where(ListPosting.round_id == round_id)
+                                .order_by(ListPosting.list.desc(), ListPosting.household_id, ListPosting.id)).scalars())
+
+
+def effective_of_round(session: Session, round_id: int, household_id: int) -> list[ListPosting]:
+    """The household's postings of the round that are still in effect (not voided, lifted or stored as expired)."""
+    return list(session.execute(select(ListPosting).where(
+        ListPosting.round_id == round_id, ListPosting.household_id == household_id,
+        ListPosting.status == "effective")).scalars())
+
+
+def add_postings(session: Session, *, round_id: int, village_id: int, month: int,
+                 postings: Iterable[rules.ListPosting], objection_id: int | None = None) -> int:
+    """The engine's postings of a round take effect: each shown from the round's month for its months. An
+    objection upheld after finalisation that brings a posting names itself (`objection_id`). Returns how many."""
+    now = utcnow()
+    rows = [{"round_id": round_id, "village_id": village_id, "household_id": p.household_id, "list": p.list,
+             "source": p.source, "code": p.code, "theme": p.theme, "member_id": p.member_id,
+             "member_name": p.member_name, "reason": p.reason[:200], "explanation": p.explanation[:1000],
+             "from_month": month, "to_month": add_months(month, max(p.months_shown, 1) - 1),
+             "status": "effective", "motion_id": p.ref if p.source == "determination" else None,
+             "objection_id": objection_id, "created_at": now} for p in postings]
+    if rows:
+        session.execute(insert(ListPosting), rows)
+    return len(rows)
+
+
+def void_postings(session: Session, *, round_id: int, household_id: int, codes: set[str], objection_id: int) -> int:
+    """An objection upheld after finalisation withdraws the household's effective postings of the round with these
+    codes: voided, naming the objection. Returns how many."""
+    n = 0
+    for lp in effective_of_round(session, round_id, household_id):
+        if lp.code in codes:
+            lp.status, lp.objection_id = "voided", objection_id
+            session.add(lp)
+            n += 1
+    return n
+
+
+def refresh_list_counts(session: Session, village_id: int, year: int) -> None:
+    """Rewrite the village's list_counts of `year` (each month, and the year) from its postings: called whenever
+    postings are added or voided. A frozen year (its postings' personal details erased) keeps its counts."""
+    frozen = session.execute(select(ListCount.period).where(ListCount.village_id == village_id,
+                                                            ListCount.period == year * 100,
+                                                            ListCount.frozen.is_(True))).first()
+    if frozen is not None:
+        return
+    live = select(ListPosting.from_month.label("period"), ListPosting.list, ListPosting.household_id).where(
+        ListPosting.village_id == village_id, ListPosting.status != "voided",
+        ListPosting.from_month.between(year * 100 + 1, year * 100 + 12)).subquery()
+    year_wide = select(literal(year * 100).label("period"), live.c.list, live.c.household_id)
+    rows = []
+    for source in (select(live), year_wide):
+        both = source.subquery()
+        for period, red, black, covered in session.execute(
+                select(both.c.period,
+                       func.count(distinct(case((both.c.list == "red", both.c.household_id)))),
+                       func.count(distinct(case((both.c.list == "black", both.c.household_id)))),
+                       func.count(distinct(both.c.household_id))).group_by(both.c.period)):
+            rows.append({"village_id": village_id, "period": int(period), "red": int(red), "black": int(black),
+                         "covered": int(covered), "frozen": False})
+    session.execute(delete(ListCount).where(ListCount.village_id == village_id,
+                                            ListCount.period.between(year * 100, year * 100 + 12)))
+    if rows:
+        session.execute(insert(ListCount), rows)
+
+
+def rebuild_list_counts(session: Session) -> int:
+    """Rewrite every village's list_counts from the postings (after a load that wrote them directly), leaving
+    the frozen years alone. Returns the village-years rewritten."""
+    years = sorted({(int(v), int(m) // 100) for v, m in session.execute(
+        select(ListPosting.village_id, ListPosting.from_month).distinct())})
+    for village_id, year in years:
+        refresh_list_counts(session, village_id, year)
+    return len(years)
 
 
 # ---- the way off the black list -------------------------------------------------------------------------------------
@@ -278,7 +359,7 @@ def erase_due(session: Session, actor: Actor, *, years: int, month: int | None =
     if dry_run or not ids:
         return run
     for village_id, year in village_years:  # the counts as they stand, then frozen
-        evaluation_rounds.refresh_list_counts(session, village_id, year)
+        refresh_list_counts(session, village_id, year)
         session.execute(update(ListCount).where(ListCount.village_id == village_id,
                                                 ListCount.period.between(year * 100, year * 100 + 12))
                         .values(frozen=True))

@@ -18,6 +18,7 @@ from app import rules
 from app.audit import service as audit
 from app.core.clock import to_local, utcnow
 from app.core.context import Actor
+from app.core.month import month_label, month_of
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.org.models import Village
 from app.rules.validate import valid_month
@@ -31,10 +32,6 @@ MAX_TOML_BYTES = 256 * 1024
 class StoredRuleset:
     row: RulesetVersion
     ruleset: rules.Ruleset
-
-
-def month_label(month: int) -> str:
-    return f"{month // 100}年{month % 100}月"
 
 
 def _check_month(month: int, field: str) -> None:
@@ -207,7 +204,7 @@ def point_value(session: Session, village_id: int, year: int) -> int | None:
     December of a past year; None where no ruleset applies. The finance page, the accounts notice and the portal
     all read it here."""
     local = to_local(utcnow()) or utcnow()
-    found = in_force(session, village_id, min(local.year * 100 + local.month, year * 100 + 12))
+    found = in_force(session, village_id, min(month_of(local), year * 100 + 12))
     return found.ruleset.point_value_fen if found is not None else None
 
 

@@ -178,14 +178,16 @@ def profile_text(prof: Any, total: float, runs: int, top: int = 15) -> tuple[str
             short = "/".join(parts[-2:])
         return f"{short}:{line} {name}"
 
-    steps = [("app/evaluation/service/rounds.py", n, f"rounds.{n}") for n in ("finalise", "_move", "compute", "build_input",
-                                                                      "roster", "corrections", "_history")]
+    steps = [(f"app/evaluation/service/{m}.py", n, f"rounds.{n}")
+             for m, n in (("transitions", "finalise"), ("transitions", "_move"), ("compute", "compute"),
+                          ("compute", "build_input"), ("roster", "roster"), ("compute", "corrections"),
+                          ("compute", "_history"))]
     steps += [("app/committee/service.py", "eligibility", "committee.eligibility"),
               ("app/rules/engine.py", "evaluate", "rules.evaluate (the engine)")]
     ledger_steps = {"post_many": "posting", "_resolve_and_lock": "writing", "_existing_keys": "writing",
                     "_insert_transactions": "inserts", "_insert_rows": "inserts", "_write_balances": "inserts"}
     steps += [(f"app/ledger/service/{module}.py", n, f"ledger.{n}") for n, module in ledger_steps.items()]
-    steps += [("app/evaluation/service/rounds.py", "_line_dict", "rounds._line_dict (results' lines as dicts)"),
+    steps += [("app/evaluation/service/results.py", "_line_dict", "rounds._line_dict (results' lines as dicts)"),
               ("json/__init__.py", "dumps", "json.dumps (results, postings, audit)"),
               ("json/__init__.py", "loads", "json.loads (the history's results)"),
               ("app/audit/service.py", "record", "audit.record")]

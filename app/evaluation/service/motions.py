@@ -20,6 +20,7 @@ from app.committee import service as committee
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.core.files import image_or_pdf_type
+from app.core.month import current_month
 from app.core.scope import Scope
 from app.core.text import visible
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -217,7 +218,7 @@ def _open_for_votes(session: Session, m: Motion) -> None:
 
 
 def _post_adhoc(session: Session, actor: Actor, m: Motion) -> None:
-    month = rounds.current_month()
+    month = current_month()
     memo = f"{KIND_LABELS[m.kind]}：{m.description}"
     key = f"motion:{m.id}"
     assert m.points is not None

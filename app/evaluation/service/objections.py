@@ -16,18 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
+from app.core.month import today_local
 from app.core.scope import Scope
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation.models import EvalRound, Motion, Objection, RoundResult
 from app.evaluation.service import rounds
 from app.ledger import service as ledger
-from app.lists.models import ListPosting
+from app.lists import service as lists
 
 TARGET_LABELS = {"rating": "评分", "determination": "认定", "posting": "红黑榜"}
 STATUS_LABELS = {"open": "待处理", "upheld": "异议成立", "rejected": "异议不成立"}
@@ -59,7 +60,7 @@ def objections_of_household(session: Session, household_id: int) -> list[Objecti
 def open_for_objections(rnd: EvalRound, day: date | None = None) -> bool:
     """During the publicity window, and after finalisation (a late complaint is still heard; a correction then
     posts compensation)."""
-    day = day or rounds.today_local()
+    day = day or today_local()
     if rnd.status == "publicised":
         return rnd.objections_close_on is None or day <= rnd.objections_close_on
     return rnd.status == "finalised"
@@ -112,9 +113,7 @@ def file(session: Session, actor: Actor, round_id: int, *, household_id: int, ta
 def _posting_codes(session: Session, rnd: EvalRound, household_id: int) -> dict[str, str]:
     """The household's postings in this round: code -> source (determination, red_policy, black_policy)."""
     if rnd.status == "finalised":
-        return {p.code: p.source for p in session.execute(select(ListPosting).where(
-            ListPosting.round_id == rnd.id, ListPosting.household_id == household_id,
-            ListPosting.status == "effective")).scalars()}
+        return {p.code: p.source for p in lists.effective_of_round(session, rnd.id, household_id)}
     h = rounds.compute(session, rnd).household(household_id)
     return {p.code: p.source for p in h.postings} if h else {}
 
@@ -195,17 +194,12 @@ def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) ->
     # postings this objection removes are voided; those it brings take effect
     before = {p.code for p in (old.postings if old else ())}
     after = {p.code: p for p in (new.postings if new else ())}
-    for lp in session.execute(select(ListPosting).where(
-            ListPosting.round_id == rnd.id, ListPosting.household_id == o.household_id,
-            ListPosting.status == "effective")).scalars():
-        if lp.code in before and lp.code not in after:
-            lp.status, lp.objection_id = "voided", o.id
-            session.add(lp)
-    added = rounds._posting_rows(rnd, o.household_id, [p for c, p in after.items() if c not in before], o.id)
-    if added:
-        session.execute(insert(ListPosting), added)
+    lists.void_postings(session, round_id=rnd.id, household_id=o.household_id, codes=before - set(after),
+                        objection_id=o.id)
+    lists.add_postings(session, round_id=rnd.id, village_id=rnd.village_id, month=rnd.month,
+                       postings=[p for c, p in after.items() if c not in before], objection_id=o.id)
     session.flush()
-    rounds.refresh_list_counts(session, rnd.village_id, rnd.month // 100)
+    lists.refresh_list_counts(session, rnd.village_id, rnd.month // 100)
     o.delta, o.ledger_tx_id = delta, tx_id
     session.add(o)
     session.flush()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.core.month import current_month
 from app.errors import Conflict
-from app.evaluation.service import rounds
 from app.notices.kinds.common import Gathered, scrub
 from app.org.models import Village
 from app.rulesets import service as rulesets
@@ -22,7 +22,7 @@ from app.store.service.stock import yuan
 def gather(session: Session, village: Village, period: int, *, masking: str, **_: object) -> Gathered:
     assert village.id is not None
     year = period // 100
-    now = rounds.current_month()
+    now = current_month()
     if year > now // 100:
         raise Conflict(f"{year}年还没有开始，没有收支可以公示", code="year_not_started")
     value = rulesets.point_value(session, village.id, year)

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.masking import mask_name
+from app.core.month import current_month
 from app.errors import Conflict
-from app.evaluation.service import rounds
 from app.households.models import Household, HouseholdStatus
 from app.ledger import service as ledger
 from app.notices.kinds.common import Gathered, competition_ranks, sort_key
@@ -39,13 +39,13 @@ class _Row:
 
 def through(year: int) -> int:
     """The last month counted: December of a past year, this month of the current one."""
-    return min(rounds.current_month(), year * 100 + 12)
+    return min(current_month(), year * 100 + 12)
 
 
 def gather(session: Session, village: Village, period: int, *, masking: str, **_: object) -> Gathered:
     assert village.id is not None
     year = period // 100
-    if year * 100 + 1 > rounds.current_month():
+    if year * 100 + 1 > current_month():
         raise Conflict(f"{year}年还没有开始，没有积分排行", code="year_not_started")
     last = through(year)
     totals = ledger.household_kind_totals(session, village.id, year * 100 + 1, last)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.core.month import month_label
 from app.errors import Conflict
 from app.evaluation.service import rounds
 from app.notices.kinds.common import Gathered, heads, sort_key
@@ -20,7 +21,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
     rnd = rounds.round_of_month(session, village.id, period)  # type: ignore[arg-type]
     if rnd is None or rnd.status not in ("publicised", "finalised"):
         state = "还没有开始" if rnd is None else "还没有经乡镇审核并开始公示"
-        raise Conflict(f"{period // 100}年{period % 100}月的评比{state}，不能生成结果公示", code="round_not_public")
+        raise Conflict(f"{month_label(period)}的评比{state}，不能生成结果公示", code="round_not_public")
     ruleset = rounds.ruleset_of(session, rnd)
     themes = [(t.code, t.name) for t in ruleset.themes]
     views = rounds.views(session, rnd)
@@ -55,5 +56,5 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
         "themes": [name for _c, name in themes], "rows": rows,
         "totals": {"households": len(rows), "issued": issued, "deducted": deducted, "red": red, "black": black},
     }
-    title = f"{village.name}{period // 100}年{period % 100}月评比结果公示"
+    title = f"{village.name}{month_label(period)}评比结果公示"
     return Gathered(title, content, rnd.id)

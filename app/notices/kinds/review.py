@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app import rules
 from app.core.clock import format_local
+from app.core.month import month_label
 from app.errors import Conflict
 from app.evaluation.models import Motion, Objection
 from app.evaluation.service import objections, rounds
@@ -46,7 +47,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
     rnd = rounds.round_of_month(session, village.id, period)
     if rnd is None or rnd.status == "draft":
         state = "还没有开始" if rnd is None else "还没有提交乡镇审核"
-        raise Conflict(f"{period // 100}年{period % 100}月的评比{state}，没有审核记录", code="round_not_submitted")
+        raise Conflict(f"{month_label(period)}的评比{state}，没有审核记录", code="round_not_submitted")
     assert rnd.id is not None
     ruleset = rounds.ruleset_of(session, rnd)
     events = [{"at": format_local(e.at), "action": ACTIONS.get((e.from_status, e.to_status),
@@ -82,4 +83,4 @@ def gather(session: Session, village: Village, period: int, *, masking: str, **_
                    "open": sum(1 for o in filed if o.status == "open")},
         "final": rnd.status == "finalised",
     }
-    return Gathered(f"{village.name}{period // 100}年{period % 100}月评比审核记录", content, rnd.id)
+    return Gathered(f"{village.name}{month_label(period)}评比审核记录", content, rnd.id)

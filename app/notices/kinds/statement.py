@@ -13,8 +13,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.core.clock import format_local
+from app.core.month import current_month
 from app.errors import Conflict, ValidationFailed
-from app.evaluation.service import rounds
 from app.households.models import HOUSEHOLD_STATUS_LABELS, Household, HouseholdStatus
 from app.ledger import service as ledger
 from app.notices.kinds.common import Gathered, scrub
@@ -31,7 +31,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, hou
     if h is None or h.village_id != village.id:
         raise ValidationFailed("本村没有这一户", details={"field": "number"})
     year = period // 100
-    if year * 100 + 1 > rounds.current_month():
+    if year * 100 + 1 > current_month():
         raise Conflict(f"{year}年还没有开始，没有对账单", code="year_not_started")
     group = next((g.name for g in org.list_groups(session, village.id) if g.id == h.group_id), "")
     before = 0  # the balance after the last line of an earlier year
@@ -50,7 +50,7 @@ def gather(session: Session, village: Village, period: int, *, masking: str, hou
     points_in = sum(ln.amount for ln in mine if ln.amount > 0)
     points_out = -sum(ln.amount for ln in mine if ln.amount < 0)
     content = {
-        "year": year, "to_month": min(rounds.current_month(), year * 100 + 12), "number": h.number,
+        "year": year, "to_month": min(current_month(), year * 100 + 12), "number": h.number,
         "head": h.head_name, "group": group,
         "status": "" if h.status == HouseholdStatus.ACTIVE.value else HOUSEHOLD_STATUS_LABELS.get(h.status, h.status),
         "opening": opening, "closing": closing, "points_in": points_in, "points_out": points_out,

@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.context import Actor
+from app.core.month import current_month, prev_month
 from app.core.scope import Scope
 from app.errors import ValidationFailed, get_or_not_found
-from app.evaluation.service import rounds
 from app.notices import kinds
 from app.notices.models import Notice
 from app.notices.service import render
@@ -38,7 +38,7 @@ def default_month(month: int | None) -> int:
     """The month asked for, or the month whose notices go up now: the previous one (as the rounds page offers)."""
     if month and 1 <= month % 100 <= 12:
         return month
-    return rounds.prev_month(rounds.current_month())
+    return prev_month(current_month())
 
 
 def new_code() -> str:

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.core.clock import to_local, utcnow
+from app.core.month import month_of, month_start, next_month, prev_month
 from app.evaluation.service import objections, rounds
 from app.ledger import service as ledger
 from app.lists import service as lists
@@ -57,8 +58,7 @@ class VillageRow:
 
 
 def _deadline(month: int) -> date:
-    nxt = month // 100 * 12 + month % 100  # the following month, as months since year 0
-    return date(nxt // 12, nxt % 12 + 1, LATE_AFTER_DAYS)
+    return month_start(next_month(month)).replace(day=LATE_AFTER_DAYS)
 
 
 @dataclass
@@ -120,8 +120,8 @@ def board(session: Session, villages: list[Village], first: int, last: int, *,
     year = last // 100
     local = to_local(now or utcnow()) or utcnow()
     today = local.date()
-    this_month = local.year * 100 + local.month
-    due_until = min(last, rounds.prev_month(this_month))  # months whose rounds are due by now
+    this_month = month_of(local)
+    due_until = min(last, prev_month(this_month))  # months whose rounds are due by now
     ids = [v.id for v in villages if v.id is not None]
     states = rounds.month_states(session, ids, first, last)
     money = ledger.kind_totals(session, ids, first, last)
@@ -129,7 +129,7 @@ def board(session: Session, villages: list[Village], first: int, last: int, *,
     cover = lists.coverage_many(session, rulesets.coverage_targets(session, ids, min(this_month, year * 100 + 12)),
                                 year, as_of_month=this_month)
     objected = objections.counts(session, ids, first, last)
-    activity = stores.village_activity(session, ids, rounds.month_start(first), _month_end(last))
+    activity = stores.village_activity(session, ids, month_start(first), _month_end(last))
     due_all = _months(first, due_until) if due_until >= first else []
     started = rounds.first_months(session, ids)  # a village that started mid-year owes no round before that
     out: list[VillageRow] = []
@@ -172,7 +172,7 @@ def board(session: Session, villages: list[Village], first: int, last: int, *,
 
 
 def _month_end(month: int) -> date:
-    return rounds.month_start(rounds.next_month(month)) - timedelta(days=1)
+    return month_start(next_month(month)) - timedelta(days=1)
 
 
 def _late(state: rounds.MonthState | None, deadline: date, today: date) -> bool:
@@ -187,7 +187,7 @@ def _months(first: int, last: int) -> list[int]:
     out, m = [], first
     while m <= last:
         out.append(m)
-        m = rounds.next_month(m)
+        m = next_month(m)
     return out
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Final
 
+from app.core.month import month_label, next_month
 from app.evaluation.service.signals import median
 from app.rules.combine import round_half_up
 
@@ -139,15 +140,6 @@ def num(x: Fraction) -> str:
 def signed(x: Fraction) -> str:
     """A signed number (+0.5, -1, 0)."""
     return ("+" if x > 0 else "") + num(x)
-
-
-def month_label(month: int) -> str:
-    return f"{month // 100}年{month % 100}月"
-
-
-def _next_month(month: int) -> int:
-    y, m = divmod(month, 100)
-    return y * 100 + m + 1 if m < 12 else (y + 1) * 100 + 1
 
 
 def _mean(values: Iterable[Fraction]) -> Fraction:
@@ -303,7 +295,7 @@ def _runs(grades: MonthGrades) -> dict[int, tuple[int, int]]:
                 current.pop(hid, None)
                 continue
             prev = current.get(hid)
-            run = prev[1] + 1 if prev and prev[0] == g and _next_month(prev[2]) == month else 1
+            run = prev[1] + 1 if prev and prev[0] == g and next_month(prev[2]) == month else 1
             current[hid] = (g, run, month)
             if run > best.get(hid, (0, 0))[0]:
                 best[hid] = (run, month)

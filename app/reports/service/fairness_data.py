@@ -19,8 +19,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.committee import service as committee
+from app.core.month import add_months, current_month
 from app.evaluation.models import EvalRound, Rating, RoundResult
-from app.evaluation.service.rounds import CONSENSUS, EDITABLE, add_months, current_month
+from app.evaluation.service.rounds import CONSENSUS, EDITABLE
 from app.households.models import Household
 from app.org.models import Group
 from app.reports.service import fairness
