@@ -71,7 +71,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
             actor = Actor.system("命令行")
             user = auth.create_user(session, actor, login=args.login, display_name=args.name, password=password,
                                     must_change_password=generated)
-            auth.grant_role(session, actor, user.id, Role.COUNTY_ADMIN.value)  # type: ignore[arg-type]
+            auth.grant_role(session, actor, user.id, Role.COUNTY_ADMIN.value)
     except AppError as e:
         print(f"未能创建：{e.message}", file=sys.stderr)
         return 2
@@ -96,7 +96,7 @@ def cmd_set_password(settings: Settings, args: argparse.Namespace) -> int:
             if user is None:
                 print(f"没有登录名为 {args.login} 的账号", file=sys.stderr)
                 return 2
-            auth.admin_reset_password(session, Actor.system("命令行"), user.id, password)  # type: ignore[arg-type]
+            auth.admin_reset_password(session, Actor.system("命令行"), user.id, password)
     except AppError as e:
         print(f"未能重置：{e.message}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from app.core.clock import utcnow
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     seq: int = Field(unique=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     actor_id: int | None = Field(default=None, index=True)
@@ -23,7 +23,7 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=60, index=True)
     object_type: str | None = Field(default=None, max_length=40)
     object_id: str | None = Field(default=None, max_length=60)
-    summary: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    summary: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     request_id: str | None = Field(default=None, max_length=64)
     ip: str | None = Field(default=None, max_length=64)
     prev_hash: str = Field(max_length=64)

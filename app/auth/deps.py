@@ -78,7 +78,7 @@ def _token_prefix(raw: str) -> str | None:
 def current_principal(request: Request, session: DbSession) -> auth.Principal | None:
     """The signed-in user, or None. Also remembered on request.state for error pages and audit."""
     if hasattr(request.state, "principal"):
-        return request.state.principal  # type: ignore[no-any-return]
+        return request.state.principal
     principal: auth.Principal | None = None
     header = request.headers.get("authorization", "")
     rid, ip = request_id(request), client_ip(request)
@@ -168,6 +168,6 @@ def declared_permission(route: Any) -> Perm | None:
         d = stack.pop()
         perm = getattr(d.call, "zf_permission", None)
         if perm is not None:
-            return perm  # type: ignore[no-any-return]
+            return perm
         stack.extend(d.dependencies)
     return None

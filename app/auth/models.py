@@ -43,7 +43,7 @@ ROLE_SCOPE_COLUMN: dict[Role, str | None] = {
 class User(SQLModel, table=True):
     __tablename__ = "users"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     login: str = Field(max_length=40, unique=True)
     display_name: str = Field(max_length=40)
     phone: str | None = Field(default=None, max_length=20)
@@ -77,7 +77,7 @@ class RoleGrant(SQLModel, table=True):
     __tablename__ = "role_grants"
     __table_args__ = (CheckConstraint(_GRANT_SHAPE, name="scope_matches_role"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
     role: str = Field(max_length=20)
     township_id: int | None = Field(default=None, foreign_key="townships.id")
@@ -93,7 +93,7 @@ class UserSession(SQLModel, table=True):
 
     __tablename__ = "user_sessions"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True)
     user_id: int = Field(foreign_key="users.id", index=True)
     csrf_token: str = Field(max_length=64)
@@ -114,7 +114,7 @@ class LoginAttempt(SQLModel, table=True):
         Index("ix_login_attempts_ip_at", "ip", "at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     login: str = Field(max_length=40)
     ip: str = Field(max_length=64)
     at: datetime = Field(default_factory=utcnow)
@@ -126,7 +126,7 @@ class ApiToken(SQLModel, table=True):
 
     __tablename__ = "api_tokens"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
     grant_id: int = Field(foreign_key="role_grants.id")
     name: str = Field(max_length=60)

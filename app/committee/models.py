@@ -18,7 +18,7 @@ class CommitteeMember(SQLModel, table=True):
     __tablename__ = "committee_members"
     __table_args__ = (UniqueConstraint("village_id", "user_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
     user_id: int = Field(foreign_key="users.id", index=True)
     household_id: int = Field(foreign_key="households.id")
@@ -32,7 +32,7 @@ class Recusal(SQLModel, table=True):
 
     __tablename__ = "committee_recusals"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     member_id: int = Field(foreign_key="committee_members.id", index=True)
     household_id: int = Field(foreign_key="households.id")
     reason: str = Field(max_length=100)

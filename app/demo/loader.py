@@ -91,25 +91,25 @@ def load(session: Session, settings: Settings, *, passwords: dict[str, str] | No
         t = org.create_township(session, actor, code=county.code + t_suffix, name=t_name)
         townships.append(t)
         for v_suffix, v_name, n_groups in vlist:
-            v = org.create_village(session, actor, township_id=t.id, code=t.code + v_suffix, name=v_name)  # type: ignore[arg-type]
+            v = org.create_village(session, actor, township_id=t.id, code=t.code + v_suffix, name=v_name)
             villages.append(v)
             for n in range(1, n_groups + 1):
-                org.create_group(session, actor, village_id=v.id, number=n)  # type: ignore[arg-type]
-            org.create_store(session, actor, village_id=v.id, name=f"{v.name}振风超市")  # type: ignore[arg-type]
+                org.create_group(session, actor, village_id=v.id, number=n)
+            org.create_store(session, actor, village_id=v.id, name=f"{v.name}振风超市")
     for index, v in enumerate(villages):
-        n_groups = len(org.list_groups(session, v.id))  # type: ignore[arg-type]
+        n_groups = len(org.list_groups(session, v.id))
         data = roster_csv(FamilyMaker(seed, index), households_per_village, n_groups)
-        batch = imports.preview(session, actor, village_id=v.id, file_name=f"{v.name}花名册.csv", data=data)  # type: ignore[arg-type]
-        imports.apply(session, actor, village_id=v.id, batch_id=batch.id)  # type: ignore[arg-type]
+        batch = imports.preview(session, actor, village_id=v.id, file_name=f"{v.name}花名册.csv", data=data)
+        imports.apply(session, actor, village_id=v.id, batch_id=batch.id)
     now = to_local(now or utcnow()) or utcnow()
     # the county default ruleset, in force for the past year
     rulesets.ensure_default(session, actor, from_month=add_months(month_of(now), -12))
     # the rosters stand for households registered before the demo's year of evaluations began
     session.execute(update(Household).values(created_at=datetime(now.year - 1, 1, 1, tzinfo=DISPLAY_ZONE)))
     first_village = villages[0]
-    first_household = households.search(session, ScopeFilter(village_ids=frozenset({first_village.id})),  # type: ignore[arg-type]
+    first_household = households.search(session, ScopeFilter(village_ids=frozenset({first_village.id})),
                                         village_id=first_village.id, limit=1).rows
-    store = org.list_stores(session, ScopeFilter(village_ids=frozenset({first_village.id})))[0]  # type: ignore[arg-type]
+    store = org.list_stores(session, ScopeFilter(village_ids=frozenset({first_village.id})))[0]
     plan = [
         ("admin", "王建国", Role.COUNTY_ADMIN, {}, county.name),
         ("reviewer", "李秀英", Role.TOWNSHIP_REVIEWER, {"township_id": townships[0].id}, townships[0].name),
@@ -151,12 +151,12 @@ def _notice(session: Session, actor: Actor, village: Village, settings: Settings
     if month is None:
         return
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    d = notices.draft(session, actor, "results", village.id, month, verify_base=base,  # type: ignore[arg-type]
+    d = notices.draft(session, actor, "results", village.id, month, verify_base=base,
                       code=DEMO_NOTICE)
     notices.register(session, actor, d, None if render.missing_parts() else notices.render_pdf(d))
     if not render.missing_parts():  # the month's notices of the first township, printed in one go
         b = batch.start(session, actor, village.township_id, month, "pdf")
-        batch.build_here(session, actor, b.id, base)  # type: ignore[arg-type]
+        batch.build_here(session, actor, b.id, base)
 
 
 def describe(accounts: list[DemoAccount]) -> str:

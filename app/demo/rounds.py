@@ -79,14 +79,14 @@ def make_committee(session: Session, actor: Actor, village: Village, household_i
         else:
             u = auth.create_user(session, actor, login=f"m{village.code[-6:]}{i}", display_name=name,
                                  password=generate_password(), must_change_password=True)
-            auth.grant_role(session, actor, u.id, Role.COMMITTEE_MEMBER.value, village_id=village.id)  # type: ignore[arg-type]
-        committee.link(session, actor, village.id, user_id=u.id, household_id=household_ids[i % len(household_ids)],  # type: ignore[arg-type]
+            auth.grant_role(session, actor, u.id, Role.COMMITTEE_MEMBER.value, village_id=village.id)
+        committee.link(session, actor, village.id, user_id=u.id, household_id=household_ids[i % len(household_ids)],
                        title="主任" if i == 0 else "委员")
         users.append(u)
     own = household_ids[1 % len(household_ids)]
     relative = next((h for h in (household_ids[i % len(household_ids)] for i in (7, 6, 5)) if h != own), None)
     if relative is not None:
-        committee.declare_recusal(session, actor, village.id, user_id=users[1].id,  # type: ignore[arg-type]
+        committee.declare_recusal(session, actor, village.id, user_id=users[1].id,
                                   household_id=relative, reason="亲属（姐妹家）")
     return users
 
@@ -141,7 +141,7 @@ def _determinations(session: Session, clerk: Actor, rng: random.Random, rid: int
     n = motions.propose_determination(session, clerk, rid, household_id=bad, code="DISHONEST",
                                       description="拖欠村民工钱半年未付", evidence="欠条复印件、三名村民证言")
     for motion in (*commended, n):
-        motions.add_evidence(session, clerk, motion.id, file_name="现场照片.png", media_type="image/png",  # type: ignore[arg-type]
+        motions.add_evidence(session, clerk, motion.id, file_name="现场照片.png", media_type="image/png",
                              data=_photo(rng))
     if not decide:
         return
@@ -149,7 +149,7 @@ def _determinations(session: Session, clerk: Actor, rng: random.Random, rid: int
         for i, u in enumerate(members):
             choice = "yes" if i < yes else "no"
             try:
-                done, _ = motions.vote(session, _as(u), motion.id, choice)  # type: ignore[arg-type]
+                done, _ = motions.vote(session, _as(u), motion.id, choice)
             except AppError:  # recused from this household
                 continue
             if done.status != "proposed":
@@ -216,15 +216,15 @@ def load_history(session: Session, actor: Actor, villages: list[Village], *, see
     clerk = Actor(user_id=None, name="村文书（演示）", role="village_clerk")
     reviewer = Actor(user_id=None, name="乡镇审核员（演示）", role="township_reviewer")
     storekeeper = Actor(user_id=None, name="超市管理员（演示）", role="store_clerk")
-    rolls = {v.id: households.search(session, ScopeFilter(village_ids=frozenset({v.id})),  # type: ignore[arg-type]
+    rolls = {v.id: households.search(session, ScopeFilter(village_ids=frozenset({v.id})),
                                      village_id=v.id, limit=100_000).rows
              for v in villages}
     households_of = {vid: [h.id for h in rows] for vid, rows in rolls.items()}
-    shops = demo_store.setup(session, actor, households_of, start=_day(_months_back(now, months), 1),  # type: ignore[arg-type]
+    shops = demo_store.setup(session, actor, households_of, start=_day(_months_back(now, months), 1),
                              seed=seed)
     for index, v in enumerate(villages):
-        ids: list[int] = households_of[v.id]  # type: ignore[index,assignment]
-        shop = shops[v.id]  # type: ignore[index]
+        ids: list[int] = households_of[v.id]
+        shop = shops[v.id]
         panel = demo_panel.plan(ids, {h.id: h.head_name for h in rolls[v.id] if h.id is not None}) \
             if index == PANEL_VILLAGE and ids else None
         if panel is not None:
@@ -251,19 +251,19 @@ def load_history(session: Session, actor: Actor, villages: list[Village], *, see
                 hid = ids[(20 + k) % len(ids)]
                 o = objections.file(session, clerk, rid, household_id=hid, target="rating", theme="ENV",
                                     text="评比当天正在清理院子，已整改", on_paper=True, day=_day(nxt, 4))
-                objections.resolve(session, clerk, o.id, uphold=True, reason="复查属实，更正为良",  # type: ignore[arg-type]
+                objections.resolve(session, clerk, o.id, uphold=True, reason="复查属实，更正为良",
                                    corrected_grade="良")
             if index == 0 and k == 4:  # and one that was not upheld
                 o = objections.file(session, clerk, rid, household_id=ids[30 % len(ids)], target="rating", theme="LAW",
                                     text="不同意评为中", on_paper=True, day=_day(nxt, 4))
-                objections.resolve(session, clerk, o.id, uphold=False, reason="经查有赌博行为，维持原评")  # type: ignore[arg-type]
+                objections.resolve(session, clerk, o.id, uphold=False, reason="经查有赌博行为，维持原评")
             late = index == LATE_VILLAGE and k in LATE_BACK  # finalised after the 20th of the following month
             finalised_on = _day(nxt, 26 if late else 10)
             rounds.finalise(session, clerk, rid, on=finalised_on, at=_at(finalised_on))
             if index == 0 and k == 6:  # an objection upheld after finalisation: compensation, nothing reopened
                 o = objections.file(session, clerk, rid, household_id=ids[40 % len(ids)], target="rating", theme="PUBLIC",
                                     text="当月参加了修路义务劳动，漏评", on_paper=True, day=now.date())
-                objections.resolve(session, clerk, o.id, uphold=True, reason="核实参加义务劳动三天，更正为优",  # type: ignore[arg-type]
+                objections.resolve(session, clerk, o.id, uphold=True, reason="核实参加义务劳动三天，更正为优",
                                    corrected_grade="优")
             if index == 0 or k <= STORE_BACK:
                 demo_store.redemptions(session, storekeeper, rng, shop, ids, _day(nxt, 27 if late else 18))
@@ -293,12 +293,12 @@ def _rectifications(session: Session, clerk: Actor, village_id: int, now: dateti
     today = (to_local(utcnow()) or utcnow()).date()  # the plans are recorded today: the visits cannot be earlier
     members = max(lists.committee_size(session, village_id), 1)
     for n, p in enumerate(black):
-        lists.start_rectification(session, clerk, p.id, measures=_MEASURES.get(p.reason, "按村规民约整改，每月向评比委员会"  # type: ignore[arg-type]
+        lists.start_rectification(session, clerk, p.id, measures=_MEASURES.get(p.reason, "按村规民约整改，每月向评比委员会"
                                                                                        "汇报一次"),
                                   helper=["老党员 赵永福", "老教师 孙桂芳", "新乡贤 周建华"][n % 3], month=month)
-        lists.record_visit(session, clerk, p.id, visited_on=today, notes="入户查看，已按整改措施开始改正", month=month)  # type: ignore[arg-type]
+        lists.record_visit(session, clerk, p.id, visited_on=today, notes="入户查看，已按整改措施开始改正", month=month)
         if lift_one and n == 0:
-            lists.lift(session, clerk, p.id, decided_on=today, members_present=members, members_for=members,  # type: ignore[arg-type]
+            lists.lift(session, clerk, p.id, decided_on=today, members_present=members, members_for=members,
                        decision="回访确认整改到位，群众认可，委员会一致同意提前移出黑榜", month=month)
 
 

@@ -80,14 +80,14 @@ def setup(session: Session, actor: Actor, households_of: dict[int, list[int]], *
     for index, vid in enumerate(village_ids):
         store = stores.stores_serving(session, vid)[0]
         if index == 0:
-            stores.update_settings(session, actor, store.id, daily_limit=DAILY_LIMIT)  # type: ignore[arg-type]
+            stores.update_settings(session, actor, store.id, daily_limit=DAILY_LIMIT)
         items: list[int] = []
         for k, (name, unit, category, points, cost, _batch) in enumerate(CATALOG):
-            item = stock.create_item(session, actor, store.id, stock.ItemInput(  # type: ignore[arg-type]
+            item = stock.create_item(session, actor, store.id, stock.ItemInput(
                 name=name, unit=unit, category=category, points=points, cost_fen=cost,
-                barcode=_ean13(vid * 1000 + k), low_stock=max(3, _batch // 5)))  # type: ignore[operator]
-            items.append(item.id)  # type: ignore[arg-type]
-        out[vid] = s = DemoStore(store.id, vid, (vid,), items, [], index)  # type: ignore[arg-type]
+                barcode=_ean13(vid * 1000 + k), low_stock=max(3, _batch // 5)))
+            items.append(item.id)
+        out[vid] = s = DemoStore(store.id, vid, (vid,), items, [], index)
         _fund_year(session, actor, s, start, rng)
         funds = s.funds
         day = _at(start, 9)
@@ -167,4 +167,4 @@ def extras(session: Session, actor: Actor, clerk: Actor, s: DemoStore, household
         cards.reissue(session, clerk, household_ids[3], "挂失后补办新卡")
     done = counter.recent(session, s.store_id, limit=1)
     if done:
-        counter.void(session, clerk, done[0][0].id, reason="农户发现洗衣粉包装破损，退回", any_day=True)  # type: ignore[arg-type]
+        counter.void(session, clerk, done[0][0].id, reason="农户发现洗衣粉包装破损，退回", any_day=True)

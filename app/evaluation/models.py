@@ -26,19 +26,19 @@ class EvalRound(SQLModel, table=True):
                       Index("ix_eval_rounds_states", "village_id", "month", "status", "finalised_at",
                             "households_rated", "roster_size"))
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
     month: int  # YYYYMM
     status: str = Field(default="draft", max_length=12)
     mode: str = Field(default="consensus", max_length=10)  # panel | consensus
     ruleset_code: str = Field(max_length=40)
     ruleset_version: int
-    present_member_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    present_member_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     objection_days: int = Field(default=5)
     objections_close_on: date | None = None
-    roster: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # type: ignore[type-arg]
+    roster: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # who could rate whom, frozen at submission with the roster: {"members": {uid: name}, "barred": {uid: [hid]}}
-    eligibility: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # type: ignore[type-arg]
+    eligibility: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     review_comment: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     created_by: str = Field(max_length=80)
@@ -53,7 +53,7 @@ class RoundEvent(SQLModel, table=True):
 
     __tablename__ = "eval_round_events"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="eval_rounds.id", index=True)
     at: datetime = Field(default_factory=utcnow)
     from_status: str = Field(max_length=12)
@@ -70,7 +70,7 @@ class Rating(SQLModel, table=True):
     __tablename__ = "eval_ratings"
     __table_args__ = (UniqueConstraint("round_id", "household_id", "theme", "rater_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="eval_rounds.id", index=True)
     household_id: int = Field(foreign_key="households.id")
     theme: str = Field(max_length=20)
@@ -86,7 +86,7 @@ class Motion(SQLModel, table=True):
 
     __tablename__ = "eval_motions"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
     round_id: int | None = Field(default=None, foreign_key="eval_rounds.id", index=True)
     kind: str = Field(max_length=14)  # determination | award | penalty
@@ -110,7 +110,7 @@ class MotionVote(SQLModel, table=True):
     __tablename__ = "eval_votes"
     __table_args__ = (UniqueConstraint("motion_id", "user_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     motion_id: int = Field(foreign_key="eval_motions.id", index=True)
     user_id: int = Field(foreign_key="users.id")
     vote: str = Field(max_length=8)  # yes | no | abstain
@@ -122,7 +122,7 @@ class Evidence(SQLModel, table=True):
 
     __tablename__ = "eval_evidence"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     motion_id: int = Field(foreign_key="eval_motions.id", index=True)
     file_name: str = Field(max_length=200)
     media_type: str = Field(max_length=60)
@@ -139,7 +139,7 @@ class Objection(SQLModel, table=True):
 
     __tablename__ = "eval_objections"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="eval_rounds.id", index=True)
     household_id: int = Field(foreign_key="households.id", index=True)
     target: str = Field(max_length=14)  # rating | determination | posting
@@ -168,14 +168,14 @@ class RoundResult(SQLModel, table=True):
     __tablename__ = "eval_results"
     __table_args__ = (UniqueConstraint("round_id", "household_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="eval_rounds.id", index=True)
     household_id: int = Field(foreign_key="households.id", index=True)
     total: int
-    lines: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
-    postings: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    lines: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    postings: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # the combined grade per theme ("ENV" -> "差"), what later months read (worst-grade runs, unchanged grades)
-    grades: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    grades: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     note: str = Field(default="", max_length=40)  # 本月迁入 / 本月迁出
     ledger_tx_id: int | None = None
 
@@ -185,11 +185,11 @@ class SheetUpload(SQLModel, table=True):
 
     __tablename__ = "eval_sheet_uploads"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="eval_rounds.id", index=True)
     file_name: str = Field(max_length=200)
-    cells: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
-    problems: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    cells: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    problems: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="preview", max_length=10)  # preview | applied | discarded
     created_at: datetime = Field(default_factory=utcnow)
     created_by: str = Field(max_length=80)

@@ -139,7 +139,7 @@ def committee_link(request: Request, session: DbSession, village_id: int, p: Pri
                    user_id: Short = "", household_number: Short = "", title: Short = "委员") -> Response:
     with _committee_form(p, village_id):
         h = hh.find_by_number(session, village_id, household_number)
-        committee.link(session, p.actor(), village_id, user_id=_int(user_id, "委员"), household_id=h.id,  # type: ignore[arg-type]
+        committee.link(session, p.actor(), village_id, user_id=_int(user_id, "委员"), household_id=h.id,
                        title=title)
     return redirect(f"/villages/{village_id}/committee", request, "已关联委员本人农户")
 
@@ -152,7 +152,7 @@ def committee_recuse(request: Request, session: DbSession, village_id: int, p: P
         scope = org.scope_of_village(session, village_id)
         who = _int(user_id, "委员") if user_id and _covers(p, Perm.EVAL_MANAGE, scope) else p.user_id
         h = hh.find_by_number(session, village_id, household_number)
-        committee.declare_recusal(session, p.actor(), village_id, user_id=who, household_id=h.id,  # type: ignore[arg-type]
+        committee.declare_recusal(session, p.actor(), village_id, user_id=who, household_id=h.id,
                                   reason=reason)
     return redirect(f"/villages/{village_id}/committee", request, "已登记回避")
 
@@ -180,8 +180,8 @@ def _round_ctx(session: DbSession, p: Principal, round_id: int, **extra: Any) ->
     for m in motions.motions_of_round(session, round_id):
         det = ruleset.determination(m.code or "")
         motion_rows.append({"m": m, "det": det, "tally": motions.tally(session, m, elig),
-                            "votes": motions.votes_of(session, m.id),  # type: ignore[arg-type]
-                            "evidence": motions.evidence_list(session, m.id)})  # type: ignore[arg-type]
+                            "votes": motions.votes_of(session, m.id),
+                            "evidence": motions.evidence_list(session, m.id)})
     return {"rnd": rnd, "village": org.get_village(session, EVERYTHING, rnd.village_id), "ruleset": ruleset,
             "progress": progress, "roster": entries, "labels": label, "events": rounds.events(session, round_id),
             "motions": motion_rows, "objections": objections.objections_of_round(session, round_id),
@@ -499,8 +499,8 @@ def withdraw(request: Request, session: DbSession, motion_id: int, p: Principal 
 def _awards_ctx(session: DbSession, p: Principal, village_id: int, **extra: Any) -> dict[str, Any]:
     scope = org.scope_of_village(session, village_id)
     elig = committee.eligibility(session, village_id)
-    rows = [{"m": m, "tally": motions.tally(session, m, elig), "votes": motions.votes_of(session, m.id),  # type: ignore[arg-type]
-             "evidence": motions.evidence_list(session, m.id),  # type: ignore[arg-type]
+    rows = [{"m": m, "tally": motions.tally(session, m, elig), "votes": motions.votes_of(session, m.id),
+             "evidence": motions.evidence_list(session, m.id),
              "label": _household_label(session, m.household_id)} for m in motions.adhoc_of_village(session, village_id)]
     return {"village": org.get_village(session, EVERYTHING, village_id), "rows": rows, "members": elig.members,
             "can_manage": _covers(p, Perm.EVAL_MANAGE, scope), "can_rate": _covers(p, Perm.EVAL_RATE, scope),
@@ -525,7 +525,7 @@ def propose_award(request: Request, session: DbSession, village_id: int, p: Prin
             "household_number": household_number, "kind": kind, "points": points, "description": description,
             "evidence": evidence})):
         h = hh.find_by_number(session, village_id, household_number)
-        motions.propose_adhoc(session, p.actor(), village_id, household_id=h.id, kind=kind,  # type: ignore[arg-type]
+        motions.propose_adhoc(session, p.actor(), village_id, household_id=h.id, kind=kind,
                               points=_int(points, "分值"), description=description, evidence=evidence)
     return redirect(f"/villages/{village_id}/awards", request, "已提交委员会表决")
 
@@ -676,7 +676,7 @@ def _own_ctx(session: DbSession, p: Principal, household_id: int, round_id: int 
         view = rounds.household_view(session, chosen, household_id)
         ctx.update({"view": view, "ruleset": rounds.ruleset_of(session, chosen),
                     "window_open": objections.open_for_objections(chosen) and chosen.status == "publicised",
-                    "passed": [m for m in motions.motions_of_round(session, chosen.id)  # type: ignore[arg-type]
+                    "passed": [m for m in motions.motions_of_round(session, chosen.id)
                                if m.household_id == household_id and m.status == "passed"]})
     return ctx
 

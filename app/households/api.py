@@ -96,7 +96,7 @@ def search(session: DbSession, p: Principal = View,
 def create(village_id: int, body: HouseholdIn, session: DbSession, p: Principal = Manage) -> HouseholdDetailOut:
     h = hh.create_household(session, p.actor(), village_id=village_id, number=body.number, head=_input(body.head),
                             group_id=body.group_id, address=body.address, phone=body.phone, notes=body.notes)
-    return _detail(session, p, h.id)  # type: ignore[arg-type]
+    return _detail(session, p, h.id)
 
 
 @router.get("/households/{household_id}", response_model=HouseholdDetailOut, summary="农户详情（含成员）",
@@ -145,14 +145,14 @@ def move_group(household_id: int, body: GroupMoveIn, session: DbSession, p: Prin
 def split(household_id: int, body: SplitIn, session: DbSession, p: Principal = Manage) -> HouseholdDetailOut:
     new = hh.split(session, p.actor(), household_id, member_ids=body.member_ids, new_head_id=body.new_head_id,
                    new_number=body.new_number, group_id=body.group_id, on=body.on, reason=body.reason)
-    return _detail(session, p, new.id)  # type: ignore[arg-type]
+    return _detail(session, p, new.id)
 
 
 @router.post("/households/{household_id}/merge", response_model=HouseholdDetailOut,
              summary="合户：本户全部在户成员并入目标户（返回目标户）")
 def merge(household_id: int, body: MergeIn, session: DbSession, p: Principal = Manage) -> HouseholdDetailOut:
     target = hh.merge(session, p.actor(), household_id, body.target_id, on=body.on, reason=body.reason)
-    return _detail(session, p, target.id)  # type: ignore[arg-type]
+    return _detail(session, p, target.id)
 
 
 @router.post("/households/{household_id}/move-out", response_model=HouseholdDetailOut, summary="全户迁出或注销")
@@ -180,7 +180,7 @@ def upload(request: Request, village_id: int, session: DbSession, file: Annotate
 
 def _preview_out(batch: imports.ImportBatch) -> ImportPreviewOut:
     errors = [x for x in batch.problems if x["severity"] == "error"]
-    return ImportPreviewOut(batch_id=batch.id, status=batch.status, summary=batch.summary,  # type: ignore[arg-type]
+    return ImportPreviewOut(batch_id=batch.id, status=batch.status, summary=batch.summary,
                             problems=batch.problems, can_confirm=not errors and batch.status == "preview")
 
 

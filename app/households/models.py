@@ -46,7 +46,7 @@ class Household(SQLModel, table=True):
         Index("ix_households_roll", "village_id", "status", "created_at", "status_date"),  # who was on a year's roll
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id")
     group_id: int | None = Field(default=None, foreign_key="village_groups.id")
     group_sort: int = Field(default=1_000_000)  # the group's number (kept with group_id), or last without a group
@@ -79,7 +79,7 @@ class Member(SQLModel, table=True):
         Index("ix_members_name", "name"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     household_id: int = Field(foreign_key="households.id", index=True)
     village_id: int = Field(foreign_key="villages.id")
     name: str = Field(max_length=40)
@@ -105,7 +105,7 @@ class HouseholdMembership(SQLModel, table=True):
 
     __tablename__ = "household_memberships"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     member_id: int = Field(foreign_key="members.id", index=True)
     household_id: int = Field(foreign_key="households.id", index=True)
     relation: str = Field(max_length=10)
@@ -119,12 +119,12 @@ class HouseholdEvent(SQLModel, table=True):
 
     __tablename__ = "household_events"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     household_id: int = Field(foreign_key="households.id", index=True)
     at: datetime = Field(default_factory=utcnow)
     kind: str = Field(max_length=30)
     description: str = Field(max_length=500)
-    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     actor_id: int | None = None
     actor_name: str | None = Field(default=None, max_length=80)
 
@@ -135,14 +135,14 @@ class ImportBatch(SQLModel, table=True):
 
     __tablename__ = "roster_imports"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
     user_id: int | None = Field(default=None, foreign_key="users.id")
     file_name: str = Field(max_length=200)
     file_sha256: str = Field(max_length=64)
-    rows: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
-    problems: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
-    summary: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    rows: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    problems: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    summary: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="preview", max_length=12)  # preview | applied | discarded
     created_at: datetime = Field(default_factory=utcnow)
     applied_at: datetime | None = None

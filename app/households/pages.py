@@ -209,7 +209,7 @@ def merge(request: Request, session: DbSession, household_id: int, p: Principal 
     with form_errors("households/detail.html", lambda s: _detail_ctx(s, p, household_id)):
         source = hh.get_household(session, household_id)
         target = hh.find_by_number(session, source.village_id, target_number)
-        hh.merge(session, p.actor(), household_id, target.id, reason=reason or "合户")  # type: ignore[arg-type]
+        hh.merge(session, p.actor(), household_id, target.id, reason=reason or "合户")
     return redirect(f"/households/{target.id}", request, f"已并入户号 {target.number}")
 
 

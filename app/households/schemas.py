@@ -27,7 +27,7 @@ class MemberOut(BaseModel):
 
     @classmethod
     def build(cls, m: Member, full: bool) -> MemberOut:
-        return cls(id=m.id, household_id=m.household_id, name=m.name, relation=m.relation, gender=m.gender,  # type: ignore[arg-type]
+        return cls(id=m.id, household_id=m.household_id, name=m.name, relation=m.relation, gender=m.gender,
                    birth_date=m.birth_date, id_number=m.id_number if full else mask_id_number(m.id_number) or None,
                    phone=m.phone if full else mask_phone(m.phone) or None, party_member=m.party_member,
                    living_away=m.living_away, status=m.status)
@@ -50,7 +50,7 @@ class HouseholdOut(BaseModel):
 
     @classmethod
     def build(cls, h: Household, full: bool) -> HouseholdOut:
-        return cls(id=h.id, village_id=h.village_id, group_id=h.group_id, number=h.number,  # type: ignore[arg-type]
+        return cls(id=h.id, village_id=h.village_id, group_id=h.group_id, number=h.number,
                    head_member_id=h.head_member_id, head_name=h.head_name, address=h.address,
                    phone=h.phone if full else mask_phone(h.phone) or None, status=h.status, status_date=h.status_date,
                    status_reason=h.status_reason, notes=h.notes if full else None, updated_at=h.updated_at)

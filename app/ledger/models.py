@@ -61,7 +61,7 @@ class LedgerAccount(SQLModel, table=True):
         CheckConstraint("(kind = 'household') = (balance IS NOT NULL)", name="only_household_keeps_balance"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     code: str = Field(max_length=40, unique=True)  # household:12, village:3:issue, store:5:redeemed
     kind: str = Field(max_length=12)
     village_id: int = Field(foreign_key="villages.id", index=True)
@@ -79,7 +79,7 @@ class LedgerTransaction(SQLModel, table=True):
         Index("ix_ledger_transactions_reference", "reference"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     kind: str = Field(max_length=12)
     village_id: int = Field(foreign_key="villages.id")
     month: int  # YYYYMM of occurred_at in Asia/Shanghai, for summaries by month
@@ -101,7 +101,7 @@ class LedgerEntry(SQLModel, table=True):
         CheckConstraint("(seq IS NULL) = (balance_after IS NULL)", name="seq_with_balance"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     transaction_id: int = Field(foreign_key="ledger_transactions.id", index=True)
     account_id: int = Field(foreign_key="ledger_accounts.id")
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))  # 0 only for a penalty that found nothing to take

@@ -123,7 +123,7 @@ def village_points(request: Request, session: DbSession, village_id: int, p: Pri
 
 def _index_ctx(session: DbSession, p: Principal, **extra: Any) -> dict[str, Any]:
     villages = org.list_villages(session, p.filter(Perm.LEDGER_VIEW))
-    totals = ledger.village_totals(session, [v.id for v in villages])  # type: ignore[misc]
+    totals = ledger.village_totals(session, [v.id for v in villages])
     return {"villages": villages, "totals": totals, "policy": ledger.get_policy(session),
             "can_manage": p.can(Perm.LEDGER_MANAGE), "choices": EXPIRY_CHOICES, **extra}
 

@@ -18,7 +18,7 @@ class Rectification(SQLModel, table=True):
 
     __tablename__ = "rectifications"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     posting_id: int = Field(foreign_key="list_postings.id", unique=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
     household_id: int | None = Field(default=None, foreign_key="households.id", index=True)  # None once erased
@@ -42,7 +42,7 @@ class RectificationVisit(SQLModel, table=True):
 
     __tablename__ = "rectification_visits"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     rectification_id: int = Field(foreign_key="rectifications.id", index=True)
     visited_on: date
     notes: str = Field(max_length=500)
@@ -57,7 +57,7 @@ class ListPosting(SQLModel, table=True):
     __tablename__ = "list_postings"
     __table_args__ = (Index("ix_list_postings_village_months", "village_id", "from_month", "to_month"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     round_id: int | None = Field(default=None, foreign_key="eval_rounds.id", index=True)
     village_id: int = Field(foreign_key="villages.id")
     household_id: int | None = Field(default=None, foreign_key="households.id", index=True)  # None once erased

@@ -86,7 +86,7 @@ def _village_ctx(session: DbSession, p: Principal, village_id: int, year: int, l
     people = lists.households_by_id(session, wanted + list(cov.never[:200]))
     return {"village": village, "year": year, "cov": cov, "stability": lists.ratio_stability(cov),
             "rows": rows, "shown": shown, "people": people, "month": month, "list_": list_,
-            "status_on": lists.status_on, "plans": lists.rectifications_of(session, [r.id for r in rows]),  # type: ignore[misc]
+            "status_on": lists.status_on, "plans": lists.rectifications_of(session, [r.id for r in rows]),
             "reasons": lists.reasons(session, village_id, year), "nav_active": "/lists", **LABELS}
 
 
@@ -103,7 +103,7 @@ def _posting_ctx(session: DbSession, p: Principal, posting_id: int, **extra: Any
     month = lists.this_month()
     return {"post": post, "h": hh.get_household(session, post.household_id) if post.household_id else None,
             "village": org.get_village(session, EVERYTHING, post.village_id), "plan": plan,
-            "visits": lists.visits(session, plan.id) if plan else [],  # type: ignore[arg-type]
+            "visits": lists.visits(session, plan.id) if plan else [],
             "now": lists.status_on(post, month), "shown": lists.is_shown(post, month),
             "can_manage": scope is not None and p.covers(Perm.EVAL_MANAGE, scope),
             "committee_size": lists.committee_size(session, post.village_id), "form": {},
@@ -151,9 +151,9 @@ def lift(request: Request, session: DbSession, posting_id: int, p: Principal = M
 def household_lists(request: Request, session: DbSession, household_id: int, p: Principal = View) -> Response:
     """A household's red and black history, and for a black posting being shown: what it must do to come off."""
     rows = lists.household_history(session, household_id)
-    plans = lists.rectifications_of(session, [r.id for r in rows])  # type: ignore[misc]
+    plans = lists.rectifications_of(session, [r.id for r in rows])
     month = lists.this_month()
     return render(request, "lists/household.html", {
         "h": hh.get_household(session, household_id), "rows": rows, "plans": plans, "month": month,
-        "status_on": lists.status_on, "visits": {pid: lists.visits(session, r.id) for pid, r in plans.items()},  # type: ignore[arg-type]
+        "status_on": lists.status_on, "visits": {pid: lists.visits(session, r.id) for pid, r in plans.items()},
         "nav_active": "/lists", **LABELS})

@@ -103,7 +103,7 @@ def households_by_id(session: Session, ids: list[int | None]) -> dict[int, House
     wanted = sorted({i for i in ids if i is not None})
     if not wanted:
         return {}
-    return {h.id: h for h in session.execute(select(Household).where(Household.id.in_(wanted))).scalars()}  # type: ignore[misc]
+    return {h.id: h for h in session.execute(select(Household).where(Household.id.in_(wanted))).scalars()}
 
 
 def rectification_of(session: Session, posting_id: int) -> Rectification | None:
@@ -253,7 +253,7 @@ def record_visit(session: Session, actor: Actor, posting_id: int, *, visited_on:
     today = (to_local(utcnow()) or utcnow()).date()
     if visited_on > today or visited_on < r.created_at.date().replace(day=1):
         raise ValidationFailed("回访日期不对：须在整改方案之后、不晚于今天", details={"field": "visited_on"})
-    v = RectificationVisit(rectification_id=r.id, visited_on=visited_on,  # type: ignore[arg-type]
+    v = RectificationVisit(rectification_id=r.id, visited_on=visited_on,
                            notes=_text(notes, "回访情况", 500, "院落已清理干净，邻居反映良好"), by=actor.name[:80])
     session.add(v)
     session.flush()
@@ -275,7 +275,7 @@ def lift(session: Session, actor: Actor, posting_id: int, *, decided_on: date, m
     r = rectification_of(session, posting_id)
     if r is None:
         raise Conflict("移出黑榜之前，须有整改方案和至少一次回访", code="no_plan")
-    if not visits(session, r.id):  # type: ignore[arg-type]
+    if not visits(session, r.id):
         raise Conflict("移出黑榜之前，须至少回访一次并记录整改情况", code="no_visit")
     size = committee_size(session, p.village_id)
     for value, label in ((members_present, "到会委员人数"), (members_for, "同意人数")):
@@ -314,7 +314,7 @@ def expire_due(session: Session, actor: Actor, *, month: int | None = None) -> i
     month = month or this_month()
     done = session.execute(update(ListPosting).where(ListPosting.status == "effective", ListPosting.to_month < month)
                            .values(status="expired"))
-    n = int(done.rowcount or 0)  # type: ignore[attr-defined]
+    n = int(done.rowcount or 0)
     if n:
         audit.record(session, actor, "lists.posting.expire", object_type="list_posting", object_id=None,
                      after={"month": month, "expired": n})

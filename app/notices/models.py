@@ -20,7 +20,7 @@ class Notice(SQLModel, table=True):
     __tablename__ = "notices"
     __table_args__ = (Index("ix_notices_scope", "village_id", "kind", "period"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     code: str = Field(max_length=12, unique=True)  # printed under the QR: 8 characters, no look-alikes
     kind: str = Field(max_length=12)  # results | red | black | ranking | finance | statement | review
     village_id: int = Field(foreign_key="villages.id")
@@ -28,7 +28,7 @@ class Notice(SQLModel, table=True):
     round_id: int | None = Field(default=None, foreign_key="eval_rounds.id")
     period: int  # YYYYMM, or YYYY00 for a year
     title: str = Field(max_length=120)
-    content: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # type: ignore[type-arg]
+    content: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     content_sha256: str = Field(max_length=64)
     pdf_sha256: str | None = Field(default=None, max_length=64)
     masking: str = Field(max_length=8)
@@ -45,7 +45,7 @@ class NoticeBatch(SQLModel, table=True):
 
     __tablename__ = "notice_batches"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     township_id: int = Field(foreign_key="townships.id", index=True)
     month: int
     form: str = Field(max_length=4)  # pdf | zip

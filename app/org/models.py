@@ -14,7 +14,7 @@ from app.core.clock import utcnow
 class County(SQLModel, table=True):
     __tablename__ = "counties"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     code: str = Field(max_length=6, unique=True)
     name: str = Field(max_length=50)
     created_at: datetime = Field(default_factory=utcnow)
@@ -23,7 +23,7 @@ class County(SQLModel, table=True):
 class Township(SQLModel, table=True):
     __tablename__ = "townships"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     county_id: int = Field(foreign_key="counties.id", index=True)
     code: str = Field(max_length=9, unique=True)
     name: str = Field(max_length=50)
@@ -35,7 +35,7 @@ class Township(SQLModel, table=True):
 class Village(SQLModel, table=True):
     __tablename__ = "villages"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     township_id: int = Field(foreign_key="townships.id", index=True)
     code: str = Field(max_length=12, unique=True)
     name: str = Field(max_length=50)
@@ -52,7 +52,7 @@ class Group(SQLModel, table=True):
     __tablename__ = "village_groups"
     __table_args__ = (UniqueConstraint("village_id", "number"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
     number: int
     name: str = Field(max_length=50)
@@ -64,7 +64,7 @@ class Group(SQLModel, table=True):
 class Store(SQLModel, table=True):
     __tablename__ = "stores"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id", index=True)
     name: str = Field(max_length=60)
     active: bool = Field(default=True)

@@ -173,7 +173,7 @@ def create_township(session: Session, actor: Actor, *, code: str, name: str) -> 
     name = _name(name, "乡镇")
     if session.execute(select(Township.id).where(Township.code == code)).first():
         raise Conflict(f"乡镇代码 {code} 已被使用", details={"field": "code"})
-    t = Township(county_id=county.id, code=code, name=name)  # type: ignore[arg-type]
+    t = Township(county_id=county.id, code=code, name=name)
     return _created(session, actor, t, "code", "name")
 
 
@@ -225,7 +225,7 @@ def create_village(session: Session, actor: Actor, *, township_id: int, code: st
         raise ValidationFailed(f"村代码必须以所属乡镇代码 {t.code} 开头", details={"field": "code"})
     if session.execute(select(Village.id).where(Village.code == code)).first():
         raise Conflict(f"村代码 {code} 已被使用", details={"field": "code"})
-    v = Village(township_id=t.id, code=code, name=_name(name, "村"))  # type: ignore[arg-type]
+    v = Village(township_id=t.id, code=code, name=_name(name, "村"))
     return _created(session, actor, v, "township_id", "code", "name")
 
 
@@ -258,7 +258,7 @@ def create_group(session: Session, actor: Actor, *, village_id: int, number: int
         raise ValidationFailed("小组编号必须是 1 到 999 之间的整数", details={"field": "number"})
     if session.execute(select(Group.id).where(Group.village_id == v.id, Group.number == number)).first():
         raise Conflict(f"{v.name}已有第 {number} 组", details={"field": "number"})
-    g = Group(village_id=v.id, number=number, name=_name(name or default_group_name(number), "小组"))  # type: ignore[arg-type]
+    g = Group(village_id=v.id, number=number, name=_name(name or default_group_name(number), "小组"))
     return _created(session, actor, g, "village_id", "number", "name")
 
 

@@ -15,7 +15,7 @@ class CreditConsent(SQLModel, table=True):
 
     __tablename__ = "credit_consents"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     household_id: int = Field(foreign_key="households.id", index=True)
     given_on: date
     how: str = Field(max_length=100)  # 户主签字的同意书 / 户主本人到村委会当面同意

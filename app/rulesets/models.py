@@ -19,7 +19,7 @@ class RulesetVersion(SQLModel, table=True):
     __tablename__ = "rulesets"
     __table_args__ = (UniqueConstraint("code", "version"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     code: str = Field(max_length=40)
     version: int
     name: str = Field(max_length=80)
@@ -33,7 +33,7 @@ class RulesetAssignment(SQLModel, table=True):
     __tablename__ = "ruleset_assignments"
     __table_args__ = (UniqueConstraint("village_id", "from_month"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int | None = Field(default=None, foreign_key="villages.id", index=True)  # None: the whole county
     code: str = Field(max_length=40)
     from_month: int  # YYYYMM

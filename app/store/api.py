@@ -49,10 +49,10 @@ def scan(store_id: int, body: ScanIn, request: Request, session: DbSession,
     store = stores.get_store(session, store_id)
     h = counter.check_served(session, store, found.household, stores.served_villages(session, store_id), by_card=True)
     return HouseholdAtCounterOut(
-        household_id=h.id, village_id=h.village_id, number=h.number, head_name=h.head_name,  # type: ignore[arg-type]
-        balance=ledger.balance(session, h.id),  # type: ignore[arg-type]
-        expiring=[ExpiringOut(date=d, points=n) for d, n in ledger.expiring(session, h.id)],  # type: ignore[arg-type]
-        spent_today=counter.spent_today(session, store_id, h.id, counter.today()),  # type: ignore[arg-type]
+        household_id=h.id, village_id=h.village_id, number=h.number, head_name=h.head_name,
+        balance=ledger.balance(session, h.id),
+        expiring=[ExpiringOut(date=d, points=n) for d, n in ledger.expiring(session, h.id)],
+        spent_today=counter.spent_today(session, store_id, h.id, counter.today()),
         daily_limit=store.daily_limit, card_version=found.card.version)
 
 
@@ -63,7 +63,7 @@ def items(store_id: int, session: DbSession, p: Principal = View) -> list[ItemOu
 
 def _out(session: DbSession, done: counter.Redeemed) -> RedemptionOut:
     r = done.redemption
-    return RedemptionOut(id=r.id, store_id=r.store_id, household_id=r.household_id, points=r.points,  # type: ignore[arg-type]
+    return RedemptionOut(id=r.id, store_id=r.store_id, household_id=r.household_id, points=r.points,
                          balance_after=done.balance_after, ledger_transaction_id=r.ledger_tx_id, status=r.status,
                          day=r.day, created_at=r.created_at, identified_by=r.identified_by,
                          lines=[LineOut.model_validate(ln) for ln in done.lines], replayed=done.replayed)
@@ -89,7 +89,7 @@ def redeem(store_id: int, body: RedemptionIn, request: Request, response: Respon
              summary="当天作废一笔兑换：冲正积分、商品回库（往日的兑换由村文书在网页上作废）")
 def void(redemption_id: int, body: VoidIn, session: DbSession, p: Principal = Counter) -> RedemptionOut:
     r = counter.void(session, p.actor(), redemption_id, reason=body.reason, any_day=False)
-    lines = counter.lines_of(session, r.id)  # type: ignore[arg-type]
+    lines = counter.lines_of(session, r.id)
     return _out(session, counter.Redeemed(r, lines, ledger.balance(session, r.household_id), False))
 
 

@@ -22,7 +22,7 @@ class Card(SQLModel, table=True):
 
     __tablename__ = "cards"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     household_id: int = Field(foreign_key="households.id", unique=True)
     version: int = Field(default=1)
     status: str = Field(default="active", max_length=10)  # active | lost (reported lost, not yet reissued)
@@ -33,7 +33,7 @@ class Card(SQLModel, table=True):
 class CardEvent(SQLModel, table=True):
     __tablename__ = "card_events"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     card_id: int = Field(foreign_key="cards.id", index=True)
     version: int
     action: str = Field(max_length=12)  # issued | lost | reissued
@@ -53,7 +53,7 @@ class Item(SQLModel, table=True):
         CheckConstraint("points > 0", name="points_positive"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     store_id: int = Field(foreign_key="stores.id", index=True)
     name: str = Field(max_length=40)
     unit: str = Field(max_length=8)  # 桶、袋、瓶、条 ...
@@ -78,7 +78,7 @@ class StockMovement(SQLModel, table=True):
     __table_args__ = (Index("ix_stock_movements_item", "item_id", "id"),
                       Index("ix_stock_movements_store_time", "store_id", "occurred_at"))
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     store_id: int = Field(foreign_key="stores.id")
     item_id: int = Field(foreign_key="store_items.id")
     # purchase | donation | redemption | void | stocktake | transfer_out | transfer_in
@@ -107,7 +107,7 @@ class Fund(SQLModel, table=True):
         Index("ix_funds_village_year", "village_id", "year"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     village_id: int = Field(foreign_key="villages.id")
     year: int
     source: str = Field(max_length=10)  # county | township | village | donation
@@ -132,7 +132,7 @@ class Redemption(SQLModel, table=True):
                       Index("ix_redemptions_village_status_day", "village_id", "status", "day", "points"),
                       UniqueConstraint("store_id", "idempotency_key"))
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     store_id: int = Field(foreign_key="stores.id")
     household_id: int = Field(foreign_key="households.id")
     village_id: int = Field(foreign_key="villages.id")  # the household's village, for the village's figures
@@ -159,7 +159,7 @@ class Redemption(SQLModel, table=True):
 class RedemptionLine(SQLModel, table=True):
     __tablename__ = "redemption_lines"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     redemption_id: int = Field(foreign_key="redemptions.id", index=True)
     item_id: int = Field(foreign_key="store_items.id")
     name: str = Field(max_length=40)  # as it was when redeemed

@@ -33,5 +33,5 @@ def translations(locale: str) -> NullTranslations:
 
 def pick_locale(explicit: str | None, accept_language: str | None, default: str = DEFAULT) -> str:
     if explicit in SUPPORTED:
-        return explicit  # type: ignore[return-value]
+        return explicit
     return default

@@ -137,7 +137,7 @@ def _grant_views(session: Session, grants: list[RoleGrant]) -> list[GrantView]:
             hv = session.get(Village, hh.village_id) if hh else None
             label += f" · {hv.name if hv else ''} 户号 {hh.number if hh else g.household_id}"
             village_id = hh.village_id if hh else None
-        views.append(GrantView(id=g.id, role=role, township_id=g.township_id, village_id=village_id,  # type: ignore[arg-type]
+        views.append(GrantView(id=g.id, role=role, township_id=g.township_id, village_id=village_id,
                                store_id=g.store_id, household_id=g.household_id, label=label,
                                served_village_ids=served))
     return views
@@ -149,9 +149,9 @@ def active_grants(session: Session, user_id: int) -> list[RoleGrant]:
 
 
 def _principal(session: Session, user: User, grants: list[RoleGrant], **kw: object) -> Principal:
-    return Principal(user_id=user.id, login=user.login, display_name=user.display_name,  # type: ignore[arg-type]
+    return Principal(user_id=user.id, login=user.login, display_name=user.display_name,
                      grants=_grant_views(session, grants), large_font=user.large_font, locale=user.locale,
-                     must_change_password=user.must_change_password, **kw)  # type: ignore[arg-type]
+                     must_change_password=user.must_change_password, **kw)
 
 
 # ---- users --------------------------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def set_user_active(session: Session, actor: Actor, user_id: int, active: bool) 
     user.active = active
     user.deactivated_at = None if active else utcnow()
     if not active:
-        revoke_all_sessions(session, user.id)  # type: ignore[arg-type]
+        revoke_all_sessions(session, user.id)
     session.flush()
     audit.record(session, actor, "auth.user.activate" if active else "auth.user.deactivate",
                  object_type="user", object_id=user.id, before={"active": not active}, after={"active": active})
@@ -247,8 +247,8 @@ def admin_reset_password(session: Session, actor: Actor, user_id: int, new_passw
     user.password_hash = hash_password(new_password)
     user.must_change_password = True
     user.password_changed_at = utcnow()
-    revoke_all_sessions(session, user.id)  # type: ignore[arg-type]
-    revoke_all_tokens(session, user.id)  # type: ignore[arg-type]  # a reset after a compromise ends every credential
+    revoke_all_sessions(session, user.id)
+    revoke_all_tokens(session, user.id) # a reset after a compromise ends every credential
     throttle.reset(session, user.login, utcnow())  # the addresses locked out by failures may use the new password
     session.flush()
     audit.record(session, actor, "auth.user.reset_password", object_type="user", object_id=user.id)
@@ -355,14 +355,14 @@ def plan_grant(session: Session, user_id: int, role: str, *, township_id: int | 
             place = "全县"
     else:
         model = {"township_id": Township, "village_id": Village, "store_id": Store, "household_id": Household}[need]
-        obj = session.get(model, given[need])  # type: ignore[arg-type]
+        obj = session.get(model, given[need])
         if obj is None:
             raise ValidationFailed(f"所选{SCOPE_WORDS[need]}不存在：请从列表中选择", details={"field": need})
         if isinstance(obj, Household):
             v = session.get(Village, obj.village_id)
             place = f"{v.name if v else ''} 户号 {obj.number}（{obj.head_name}户）"
         else:
-            place = obj.name  # type: ignore[union-attr]
+            place = obj.name
     return GrantPlan(user, r, given, place)
 
 
@@ -377,7 +377,7 @@ def grant_role(session: Session, actor: Actor, user_id: int, role: str, *, towns
         dup = dup.where(getattr(RoleGrant, col).is_(None) if val is None else getattr(RoleGrant, col) == val)
     if session.execute(dup).first():
         raise Conflict(f"{plan.user.display_name} 已有相同的授权：“{plan.what}”")
-    g = RoleGrant(user_id=plan.user.id, role=plan.role.value, **plan.scope)  # type: ignore[arg-type]
+    g = RoleGrant(user_id=plan.user.id, role=plan.role.value, **plan.scope)
     session.add(g)
     session.flush()
     audit.record(session, actor, "auth.grant.create", object_type="grant", object_id=g.id,
@@ -482,10 +482,10 @@ def login(session: Session, settings: Settings, *, login: str, password: str, ip
         session.flush()
         raise NotAuthenticated(f"临时密码超过 {TEMP_PASSWORD_DAYS} 天没有修改，已经失效：请联系县管理员重新重置密码",
                                code="temporary_password_expired")
-    grants = active_grants(session, user.id)  # type: ignore[arg-type]
+    grants = active_grants(session, user.id)
     throttle.record(session, name, address, now, ok=True)
     token = new_token()
-    us = UserSession(token_hash=sha256_hex(token), user_id=user.id, csrf_token=new_token(24),  # type: ignore[arg-type]
+    us = UserSession(token_hash=sha256_hex(token), user_id=user.id, csrf_token=new_token(24),
                      created_at=now, last_seen_at=now,
                      expires_at=now + timedelta(hours=settings.session_absolute_hours),
                      ip=ip, user_agent=(user_agent or "")[:200])
@@ -514,7 +514,7 @@ def principal_from_session(session: Session, settings: Settings, token: str, *, 
     user = session.get(User, us.user_id)
     if user is None or not user.active:
         return SessionLookup(None, reason="该账号已停用，请联系管理员")
-    p = _principal(session, user, active_grants(session, user.id), session_id=us.id,  # type: ignore[arg-type]
+    p = _principal(session, user, active_grants(session, user.id), session_id=us.id,
                    csrf_token=us.csrf_token, request_id=request_id, ip=ip)
     return SessionLookup(p, needs_touch=(now - us.last_seen_at) > timedelta(seconds=60))
 
@@ -550,7 +550,7 @@ def end_other_sessions(session: Session, actor: Actor, user_id: int, *, password
     stmt = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
     if keep_session_id is not None:
         stmt = stmt.where(UserSession.id != keep_session_id)
-    ended = session.execute(stmt.values(revoked_at=utcnow())).rowcount or 0  # type: ignore[attr-defined]
+    ended = session.execute(stmt.values(revoked_at=utcnow())).rowcount or 0
     session.flush()
     audit.record(session, actor, "auth.session.end_others", object_type="user", object_id=user.id,
                  after={"ended": ended})

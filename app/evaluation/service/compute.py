@@ -49,7 +49,7 @@ def _history(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, household
     rules_by_theme = {w.theme: w for w in ruleset.black_policy.worst_grade}
     if not rules_by_theme:
         return []
-    lowest = {th: ruleset.theme(th).scale()[0].code for th in rules_by_theme if ruleset.theme(th)}  # type: ignore[union-attr]
+    lowest = {th: ruleset.theme(th).scale()[0].code for th in rules_by_theme if ruleset.theme(th)}
     # a run posts once it reaches the rule's K months with this one: K - 1 months back decide it (a longer run is
     # counted as K - 1, which posts the same)
     depth = max(w.months for w in rules_by_theme.values()) - 1
@@ -83,7 +83,7 @@ def build_input(session: Session, rnd: EvalRound, ruleset: rules.Ruleset, *,
     entries = roster(session, rnd)
     hids = {e.household_id for e in entries}
     elig = eligibility_of(session, rnd)
-    fixes = fixes if fixes is not None else corrections(session, rnd.id)  # type: ignore[arg-type]
+    fixes = fixes if fixes is not None else corrections(session, rnd.id)
     ratings: list[rules.Rating] = []
     rows = session.execute(select(Rating.household_id, Rating.theme, Rating.rater_id, Rating.grade).where(
         Rating.round_id == rnd.id)).tuples().all()
@@ -129,7 +129,7 @@ def compute(session: Session, rnd: EvalRound, *, ruleset: rules.Ruleset | None =
             fixes: Corrections | None = None) -> rules.RoundResult:
     """The round's results as they stand (nothing saved)."""
     ruleset = ruleset or ruleset_of(session, rnd)
-    fixes = fixes if fixes is not None else corrections(session, rnd.id)  # type: ignore[arg-type]
+    fixes = fixes if fixes is not None else corrections(session, rnd.id)
     engine_input = build_input(session, rnd, ruleset, fixes=fixes)
     with rulesets.engine_errors():
         return _suppress(rules.evaluate(engine_input, ruleset), fixes.suppressed)

@@ -99,7 +99,7 @@ def evidence_count(session: Session, motion_id: int) -> int:
 
 
 def _has_evidence(session: Session, m: Motion) -> bool:
-    return bool(m.evidence.strip()) or evidence_count(session, m.id) > 0  # type: ignore[arg-type]
+    return bool(m.evidence.strip()) or evidence_count(session, m.id) > 0
 
 
 def _household(session: Session, village_id: int, household_id: int) -> Household:
@@ -246,7 +246,7 @@ def vote(session: Session, actor: Actor, motion_id: int, choice: str) -> tuple[M
     if actor.user_id is None or not elig.may_rate(actor.user_id, m.household_id):
         raise ValidationFailed(elig.why_not(actor.user_id or 0, m.household_id))
     if choice == "yes" and m.kind == "determination":
-        ruleset = rounds.ruleset_of(session, rounds.get_round(session, m.round_id))  # type: ignore[arg-type]
+        ruleset = rounds.ruleset_of(session, rounds.get_round(session, m.round_id))
         det = ruleset.determination(m.code or "")
         if det is not None and det.evidence_required and not _has_evidence(session, m):
             raise ValidationFailed(f"“{det.name}”须有证据：请先补充文字说明或照片，再表决同意")

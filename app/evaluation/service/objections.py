@@ -168,8 +168,8 @@ def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) ->
     """After finalisation: the household's result with every upheld correction, against the same without this one
     (both with the committee as frozen at submission): the difference is this objection's, and only it is posted."""
     ruleset = rounds.ruleset_of(session, rnd)
-    fixes = rounds.corrections(session, rnd.id)  # type: ignore[arg-type]
-    without = rounds.corrections(session, rnd.id, excluding=o.id)  # type: ignore[arg-type]
+    fixes = rounds.corrections(session, rnd.id)
+    without = rounds.corrections(session, rnd.id, excluding=o.id)
     new = rounds.compute(session, rnd, ruleset=ruleset, fixes=fixes).household(o.household_id)
     old = rounds.compute(session, rnd, ruleset=ruleset, fixes=without).household(o.household_id)
     delta = (new.total if new else 0) - (old.total if old else 0)
@@ -181,7 +181,7 @@ def _compensate(session: Session, actor: Actor, rnd: EvalRound, o: Objection) ->
     tx_id = None
     if delta > 0:
         tx_id = ledger.award(session, actor, household_id=o.household_id, points=delta, memo=memo, reference=ref,
-                             idempotency_key=key).tx.id  # type: ignore[union-attr]
+                             idempotency_key=key).tx.id
     elif delta < 0:
         posted = ledger.penalize(session, actor, household_id=o.household_id, points=-delta, memo=memo,
                                  policy=ruleset.penalty_policy, reference=ref, idempotency_key=key)

@@ -99,7 +99,7 @@ def save_ratings(session: Session, actor: Actor, round_id: int, cells: Sequence[
     if inserts:
         session.execute(insert(Rating), inserts)
     if updates:
-        table = Rating.__table__  # type: ignore[attr-defined]
+        table = Rating.__table__
         session.execute(update(table).where(table.c.id == bindparam("rid"))
                         .values(grade=bindparam("grade"), updated_at=bindparam("updated_at"),
                                 updated_by=bindparam("updated_by")), updates)

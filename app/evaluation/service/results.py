@@ -66,7 +66,7 @@ def household_rounds(session: Session, household_id: int, *, public_only: bool) 
     found = list(session.execute(q.order_by(EvalRound.month.desc())).scalars())
     results = {r.round_id: r for r in session.execute(select(RoundResult).where(
         RoundResult.household_id == household_id, RoundResult.round_id.in_([r.id for r in found]))).scalars()}
-    return [(rnd, results.get(rnd.id)) for rnd in found]  # type: ignore[arg-type]
+    return [(rnd, results.get(rnd.id)) for rnd in found]
 
 
 # ---- what the pages show -------------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def views(session: Session, rnd: EvalRound, result: rules.RoundResult | None = N
     if rnd.status == "finalised":
         return {r.household_id: HouseholdView(r.household_id, r.total, list(r.lines), list(r.postings), r.note,
                                               (), r.ledger_tx_id, True)
-                for r in stored_results(session, rnd.id).values()}  # type: ignore[arg-type]
+                for r in stored_results(session, rnd.id).values()}
     notes = {e.household_id: e.note for e in roster(session, rnd)}
     return _views_from_result(result or compute(session, rnd), notes)
 

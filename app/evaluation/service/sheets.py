@@ -231,7 +231,7 @@ def download(session: Session, rnd: EvalRound, *, rater_id: int = rounds.CONSENS
     ws.page_setup.orientation = "landscape"
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True  # type: ignore[union-attr]
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
 
     meta = wb.create_sheet(META_SHEET)
     meta.sheet_state = "veryHidden"

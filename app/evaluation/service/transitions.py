@@ -76,7 +76,7 @@ def open_round(session: Session, actor: Actor, *, village_id: int, month: int, m
     session.add(rnd)
     session.flush()
     if present:
-        set_present(session, actor, rnd.id, present)  # type: ignore[arg-type]
+        set_present(session, actor, rnd.id, present)
     _record(session, actor, rnd, "draft", "draft", f"开始{village.name} {rulesets.month_label(month)}评比")
     return rnd
 

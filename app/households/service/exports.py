@@ -46,7 +46,7 @@ def roster_rows(session: Session, flt: ScopeFilter, *, village_id: int, full: bo
     out: list[list[Any]] = []
     yes_no = {True: "是", False: "否"}
     for h in res.rows:
-        ms = sorted(members.get(h.id, []), key=lambda m: (m.relation != "户主", m.birth_date or date.max))  # type: ignore[arg-type]
+        ms = sorted(members.get(h.id, []), key=lambda m: (m.relation != "户主", m.birth_date or date.max))
         for m in ms:
             g = groups.get(h.group_id) if h.group_id else None
             out.append([h.number, g.name if g else "", m.name, m.relation, m.gender or "",

@@ -163,13 +163,13 @@ def _refresh_head(session: Session, h: Household) -> None:
 
 
 def _new_member(session: Session, h: Household, c: CleanMember, started: date, reason: str) -> Member:
-    m = Member(household_id=h.id, village_id=h.village_id, name=c.name, name_pinyin=full_pinyin(c.name),  # type: ignore[arg-type]
+    m = Member(household_id=h.id, village_id=h.village_id, name=c.name, name_pinyin=full_pinyin(c.name),
                name_initials=initials(c.name), relation=c.relation, gender=c.gender, birth_date=c.birth_date,
                id_number=c.id_number, id_key=c.id_key, phone=c.phone, party_member=c.party_member,
                living_away=c.living_away)
     session.add(m)
     session.flush()
-    session.add(HouseholdMembership(member_id=m.id, household_id=h.id, relation=c.relation, started_on=started,  # type: ignore[arg-type]
+    session.add(HouseholdMembership(member_id=m.id, household_id=h.id, relation=c.relation, started_on=started,
                                     reason=reason))
     return m
 
@@ -324,7 +324,7 @@ def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_
         for hid, name in session.execute(select(Member.household_id, Member.name)
                                          .where(member_cond, Member.household_id.in_([h.id for h in rows]))):
             matched.setdefault(hid, []).append(name)
-    return SearchResult(rows, total, groups, matched, exact)  # type: ignore[arg-type]
+    return SearchResult(rows, total, groups, matched, exact)
 
 
 # ---- writing ------------------------------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def create_household(session: Session, actor: Actor, *, village_id: int, number:
     m = _new_member(session, h, c, on or date.today(), "建户")
     h.head_member_id = m.id
     _refresh_head(session, h)
-    _event(session, actor, h.id, "created", f"建户，户主 {m.name}", {"number": number})  # type: ignore[arg-type]
+    _event(session, actor, h.id, "created", f"建户，户主 {m.name}", {"number": number})
     session.flush()
     audit.record(session, actor, "households.create", object_type="household", object_id=h.id,
                  after={"village_id": village_id, "number": number, "head": mask_name(m.name)})
@@ -381,7 +381,7 @@ def update_household(session: Session, actor: Actor, household_id: int, *, addre
     h.updated_at = utcnow()
     after = {"address": h.address, "phone": "已设置" if h.phone else None, "notes": h.notes}
     if before != after:
-        _event(session, actor, h.id, "edited", "修改户信息", {"before": before, "after": after})  # type: ignore[arg-type]
+        _event(session, actor, h.id, "edited", "修改户信息", {"before": before, "after": after})
         session.flush()
         audit.record(session, actor, "households.update", object_type="household", object_id=h.id,
                      before=before, after=after)
@@ -400,7 +400,7 @@ def add_member(session: Session, actor: Actor, household_id: int, data: MemberIn
     if taken:
         raise Conflict(f"身份证号已登记在{_where_registered(session, taken, h.village_id)}", details={"field": "id_number"})
     m = _new_member(session, h, c, on or date.today(), reason)
-    _event(session, actor, h.id, "member_added", f"新增成员 {m.name}（{m.relation}）", {"member_id": m.id})  # type: ignore[arg-type]
+    _event(session, actor, h.id, "member_added", f"新增成员 {m.name}（{m.relation}）", {"member_id": m.id})
     h.updated_at = utcnow()
     session.flush()
     audit.record(session, actor, "households.member.add", object_type="member", object_id=m.id,
@@ -427,7 +427,7 @@ def update_member(session: Session, actor: Actor, member_id: int, data: MemberIn
     if before != after:
         if m.id == h.head_member_id:
             _refresh_head(session, h)
-        _event(session, actor, h.id, "member_edited", f"修改成员 {m.name} 的信息", {"member_id": m.id})  # type: ignore[arg-type]
+        _event(session, actor, h.id, "member_edited", f"修改成员 {m.name} 的信息", {"member_id": m.id})
         session.flush()
         audit.record(session, actor, "households.member.update", object_type="member", object_id=m.id,
                      before=before, after=after)
@@ -449,12 +449,12 @@ def set_member_status(session: Session, actor: Actor, member_id: int, status: st
     m.status, m.status_date, m.status_reason = status, when, (reason or "").strip()[:200] or None
     m.updated_at = utcnow()
     if status != MemberStatus.PRESENT.value:
-        _end_membership(session, m.id, h.id, when, reason or status)  # type: ignore[arg-type]
+        _end_membership(session, m.id, h.id, when, reason or status)
     else:
-        session.add(HouseholdMembership(member_id=m.id, household_id=h.id, relation=m.relation, started_on=when,  # type: ignore[arg-type]
+        session.add(HouseholdMembership(member_id=m.id, household_id=h.id, relation=m.relation, started_on=when,
                                         reason=reason or "恢复在户"))
     labels = {"present": "恢复在户", "moved_out": "迁出", "deceased": "已故"}
-    _event(session, actor, h.id, "member_status", f"{m.name} {labels[status]}" + (f"：{reason}" if reason else ""),  # type: ignore[arg-type]
+    _event(session, actor, h.id, "member_status", f"{m.name} {labels[status]}" + (f"：{reason}" if reason else ""),
            {"member_id": m.id, "from": before, "to": status})
     session.flush()
     audit.record(session, actor, "households.member.status", object_type="member", object_id=m.id,
@@ -488,7 +488,7 @@ def change_head(session: Session, actor: Actor, household_id: int, new_head_id: 
     new.relation = HEAD
     h.head_member_id = new.id
     _refresh_head(session, h)
-    _event(session, actor, h.id, "head_changed",  # type: ignore[arg-type]
+    _event(session, actor, h.id, "head_changed",
            f"户主由 {old.name if old else '（无）'} 变更为 {new.name}", {"from": old.id if old else None, "to": new.id})
     session.flush()
     audit.record(session, actor, "households.head_change", object_type="household", object_id=h.id,
@@ -507,7 +507,7 @@ def move_group(session: Session, actor: Actor, household_id: int, group_id: int 
     h.group_id = group_id
     h.group_sort = g.number if g else NO_GROUP_SORT
     h.updated_at = utcnow()
-    _event(session, actor, h.id, "moved_group",  # type: ignore[arg-type]
+    _event(session, actor, h.id, "moved_group",
            f"由{old.name if old else '（未分组）'}调整到{g.name if g else '（未分组）'}", {"from": before, "to": group_id})
     session.flush()
     audit.record(session, actor, "households.move_group", object_type="household", object_id=h.id,
@@ -529,12 +529,12 @@ def move_out(session: Session, actor: Actor, household_id: int, *, status: str, 
     when = on or date.today()
     h.status, h.status_date, h.status_reason = status, when, reason[:200]
     h.updated_at = utcnow()
-    for m in members_of(session, h.id, include_former=False):  # type: ignore[arg-type]
+    for m in members_of(session, h.id, include_former=False):
         # Nobody stays "present" in a household that left the roster (dissolving one with members moves them out).
         m.status, m.status_date, m.status_reason = MemberStatus.MOVED_OUT.value, when, reason[:200]
-        _end_membership(session, m.id, h.id, when, reason)  # type: ignore[arg-type]
+        _end_membership(session, m.id, h.id, when, reason)
     label = "迁出" if status == HouseholdStatus.MOVED_OUT.value else "注销"
-    _event(session, actor, h.id, status, f"全户{label}：{reason}", {"on": when.isoformat()})  # type: ignore[arg-type]
+    _event(session, actor, h.id, status, f"全户{label}：{reason}", {"on": when.isoformat()})
     session.flush()
     audit.record(session, actor, f"households.{status}", object_type="household", object_id=h.id,
                  before={"status": HouseholdStatus.ACTIVE.value}, after={"status": status, "on": when, "reason": reason})
@@ -558,7 +558,7 @@ def split(session: Session, actor: Actor, household_id: int, *, member_ids: list
     h = get_household(session, household_id)
     if h.status != HouseholdStatus.ACTIVE.value:
         raise ValidationFailed("该户已不在册，不能分户")
-    present = {m.id: m for m in members_of(session, h.id, include_former=False)}  # type: ignore[arg-type]
+    present = {m.id: m for m in members_of(session, h.id, include_former=False)}
     chosen = list(dict.fromkeys(member_ids))
     if not chosen:
         raise ValidationFailed("请选择要分出的成员", details={"field": "member_ids"})
@@ -583,20 +583,20 @@ def split(session: Session, actor: Actor, household_id: int, *, member_ids: list
     session.flush()
     for mid in chosen:
         m = present[mid]
-        _end_membership(session, m.id, h.id, when, f"分户至户号 {number}")  # type: ignore[arg-type]
-        m.household_id = new.id  # type: ignore[assignment]
+        _end_membership(session, m.id, h.id, when, f"分户至户号 {number}")
+        m.household_id = new.id
         m.relation = HEAD if mid == new_head_id else (m.relation if m.relation != HEAD else "其他")
         m.updated_at = utcnow()
-        session.add(HouseholdMembership(member_id=m.id, household_id=new.id, relation=m.relation, started_on=when,  # type: ignore[arg-type]
+        session.add(HouseholdMembership(member_id=m.id, household_id=new.id, relation=m.relation, started_on=when,
                                         reason=f"由户号 {h.number} 分户"))
     new.head_member_id = new_head_id
     session.flush()
     _refresh_head(session, new)
     _refresh_head(session, h)
     names = "、".join(present[m].name for m in chosen)
-    _event(session, actor, h.id, "split", f"分户：{names} 分出为新户 {number}", {"new_household_id": new.id,  # type: ignore[arg-type]
+    _event(session, actor, h.id, "split", f"分户：{names} 分出为新户 {number}", {"new_household_id": new.id,
                                                                              "member_ids": chosen})
-    _event(session, actor, new.id, "created", f"由户号 {h.number} 分户建立：{names}", {"from_household_id": h.id,  # type: ignore[arg-type]
+    _event(session, actor, new.id, "created", f"由户号 {h.number} 分户建立：{names}", {"from_household_id": h.id,
                                                                                  "reason": reason})
     session.flush()
     audit.record(session, actor, "households.split", object_type="household", object_id=h.id,
@@ -617,14 +617,14 @@ def merge(session: Session, actor: Actor, source_id: int, target_id: int, *, on:
         raise ValidationFailed("两户都必须在册")
     when = on or date.today()
     relations = relations or {}
-    moved = members_of(session, src.id, include_former=False)  # type: ignore[arg-type]
+    moved = members_of(session, src.id, include_former=False)
     for m in moved:
-        rel = relations.get(m.id) or (m.relation if m.relation != HEAD else "其他")  # type: ignore[arg-type]
+        rel = relations.get(m.id) or (m.relation if m.relation != HEAD else "其他")
         if rel not in RELATIONS or rel == HEAD:
             raise ValidationFailed(f"{m.name} 的新“与户主关系”不合法", details={"field": "relations"})
-        _end_membership(session, m.id, src.id, when, f"并入户号 {dst.number}")  # type: ignore[arg-type]
-        m.household_id, m.relation, m.updated_at = dst.id, rel, utcnow()  # type: ignore[assignment]
-        session.add(HouseholdMembership(member_id=m.id, household_id=dst.id, relation=rel, started_on=when,  # type: ignore[arg-type]
+        _end_membership(session, m.id, src.id, when, f"并入户号 {dst.number}")
+        m.household_id, m.relation, m.updated_at = dst.id, rel, utcnow()
+        session.add(HouseholdMembership(member_id=m.id, household_id=dst.id, relation=rel, started_on=when,
                                         reason=f"由户号 {src.number} 并入"))
     src.status, src.status_date, src.status_reason = HouseholdStatus.DISSOLVED.value, when, f"并入户号 {dst.number}"
     src.head_member_id = None
@@ -632,8 +632,8 @@ def merge(session: Session, actor: Actor, source_id: int, target_id: int, *, on:
     _refresh_head(session, src)
     _refresh_head(session, dst)
     names = "、".join(m.name for m in moved)
-    _event(session, actor, src.id, "merged_into", f"并入户号 {dst.number}：{names}", {"target_id": dst.id})  # type: ignore[arg-type]
-    _event(session, actor, dst.id, "merged_from", f"户号 {src.number} 并入本户：{names}", {"source_id": src.id})  # type: ignore[arg-type]
+    _event(session, actor, src.id, "merged_into", f"并入户号 {dst.number}：{names}", {"target_id": dst.id})
+    _event(session, actor, dst.id, "merged_from", f"户号 {src.number} 并入本户：{names}", {"source_id": src.id})
     session.flush()
     audit.record(session, actor, "households.merge", object_type="household", object_id=dst.id,
                  after={"source_id": src.id, "member_ids": [m.id for m in moved], "reason": reason})

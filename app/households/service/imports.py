@@ -187,8 +187,8 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
         problems.append(roster.Problem(first["row"], _col(headers, "group"), f"{groups[n].name}已停用", "error",
                                        "inactive_group"))
     # Plain rows, not ORM objects: a village may hold tens of thousands of members, and nothing here is modified.
-    hh_cols = select(*Household.__table__.c)  # type: ignore[attr-defined]
-    m_cols = select(*Member.__table__.c)  # type: ignore[attr-defined]
+    hh_cols = select(*Household.__table__.c)
+    m_cols = select(*Member.__table__.c)
     existing: dict[str, Any] = {h.number: h for h in session.execute(hh_cols.where(Household.village_id == village.id))}
     hh_by_id = {h.id: h for h in existing.values()}
     existing_members: dict[int, list[Any]] = defaultdict(list)
@@ -233,7 +233,7 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
             for k, v in wanted.items():
                 if getattr(hh, k) != v:
                     hh_changes[k] = v
-        current = {m.id: m for m in existing_members.get(hh.id, [])} if hh else {}  # type: ignore[arg-type]
+        current = {m.id: m for m in existing_members.get(hh.id, [])} if hh else {}
         # a row without an ID number is the person of that name in the household (preferring one without an ID)
         by_name = {m.name: m for m in sorted(current.values(), key=lambda x: x.id_key is None)}
         any_member_change = False
@@ -273,7 +273,7 @@ def _plan(session: Session, village: Village, rows: list[dict[str, Any]], proble
             if diff:
                 if "name" in diff:
                     diff["name_pinyin"], diff["name_initials"] = full_pinyin(r["name"]), initials(r["name"])
-                plan.changed_members.append((m.id, diff))  # type: ignore[arg-type]
+                plan.changed_members.append((m.id, diff))
                 plan.changed_member_numbers.add(number)
                 counts["members_updated"] += 1
                 any_member_change = True
@@ -418,7 +418,7 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
                            "created_at": now, "updated_at": now})
         # Plain executemany (no RETURNING: SQLAlchemy's batched RETURNING splices results quadratically), then one
         # query for the new ids.
-        session.execute(insert(Household.__table__), values)  # type: ignore[arg-type]
+        session.execute(insert(Household.__table__), values)
         number_to_id = {n: i for n, i in session.execute(select(Household.number, Household.id)
                                                          .where(Household.village_id == village_id))}
     # 2. changed households
@@ -448,8 +448,8 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
                            "party_member": r["party_member"], "living_away": r["living_away"], "status": "present",
                            "created_at": now, "updated_at": now})
         last_id = session.execute(select(func.max(Member.id))).scalar() or 0
-        session.execute(insert(Member.__table__), values)  # type: ignore[arg-type]
-        new_ids = list(session.execute(select(Member.id).where(Member.village_id == village_id, Member.id > last_id)  # type: ignore[operator]
+        session.execute(insert(Member.__table__), values)
+        new_ids = list(session.execute(select(Member.id).where(Member.village_id == village_id, Member.id > last_id)
                                        .order_by(Member.id)).scalars())
         if len(new_ids) != len(values):  # another writer added members to this village meanwhile
             raise Conflict("导入时本村的花名册被同时修改了，请重新上传")
@@ -481,7 +481,7 @@ def apply(session: Session, actor: Actor, *, village_id: int, batch_id: int, cre
                 "details": {"batch_id": batch.id}, "actor_id": actor.user_id, "actor_name": actor.name, "at": now}
                for hid in sorted(changed_ids - created)]
     if events:
-        session.execute(insert(HouseholdEvent.__table__), events)  # type: ignore[arg-type]
+        session.execute(insert(HouseholdEvent.__table__), events)
     if session.get_bind().dialect.name == "postgresql" and len(plan.new_members) > 1000:
         # Fresh statistics after a bulk load, or the next lookups are planned for the old, small tables.
         session.execute(text("ANALYZE households, members, household_memberships"))

@@ -59,7 +59,7 @@ def award(session: Session, actor: Actor, *, household_id: int, points: int, mem
     if points <= 0:
         raise ValidationFailed("奖励积分须为正整数")
     h = _household(session, household_id)
-    return post(session, actor, Posting(TxKind.AWARD, memo, (Leg(household_account(h.id), points),  # type: ignore[arg-type]
+    return post(session, actor, Posting(TxKind.AWARD, memo, (Leg(household_account(h.id), points),
                                                              Leg(issue_account(h.village_id), -points)),
                                         reference=reference, idempotency_key=idempotency_key))
 
@@ -88,7 +88,7 @@ def penalize(session: Session, actor: Actor, *, household_id: int, points: int, 
     if points <= 0:
         raise ValidationFailed("扣减积分须为正整数")
     h = _household(session, household_id)
-    return post(session, actor, penalty_posting(h.id, h.village_id, points, memo, policy=policy,  # type: ignore[arg-type]
+    return post(session, actor, penalty_posting(h.id, h.village_id, points, memo, policy=policy,
                                                 reference=reference, idempotency_key=idempotency_key))
 
 
@@ -178,7 +178,7 @@ def adjust(session: Session, actor: Actor, *, household_id: int, amount: int, re
     h = _household(session, household_id)
     sign = "+" if amount > 0 else ""
     posting = Posting(TxKind.ADJUSTMENT, _clip_memo(f"积分调整 {sign}{amount}：{reason}"),
-                      (Leg(household_account(h.id), amount), Leg(adjust_account(h.village_id), -amount)),  # type: ignore[arg-type]
+                      (Leg(household_account(h.id), amount), Leg(adjust_account(h.village_id), -amount)),
                       reference=f"adjust:{actor.user_id or 'system'}", idempotency_key=idempotency_key,
                       allow_debt=allow_debt)
     result = post(session, actor, posting)

@@ -146,7 +146,7 @@ def rebuild_month_totals(session: Session) -> int:
                .group_by(TXS.c.village_id, TXS.c.month, TXS.c.kind, slot))
     session.execute(MONTHS.delete())
     done = session.execute(insert(MONTHS).from_select(["village_id", "month", "kind", "slot", "points"], grouped))
-    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+    return int(done.rowcount or 0)
 
 
 def _month_totals_drift(session: Session) -> list[Violation]:

@@ -29,7 +29,7 @@ def get_transaction(session: Session, transaction_id: int) -> TxView:
                                   ENTRIES.c.balance_after)
                            .join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
                            .where(ENTRIES.c.transaction_id == transaction_id).order_by(ENTRIES.c.id)).all()
-    return TxView(t.id, t.kind, t.village_id, t.month, t.memo, t.reference, t.actor_name, t.occurred_at,  # type: ignore[arg-type]
+    return TxView(t.id, t.kind, t.village_id, t.month, t.memo, t.reference, t.actor_name, t.occurred_at,
                   t.idempotency_key, t.reverses_id,
                   tuple(EntryView(r.account_id, r.code, int(r.amount), r.seq,
                                   None if r.balance_after is None else int(r.balance_after)) for r in rows))

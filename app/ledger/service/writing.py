@@ -405,7 +405,7 @@ def _plan_and_write(session: Session, actor: Actor, postings: Sequence[Posting],
                                            for pl in fresh for row in pl.entries if row["seq"] is not None])
         for i in range(len(postings)):  # in-batch replays point at the first posting's new id
             if replayed[i] and ids[i] is None and plans[i] is not None:
-                ids[i] = ids[plans[i].index]  # type: ignore[union-attr]
+                ids[i] = ids[plans[i].index]
         if len(fresh) == 1:  # the caller gets its transaction back without reading it again
             pl, row = fresh[0], tx_rows[0]
             codes = {a.id: a.code for a in accounts.values()}

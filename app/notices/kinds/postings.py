@@ -78,7 +78,7 @@ def gather_list(session: Session, village: Village, period: int, list_: str, *, 
         if p.round_id is not None and p.round_id not in rulesets:
             rulesets[p.round_id] = rounds.ruleset_of(session, rounds.get_round(session, p.round_id))
         ruleset = rulesets.get(p.round_id) if p.round_id is not None else None
-        number, name = names.get(p.household_id, ("", ""))  # type: ignore[arg-type]
+        number, name = names.get(p.household_id, ("", ""))
         rows.append({"number": number, "name": name,
                      "member": mask_name(p.member_name, masking) if p.member_name else "",
                      "reason": p.reason, "why": plain_reason(p, ruleset), "period": period_text(p),

@@ -18,7 +18,7 @@ LIST_NAMES = {"red": "红榜", "black": "黑榜"}
 
 
 def gather(session: Session, village: Village, period: int, *, masking: str, **_: object) -> Gathered:
-    rnd = rounds.round_of_month(session, village.id, period)  # type: ignore[arg-type]
+    rnd = rounds.round_of_month(session, village.id, period)
     if rnd is None or rnd.status not in ("publicised", "finalised"):
         state = "还没有开始" if rnd is None else "还没有经乡镇审核并开始公示"
         raise Conflict(f"{month_label(period)}的评比{state}，不能生成结果公示", code="round_not_public")

@@ -50,7 +50,7 @@ def start_batch(request: Request, session: DbSession, township_id: int, p: Princ
                 form: Annotated[str, Form(max_length=4)] = "pdf") -> Response:
     with form_errors("notices/batch.html", lambda s: _ctx(s, p, township_id, notices.default_month(None))):
         b = batch.start(session, p.actor(), township_id, month, form)
-    batch.launch(request.app.state.db, p.actor(), b.id, base_url(request))  # type: ignore[arg-type]
+    batch.launch(request.app.state.db, p.actor(), b.id, base_url(request))
     return redirect(f"/notice-batches/{b.id}", request, "已开始生成，完成后可下载")
 
 

@@ -117,7 +117,7 @@ def me(request: Request, slowed: Annotated[throttle.Slowdown, Depends(_pin_wait)
     settings = request.app.state.settings
     try:
         household = pins.check(session, _actor(request), cards.card_key(settings.secret_key), card, pin,
-                               village_id=village.id, limits=_limits(request), slowed=slowed)  # type: ignore[arg-type]
+                               village_id=village.id, limits=_limits(request), slowed=slowed)
     except AppError as e:
         # Returned, not raised: the failed try and its audit event are kept (like a failed login).
         return _page(request, "notices/portal_me.html", {"village": village, "error": e.message, **typed},

@@ -96,7 +96,7 @@ class _OneSession:
 
 def build_here(session: Session, actor: Actor, batch_id: int, verify_base: str) -> None:
     """Build the batch now, in the caller's transaction (the demo)."""
-    _build(_OneSession(session), actor, batch_id, verify_base)  # type: ignore[arg-type]
+    _build(_OneSession(session), actor, batch_id, verify_base)
 
 
 def build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
@@ -125,7 +125,7 @@ def _build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
     skipped: list[str] = []
     per_village: list[tuple[str, bytes]] = []  # (file name, the village's notices as one PDF)
     for done, (vid, name, code) in enumerate(villages, start=1):
-        pdfs, missed = _month_pdfs(db, actor, vid, month, verify_base)  # type: ignore[arg-type]
+        pdfs, missed = _month_pdfs(db, actor, vid, month, verify_base)
         skipped.extend(f"{name}·{why}" for why in missed)
         if pdfs:
             per_village.append((f"{code}-{name}", render.merge_pdfs(pdfs)))
@@ -188,7 +188,7 @@ def village_month(session: Session, actor: Actor, village_id: int, month: int,
     notice, or a new one registered (in the caller's transaction). Returns (PDF, file name, what was left out and
     why); refuses when nothing can be printed yet."""
     village = get_or_not_found(session, Village, village_id, "没有这个村")
-    pdfs, missed = _month_pdfs(_OneSession(session), actor, village_id, month, verify_base)  # type: ignore[arg-type]
+    pdfs, missed = _month_pdfs(_OneSession(session), actor, village_id, month, verify_base)
     if not pdfs:
         raise ValidationFailed("本月还没有可以张贴的公示：" + "；".join(missed), code="nothing_to_print")
     return render.merge_pdfs(pdfs), f"{village.name}{render.month_label(month)}公示.pdf", missed

@@ -213,7 +213,7 @@ def check(session: Session, actor: Actor, key: bytes, card_text: str, pin: str, 
         household = cards.read(session, actor, key, code).household
     except cards.CardRefused as e:
         why = "卡号无法识别" if e.code == "card_unreadable" else "卡号校验失败或此卡已挂失"
-    subject = _subject(household.id) if household else _unknown_subject(code)  # type: ignore[arg-type]
+    subject = _subject(household.id) if household else _unknown_subject(code)
     object_type, object_id = ("household", household.id) if household else ("card", None)
     if slowed.seconds:
         audit.record(session, actor, "notices.portal_pin.slowed", object_type=object_type, object_id=object_id,
@@ -259,7 +259,7 @@ def public_villages(session: Session) -> list[tuple[Township, list[Village]]]:
     by_township: dict[int, list[Village]] = {}
     for v in villages:
         by_township.setdefault(v.township_id, []).append(v)
-    return [(t, by_township[t.id]) for t in org.list_townships(session, EVERYTHING, include_inactive=False)  # type: ignore[index]
+    return [(t, by_township[t.id]) for t in org.list_townships(session, EVERYTHING, include_inactive=False)
             if t.id in by_township]
 
 
@@ -331,7 +331,7 @@ def board(session: Session, village: Village, *, month: int | None = None) -> Bo
     red = [p for p in shown if p.list == "red" and p.household_id is not None]
     black = [p for p in shown if p.list == "black"]
     names = heads(session, [p.household_id for p in red], masking)  # type: ignore[misc]
-    red_rows = sorted((RedRow(*names.get(p.household_id, ("", "")), p.reason, p.from_month, p.to_month)  # type: ignore[arg-type]
+    red_rows = sorted((RedRow(*names.get(p.household_id, ("", "")), p.reason, p.from_month, p.to_month)
                        for p in red), key=lambda r: (sort_key(r.number), r.reason))
     # the ranking notice's own rows (points earned less deducted, ties sharing a rank), its top households with points
     ranked = ranking_kind.gather(session, village, year * 100, masking=masking).content["rows"]

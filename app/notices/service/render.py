@@ -130,7 +130,7 @@ def url_fetcher() -> Any:
     leaves that image or stylesheet out and goes on)."""
     from weasyprint.urls import URLFetcher
 
-    class LocalOnly(URLFetcher):  # type: ignore[misc]
+    class LocalOnly(URLFetcher):
         def fetch(self, url: str, headers: Any = None) -> Any:
             if not fetch_allowed(url):
                 raise ValueError(f"refused to fetch {url[:200]!r}: not one of the app's own files")
@@ -145,7 +145,7 @@ def pdf(page: str) -> bytes:
         raise PdfUnavailable(install_hint())
     import weasyprint  # heavy: imported when the first PDF is made
 
-    return weasyprint.HTML(string=page, base_url=str(TEMPLATES), url_fetcher=url_fetcher()).write_pdf(uncompressed_pdf=False)  # type: ignore[no-any-return]
+    return weasyprint.HTML(string=page, base_url=str(TEMPLATES), url_fetcher=url_fetcher()).write_pdf(uncompressed_pdf=False)
 
 
 def documents_pdf(pages: list[str]) -> bytes:
@@ -157,7 +157,7 @@ def documents_pdf(pages: list[str]) -> bytes:
     docs = [weasyprint.HTML(string=page, base_url=str(TEMPLATES), url_fetcher=url_fetcher()).render() for page in pages]
     if not docs:
         return b""
-    return docs[0].copy([pg for d in docs for pg in d.pages]).write_pdf()  # type: ignore[no-any-return]
+    return docs[0].copy([pg for d in docs for pg in d.pages]).write_pdf()
 
 
 def merge_pdfs(files: list[bytes]) -> bytes:

@@ -103,7 +103,7 @@ def ranked(rows: list[VillageRow], sort: str) -> list[VillageRow]:
         "upheld": lambda r: (-r.upheld, r.village.code),
     }
     key = keys.get(sort, lambda r: (-len(r.reasons), r.village.code))
-    return sorted(rows, key=key)  # type: ignore[arg-type]
+    return sorted(rows, key=key)
 
 
 def dashboard(session: Session, villages: list[Village], year: int, *, now: datetime | None = None) -> list[VillageRow]:

@@ -67,12 +67,12 @@ def village_lists_file(session: Session, village_id: int, year: int, list_: str 
     months = [[_month(m), r, b, round(100 * r / (r + b)) if r + b else None] for m, r, b in cov.by_month]
     posts = lists.postings(session, village_id, year=year, list_=list_ or None)
     people = lists.households_by_id(session, [p.household_id for p in posts])
-    plans = lists.rectifications_of(session, [p.id for p in posts])  # type: ignore[misc]
+    plans = lists.rectifications_of(session, [p.id for p in posts])
     now = lists.this_month()
     rows = []
     for p in posts:
         h = people.get(p.household_id) if p.household_id is not None else None
-        plan = plans.get(p.id)  # type: ignore[arg-type]
+        plan = plans.get(p.id)
         fix = ("已移出" if plan.status == "lifted" else "整改中") if p.list == "black" and plan else ""
         rows.append([lists.LIST_LABELS.get(p.list, p.list), h.number if h else "",
                      h.head_name if h else ("（已按保存期限删除）" if p.erased_at else ""),

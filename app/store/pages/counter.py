@@ -105,7 +105,7 @@ def counter_scan(request: Request, session: DbSession, store_id: int, p: Princip
             raise ValidationFailed("请扫积分卡，或输入户号、户主姓名")
         if cards.looks_like_card(raw):
             scanned = cards.read(session, p.actor(), _key(request), raw, store_id=store_id)
-            panel = _household_panel(session, store_id, scanned.household.id, scanned=scanned,  # type: ignore[arg-type]
+            panel = _household_panel(session, store_id, scanned.household.id, scanned=scanned,
                                      payload=cards.normalise(raw))
             return render(request, "store/counter.html", _ctx(session, p, store_id, panel=panel))
         served = stores.served_villages(session, store_id)
@@ -113,7 +113,7 @@ def counter_scan(request: Request, session: DbSession, store_id: int, p: Princip
         exact = [h for h in found if h.number == raw]
         if len(exact) == 1 or len(found) == 1:
             one = exact[0] if len(exact) == 1 else found[0]
-            panel = _household_panel(session, store_id, one.id, scanned=None)  # type: ignore[arg-type]
+            panel = _household_panel(session, store_id, one.id, scanned=None)
             return render(request, "store/counter.html", _ctx(session, p, store_id, panel=panel, code=raw))
         if not found:
             raise ValidationFailed(f"没有找到“{raw[:30]}”：请核对户号或姓名，或重新扫卡", code="not_found")

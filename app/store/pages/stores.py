@@ -477,7 +477,7 @@ def cards_print(request: Request, session: DbSession, village_id: int, p: Princi
     groups = {g.id: g for g in org.list_groups(session, village_id)}
     entries = []
     for h in rows:
-        card = have.get(h.id)  # type: ignore[arg-type]
+        card = have.get(h.id)
         if card is None or card.status != "active":
             continue
         code = cards.payload(key, card)
@@ -487,7 +487,7 @@ def cards_print(request: Request, session: DbSession, village_id: int, p: Princi
     return render(request, "store/cards_print.html", {
         "village": village, "sheets": _chunks(entries, CARDS_PER_SHEET), "count": len(entries),
         "without": sum(1 for h in rows if h.id not in have),
-        "lost": sum(1 for h in rows if h.id in have and have[h.id].status == "lost"),  # type: ignore[index]
+        "lost": sum(1 for h in rows if h.id in have and have[h.id].status == "lost"),
         "group": groups.get(group_id) if group_id else None, "household_id": household_id,
         "per_sheet": CARDS_PER_SHEET, "nav_active": "/stores", **LABELS})
 
@@ -515,9 +515,9 @@ def _household_ctx(session: DbSession, p: Principal, household_id: int, key: byt
     return {"h": h, "village": org.get_village(session, EVERYTHING, h.village_id),
             "balance": ledger.balance(session, household_id), "expiring": ledger.expiring(session, household_id),
             "card": card, "payload": code, "svg": svg,
-            "events": cards.events(session, card.id) if card is not None and can_cards else [],  # type: ignore[arg-type]
+            "events": cards.events(session, card.id) if card is not None and can_cards else [],
             "can_cards": can_cards, "own": own, "redemptions": redemptions, "store_names": store_names,
-            "catalog": [(s, counter.items_for(session, s.id)) for s in stores],  # type: ignore[arg-type]
+            "catalog": [(s, counter.items_for(session, s.id)) for s in stores],
             "nav_active": "/points", **LABELS, **extra}
 
 

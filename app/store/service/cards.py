@@ -69,7 +69,7 @@ def qr_svg(text: str, *, size_mm: int = 24) -> str:
 
 
 def payload(key: bytes, card: Card) -> str:
-    return f"{PREFIX}-{card.id}-{card.version}-{_mac(key, card.id, card.version)}"  # type: ignore[arg-type]
+    return f"{PREFIX}-{card.id}-{card.version}-{_mac(key, card.id, card.version)}"
 
 
 class CardRefused(AppError):
@@ -148,7 +148,7 @@ def card_of(session: Session, household_id: int) -> Card | None:
 def cards_of(session: Session, household_ids: list[int]) -> dict[int, Card]:
     if not household_ids:
         return {}
-    rows = session.execute(select(Card).where(Card.household_id.in_(household_ids))).scalars()  # type: ignore[attr-defined]
+    rows = session.execute(select(Card).where(Card.household_id.in_(household_ids))).scalars()
     return {c.household_id: c for c in rows}
 
 
@@ -160,7 +160,7 @@ def ensure_cards(session: Session, actor: Actor, household_ids: list[int]) -> di
         new = [Card(household_id=hid) for hid in missing]
         session.add_all(new)
         session.flush()
-        session.add_all([CardEvent(card_id=c.id, version=1, action="issued", actor=actor.name[:80])  # type: ignore[arg-type]
+        session.add_all([CardEvent(card_id=c.id, version=1, action="issued", actor=actor.name[:80])
                          for c in new])
         session.flush()
         audit.record(session, actor, "store.card.issue", object_type="card", object_id=None,
@@ -185,7 +185,7 @@ def report_lost(session: Session, actor: Actor, household_id: int, reason: str) 
     if card.status == "lost":
         raise ValidationFailed("这张卡已经挂失，补办新卡即可")
     card.status, card.updated_at = "lost", utcnow()
-    session.add(CardEvent(card_id=card.id, version=card.version, action="lost", reason=reason,  # type: ignore[arg-type]
+    session.add(CardEvent(card_id=card.id, version=card.version, action="lost", reason=reason,
                           actor=actor.name[:80]))
     session.flush()
     audit.record(session, actor, "store.card.lost", object_type="card", object_id=card.id,
@@ -201,7 +201,7 @@ def reissue(session: Session, actor: Actor, household_id: int, reason: str) -> C
     card = ensure_cards(session, actor, [household_id])[household_id]
     card.version += 1
     card.status, card.updated_at = "active", utcnow()
-    session.add(CardEvent(card_id=card.id, version=card.version, action="reissued", reason=reason,  # type: ignore[arg-type]
+    session.add(CardEvent(card_id=card.id, version=card.version, action="reissued", reason=reason,
                           actor=actor.name[:80]))
     session.flush()
     audit.record(session, actor, "store.card.reissue", object_type="card", object_id=card.id,
@@ -211,4 +211,4 @@ def reissue(session: Session, actor: Actor, household_id: int, reason: str) -> C
 
 def events(session: Session, card_id: int) -> list[CardEvent]:
     return list(session.execute(select(CardEvent).where(CardEvent.card_id == card_id)
-                                .order_by(CardEvent.id.desc())).scalars())  # type: ignore[union-attr]
+                                .order_by(CardEvent.id.desc())).scalars())

@@ -86,7 +86,7 @@ def _replay(session: Session, store_id: int, key: str, digest: str) -> Redeemed 
         return None
     if r.request_hash != digest:
         raise Conflict("这个兑换单号已用于另一份购物车：请刷新柜台页面后重新扫码", code="idempotency_key_reused")
-    return Redeemed(r, lines_of(session, r.id), r.balance_after, True)  # type: ignore[arg-type]
+    return Redeemed(r, lines_of(session, r.id), r.balance_after, True)
 
 
 def _lock_household(session: Session, household_id: int) -> Household | None:
@@ -203,7 +203,7 @@ def redeem(session: Session, actor: Actor, *, store_id: int, household_id: int, 
         item = items[ln.item_id]
         stock.apply(session, item, kind="redemption", quantity=-ln.quantity, value_fen=-values[ln.item_id],
                     actor=actor, at=when, redemption_id=red.id)
-        out.append(RedemptionLine(redemption_id=red.id, item_id=item.id, name=item.name, unit=item.unit,  # type: ignore[arg-type]
+        out.append(RedemptionLine(redemption_id=red.id, item_id=item.id, name=item.name, unit=item.unit,
                                   quantity=ln.quantity, points_each=item.points, points=item.points * ln.quantity,
                                   value_fen=values[ln.item_id]))
     session.add_all(out)
@@ -222,7 +222,7 @@ def void(session: Session, actor: Actor, redemption_id: int, *, reason: str, any
     _lock_household(session, red.household_id)
     session.refresh(red)
     if red.status == "voided":
-        raise Conflict(f"这笔兑换已于 {to_local(red.voided_at):%Y-%m-%d %H:%M} 作废", code="already_voided")  # type: ignore[str-format]
+        raise Conflict(f"这笔兑换已于 {to_local(red.voided_at):%Y-%m-%d %H:%M} 作废", code="already_voided")
     when = at or utcnow()
     if not any_day and red.day != today(when):
         raise ValidationFailed("超市只能作废当天的兑换；往日的兑换请村文书作废", code="void_too_late")
@@ -251,7 +251,7 @@ def get(session: Session, redemption_id: int) -> Redemption:
 
 def lines_of(session: Session, redemption_id: int) -> list[RedemptionLine]:
     return list(session.execute(select(RedemptionLine).where(RedemptionLine.redemption_id == redemption_id)
-                                .order_by(RedemptionLine.id)).scalars())  # type: ignore[arg-type]
+                                .order_by(RedemptionLine.id)).scalars())
 
 
 def recent(session: Session, store_id: int, *, day: date | None = None, household_id: int | None = None,
@@ -262,17 +262,17 @@ def recent(session: Session, store_id: int, *, day: date | None = None, househol
         stmt = stmt.where(Redemption.day == day)
     if household_id is not None:
         stmt = stmt.where(Redemption.household_id == household_id)
-    return [(r, h) for r, h in session.execute(stmt.order_by(Redemption.id.desc()).limit(limit))]  # type: ignore[union-attr]
+    return [(r, h) for r, h in session.execute(stmt.order_by(Redemption.id.desc()).limit(limit))]
 
 
 def of_household(session: Session, household_id: int, limit: int = 50) -> list[Redemption]:
     return list(session.execute(select(Redemption).where(Redemption.household_id == household_id)
-                                .order_by(Redemption.id.desc()).limit(limit)).scalars())  # type: ignore[union-attr]
+                                .order_by(Redemption.id.desc()).limit(limit)).scalars())
 
 
 def movements_of(session: Session, redemption_id: int) -> list[StockMovement]:
     return list(session.execute(select(StockMovement).where(StockMovement.redemption_id == redemption_id)
-                                .order_by(StockMovement.id)).scalars())  # type: ignore[arg-type]
+                                .order_by(StockMovement.id)).scalars())
 
 
 def items_for(session: Session, store_id: int) -> list[Item]:

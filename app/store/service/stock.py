@@ -40,10 +40,10 @@ def lock_items(session: Session, item_ids: list[int]) -> dict[int, Item]:
     """The items, locked for the rest of the transaction (PostgreSQL; SQLite's writer is alone already), fresh."""
     if not item_ids:
         return {}
-    stmt = select(Item).where(Item.id.in_(sorted(set(item_ids)))).order_by(Item.id)  # type: ignore[union-attr]
+    stmt = select(Item).where(Item.id.in_(sorted(set(item_ids)))).order_by(Item.id)
     if is_pg(session):
         stmt = stmt.with_for_update()
-    return {i.id: i for i in session.execute(stmt.execution_options(populate_existing=True)).scalars()}  # type: ignore[misc]
+    return {i.id: i for i in session.execute(stmt.execution_options(populate_existing=True)).scalars()}
 
 
 def value_out(item: Item, quantity: int) -> int:
@@ -65,7 +65,7 @@ def apply(session: Session, item: Item, *, kind: str, quantity: int, value_fen: 
     now = at or utcnow()
     moved = value - item.stock_value_fen
     item.stock, item.stock_value_fen, item.updated_at = stock, value, now
-    m = StockMovement(store_id=item.store_id, item_id=item.id, kind=kind, quantity=quantity,  # type: ignore[arg-type]
+    m = StockMovement(store_id=item.store_id, item_id=item.id, kind=kind, quantity=quantity,
                       value_fen=moved, stock_after=stock, actor=actor.name[:80], occurred_at=now, **extra)
     session.add(m)
     return m
@@ -178,15 +178,15 @@ def get_item(session: Session, item_id: int) -> Item:
 def items(session: Session, store_id: int, *, active_only: bool = False) -> list[Item]:
     stmt = select(Item).where(Item.store_id == store_id)
     if active_only:
-        stmt = stmt.where(Item.active.is_(True))  # type: ignore[attr-defined]
-    return list(session.execute(stmt.order_by(Item.category, Item.points, Item.id)).scalars())  # type: ignore[arg-type]
+        stmt = stmt.where(Item.active.is_(True))
+    return list(session.execute(stmt.order_by(Item.category, Item.points, Item.id)).scalars())
 
 
 def low_stock(session: Session, store_ids: list[int]) -> list[Item]:
     if not store_ids:
         return []
     return list(session.execute(
-        select(Item).where(Item.store_id.in_(store_ids), Item.active.is_(True),  # type: ignore[attr-defined]
+        select(Item).where(Item.store_id.in_(store_ids), Item.active.is_(True),
                            Item.stock <= Item.low_stock).order_by(Item.store_id, Item.stock, Item.name)).scalars())
 
 
@@ -197,7 +197,7 @@ def movements(session: Session, *, store_id: int, item_id: int | None = None, ki
         stmt = stmt.where(StockMovement.item_id == item_id)
     if kind:
         stmt = stmt.where(StockMovement.kind == kind)
-    return list(session.execute(stmt.order_by(StockMovement.id.desc()).limit(limit)).scalars())  # type: ignore[union-attr]
+    return list(session.execute(stmt.order_by(StockMovement.id.desc()).limit(limit)).scalars())
 
 
 # ---- movements in and adjustments ------------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def purchase(session: Session, actor: Actor, item_id: int, *, quantity: int, cos
     if cost_fen:
         done = session.execute(update(Fund).where(Fund.id == fund_id, Fund.amount_fen - Fund.spent_fen >= cost_fen)
                                .values(spent_fen=Fund.spent_fen + cost_fen))
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if done.rowcount != 1:
             session.refresh(fund)
             left = fund.amount_fen - fund.spent_fen
             raise ValidationFailed(f"这笔资金只剩 {yuan(left)} 元，不够支付 {yuan(cost_fen)} 元：请分开入库或选择另一笔资金",
@@ -309,7 +309,7 @@ def transfer(session: Session, actor: Actor, item_id: int, *, to_store_id: int, 
     target_store = session.get(Store, to_store_id)
     towns: dict[int, int] = dict(session.execute(
         select(Store.id, Village.township_id).join(Village, Village.id == Store.village_id)
-        .where(Store.id.in_([source.store_id, to_store_id]))).all())  # type: ignore[attr-defined]
+        .where(Store.id.in_([source.store_id, to_store_id]))).all())
     # one answer for a store that does not exist, is closed, or is in another township: ids tell nothing
     if (target_store is None or to_store_id == source.store_id or not target_store.active
             or towns.get(source.store_id) != towns.get(to_store_id)):
@@ -321,8 +321,8 @@ def transfer(session: Session, actor: Actor, item_id: int, *, to_store_id: int, 
                     points=source.points, cost_fen=source.cost_fen, low_stock=source.low_stock, active=False)
         session.add(twin)
         session.flush()
-    locked = lock_items(session, [source.id, twin.id])  # type: ignore[list-item]
-    src, dst = locked[source.id], locked[twin.id]  # type: ignore[index]
+    locked = lock_items(session, [source.id, twin.id])
+    src, dst = locked[source.id], locked[twin.id]
     value = value_out(src, quantity)
     out = apply(session, src, kind="transfer_out", quantity=-quantity, value_fen=-value, actor=actor, reason=reason)
     session.flush()
@@ -354,5 +354,5 @@ def stock_totals(session: Session, store_ids: list[int]) -> dict[int, tuple[int,
     if not store_ids:
         return {}
     rows = session.execute(select(Item.store_id, func.sum(Item.stock), func.sum(Item.stock_value_fen))
-                           .where(Item.store_id.in_(store_ids)).group_by(Item.store_id))  # type: ignore[attr-defined]
+                           .where(Item.store_id.in_(store_ids)).group_by(Item.store_id))
     return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
