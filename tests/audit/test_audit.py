@@ -25,9 +25,9 @@ from app.config import Settings, get_settings
 from app.core.clock import utcnow
 from app.core.context import Actor
 from app.db import Database, build_engine
-from tests.auth import test_auth as common
-from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, login
+from tests.support import clients as common
 from tests.support import factories
+from tests.support.web import DEMO_PASSWORDS, TEST_SECRET, login
 
 # shared fixtures (open test clients, the demo county from a template)
 _client_stack = common._client_stack

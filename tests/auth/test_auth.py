@@ -13,13 +13,10 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -28,77 +25,40 @@ from app import models as _all_tables  # noqa: F401  (registers every table, for
 from app.audit.models import AuditEvent
 from app.auth import security
 from app.auth import service as auth_service
-from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
+from app.auth.models import ApiToken, LoginAttempt, User, UserSession
 from app.auth.security import sha256_hex
 from app.config import Settings, UnsafeSettingsError
 from app.core.clock import utcnow
-from app.db import Database
 from app.errors import NotAuthenticated, TooManyRequests
 from app.main import create_app
-from app.org.models import Township, Village
-from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, at_once, csrf_from, login
+from app.org.models import Township
+from tests.support import clients as common
 from tests.support import factories
+from tests.support.clients import (
+    SESSION_COOKIE,
+    api_login,
+    assert_api_error,
+    count,
+    events,
+    form_login,
+    grant_id_of,
+    ids,
+    new_client,
+    user_id,
+)
+from tests.support.concurrency import at_once
+from tests.support.web import DEMO_PASSWORDS, TEST_SECRET, csrf_from, login
 
-SESSION_COOKIE = "zf_session"
 CSRF_MESSAGE = "CSRF 校验失败"
 
-
-@pytest.fixture
-def db_url(demo_db_url: str) -> str:
-    return demo_db_url  # every test here starts from the demo county (see conftest)
-
-
-_SHARED_APP: list[FastAPI] = []
-
-
-@pytest.fixture
-def app(settings: Settings, db: Database) -> Iterator[FastAPI]:
-    """One application per worker, pointed at each test's own database and settings. FastAPI prepares each route on
-    an application's first request; doing that once rather than in every test keeps these files fast. The app
-    itself keeps no state (DESIGN §1): everything lives in the database it is given."""
-    if not _SHARED_APP:
-        _SHARED_APP.append(create_app(settings))
-    application = _SHARED_APP[0]
-    application.state.settings = settings
-    application.state.db = Database(settings.database_url)
-    try:
-        yield application
-    finally:
-        application.state.db.dispose()
-
-
-@pytest.fixture
-def demo(db: Database, demo_accounts: dict[str, object]) -> dict[str, object]:
-    return demo_accounts
+# shared fixtures (open test clients, the demo county from a template)
+_client_stack = common._client_stack
+db_url = common.db_url
+demo = common.demo
+app = common.app
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
-
-_OPEN: list[ExitStack] = []
-
-
-@pytest.fixture(autouse=True)
-def _client_stack() -> Iterator[None]:
-    """Clients made by `new_client` stay open for the test (an open TestClient keeps its event loop: fast)."""
-    with ExitStack() as stack:
-        _OPEN.append(stack)
-        try:
-            yield
-        finally:
-            _OPEN.remove(stack)
-
-
-def new_client(app, **kw) -> TestClient:  # type: ignore[no-untyped-def]
-    c = TestClient(app, base_url=kw.pop("base_url", "http://testserver"), **kw)
-    return _OPEN[-1].enter_context(c) if _OPEN else c
-
-
-def form_login(c: TestClient, name: str, password: str, csrf: str | None = None, **headers: str):  # type: ignore[no-untyped-def]
-    """POST the login form (fetching the form first for its CSRF token unless one is given)."""
-    token = csrf or csrf_from(c.get("/login").text)
-    return c.post("/login", data={"login": name, "password": password, "csrf_token": token},
-                  headers=headers, follow_redirects=False)
-
 
 def set_cookie_header(r, name: str = SESSION_COOKIE) -> str:  # type: ignore[no-untyped-def]
     found = [h for h in r.headers.get_list("set-cookie") if h.startswith(f"{name}=")]
@@ -114,56 +74,10 @@ def with_cookie(app, token: str) -> TestClient:  # type: ignore[no-untyped-def]
     return new_client(app, cookies={SESSION_COOKIE: token})
 
 
-def user_id(db, login_name: str) -> int:  # type: ignore[no-untyped-def]
-    with db.read_txn() as s:
-        return int(s.execute(select(User.id).where(User.login == login_name)).scalar_one())
-
-
 def sessions_of(db, login_name: str) -> list[UserSession]:  # type: ignore[no-untyped-def]
     uid = user_id(db, login_name)
     with db.read_txn() as s:
         return list(s.execute(select(UserSession).where(UserSession.user_id == uid).order_by(UserSession.id)).scalars())
-
-
-def events(db, action: str) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
-    with db.read_txn() as s:
-        return list(s.execute(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)).scalars())
-
-
-def count(db, model) -> int:  # type: ignore[no-untyped-def]
-    with db.read_txn() as s:
-        return int(s.execute(select(func.count()).select_from(model)).scalar_one())
-
-
-def assert_api_error(r, status: int, code: str | None = None, text: str | None = None) -> dict:  # type: ignore[no-untyped-def]
-    assert r.status_code == status, r.text[:500]
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
-    assert re.search(r"[\u4e00-\u9fff]", body["error"]["message"]), body
-    if code:
-        assert body["error"]["code"] == code, body
-    if text:
-        assert text in body["error"]["message"], body
-    return body["error"]  # type: ignore[no-any-return]
-
-
-def api_login(app, name: str, password: str | None = None) -> TestClient:  # type: ignore[no-untyped-def]
-    """A client with a session opened by the login service (as the form does, without fetching pages), sending the
-    session's CSRF token as a header on every request. Tests of the login form itself use `login`/`form_login`."""
-    db = app.state.db
-    with db.write_txn() as s:
-        result = auth_service.login(s, app.state.settings, login=name, password=password or DEMO_PASSWORDS[name],
-                                    ip="testclient", user_agent="pytest", request_id=None)
-    c = new_client(app, cookies={SESSION_COOKIE: result.token})
-    c.headers["X-CSRF-Token"] = result.principal.csrf_token or ""
-    return c
-
-
-def ids(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    with db.read_txn() as s:
-        t = {t.name: t.id for t in s.execute(select(Township)).scalars()}
-        v = {v.name: v.id for v in s.execute(select(Village)).scalars()}
-    return {**t, **v}  # type: ignore[dict-item]
 
 
 # ---- sessions -----------------------------------------------------------------------------------------------------
@@ -634,12 +548,6 @@ def test_admin_reset_through_the_page(app, demo, db):
 
 # ---- API tokens ---------------------------------------------------------------------------------------------------
 
-def _grant_id(db, login_name: str, role: str) -> int:  # type: ignore[no-untyped-def]
-    with db.read_txn() as s:
-        return int(s.execute(select(RoleGrant.id).where(RoleGrant.user_id == user_id(db, login_name),
-                                                        RoleGrant.role == role)).scalar_one())
-
-
 def _make_token(c: TestClient, grant_id: int, name: str = "导出脚本") -> dict:  # type: ignore[type-arg]
     r = c.post("/api/v1/me/tokens", json={"name": name, "grant_id": grant_id})
     assert r.status_code == 201, r.text
@@ -652,7 +560,7 @@ def bearer(app, token: str) -> TestClient:  # type: ignore[no-untyped-def]
 
 def test_api_token_is_shown_once_and_stored_hashed(app, demo, db):
     c = api_login(app, "clerk")
-    out = _make_token(c, _grant_id(db, "clerk", "village_clerk"))
+    out = _make_token(c, grant_id_of(db, "clerk", "village_clerk"))
     raw = out["token"]
     assert raw.startswith("zf_") and len(raw) > 40
     listed = c.get("/api/v1/me/tokens").json()
@@ -675,8 +583,8 @@ def test_api_token_is_scoped_to_exactly_the_chosen_grant(app, demo, db):
     c = api_login(app, "clerk")
     assert c.get("/api/v1/villages").json()["total"] == 4  # 红旗村 as clerk + 3 villages of 振风乡 as reviewer
     assert c.get(f"/api/v1/townships/{named['振风乡']}").status_code == 200
-    clerk_token = _make_token(c, _grant_id(db, "clerk", "village_clerk"))["token"]
-    reviewer_token = _make_token(c, _grant_id(db, "clerk", "township_reviewer"))["token"]
+    clerk_token = _make_token(c, grant_id_of(db, "clerk", "village_clerk"))["token"]
+    reviewer_token = _make_token(c, grant_id_of(db, "clerk", "township_reviewer"))["token"]
 
     as_clerk = bearer(app, clerk_token)
     assert [g["role"] for g in as_clerk.get("/api/v1/me").json()["grants"]] == ["village_clerk"]
@@ -696,7 +604,7 @@ def test_api_token_is_scoped_to_exactly_the_chosen_grant(app, demo, db):
 
 def test_bearer_write_needs_no_csrf_but_cookie_write_does(app, demo, db):
     c = api_login(app, "admin")
-    token = _make_token(c, _grant_id(db, "admin", "county_admin"))["token"]
+    token = _make_token(c, grant_id_of(db, "admin", "county_admin"))["token"]
     cookie_only = new_client(app, cookies={SESSION_COOKIE: c.cookies.get(SESSION_COOKIE)})
     assert_api_error(cookie_only.post("/api/v1/townships", json={"code": "341000301", "name": "新设镇"}), 403,
                      code="csrf_failed")
@@ -708,7 +616,7 @@ def test_bearer_write_needs_no_csrf_but_cookie_write_does(app, demo, db):
 
 def test_revoked_token_answers_401(app, demo, db):
     c = api_login(app, "clerk")
-    out = _make_token(c, _grant_id(db, "clerk", "village_clerk"))
+    out = _make_token(c, grant_id_of(db, "clerk", "village_clerk"))
     b = bearer(app, out["token"])
     assert b.get("/api/v1/me").status_code == 200
     assert c.delete(f"/api/v1/me/tokens/{out['id']}").status_code == 204
@@ -719,19 +627,19 @@ def test_revoked_token_answers_401(app, demo, db):
 
 def test_token_of_deactivated_user_or_revoked_grant_answers_401(app, demo, db):
     c = api_login(app, "clerk")
-    token = _make_token(c, _grant_id(db, "clerk", "village_clerk"))["token"]
+    token = _make_token(c, grant_id_of(db, "clerk", "village_clerk"))["token"]
     admin = api_login(app, "admin")
     assert admin.put(f"/api/v1/users/{user_id(db, 'clerk')}/active", json={"active": False}).status_code == 200
     assert_api_error(bearer(app, token).get("/api/v1/me"), 401, code="bad_token")
     assert admin.put(f"/api/v1/users/{user_id(db, 'clerk')}/active", json={"active": True}).status_code == 200
     assert bearer(app, token).get("/api/v1/me").status_code == 200
-    assert admin.delete(f"/api/v1/grants/{_grant_id(db, 'clerk', 'village_clerk')}").status_code == 204
+    assert admin.delete(f"/api/v1/grants/{grant_id_of(db, 'clerk', 'village_clerk')}").status_code == 204
     assert_api_error(bearer(app, token).get("/api/v1/me"), 401, code="bad_token")
 
 
 def test_expired_token_answers_401(app, demo, db):
     c = api_login(app, "clerk")
-    token = _make_token(c, _grant_id(db, "clerk", "village_clerk"))["token"]
+    token = _make_token(c, grant_id_of(db, "clerk", "village_clerk"))["token"]
     with db.write_txn() as s:
         s.execute(update(ApiToken).values(expires_at=utcnow() - timedelta(seconds=1)))
     assert_api_error(bearer(app, token).get("/api/v1/me"), 401, code="bad_token", text="过期")
@@ -744,7 +652,7 @@ def test_bad_token_format_answers_401(app, demo, db, value):
 
 def test_token_with_right_prefix_and_wrong_secret_answers_401(app, demo, db):
     c = api_login(app, "clerk")
-    token = _make_token(c, _grant_id(db, "clerk", "village_clerk"))["token"]
+    token = _make_token(c, grant_id_of(db, "clerk", "village_clerk"))["token"]
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert_api_error(bearer(app, forged).get("/api/v1/me"), 401, code="bad_token", text="无效")
 
@@ -752,7 +660,7 @@ def test_token_with_right_prefix_and_wrong_secret_answers_401(app, demo, db):
 def test_token_only_for_own_active_grant(app, demo, db):
     c = api_login(app, "clerk")
     before = count(db, ApiToken)
-    assert_api_error(c.post("/api/v1/me/tokens", json={"name": "偷用", "grant_id": _grant_id(db, "admin", "county_admin")}),
+    assert_api_error(c.post("/api/v1/me/tokens", json={"name": "偷用", "grant_id": grant_id_of(db, "admin", "county_admin")}),
                      422, text="授权")
     assert count(db, ApiToken) == before
 

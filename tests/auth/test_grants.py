@@ -16,8 +16,8 @@ from app.core.context import Actor
 from app.db import Database
 from app.errors import ValidationFailed
 from app.org.models import Store, Township, Village
-from tests.conftest import csrf_from, login
 from tests.support.factories import make_user
+from tests.support.web import csrf_from, login
 
 ADMIN = Actor(user_id=None, name="县管理员", role="county_admin")
 

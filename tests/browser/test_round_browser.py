@@ -19,7 +19,7 @@ from sqlmodel import col
 from app.db import Database
 from app.evaluation import rounds
 from app.evaluation.models import EvalRound
-from tests.browser.conftest import LiveServer, login_via_form, new_context
+from tests.support.browser import LiveServer, login_via_form, new_context
 from tests.support.eval_helpers import NAMES, THEMES, EvalVillage, staffed_village
 
 pytestmark = pytest.mark.browser

@@ -310,8 +310,8 @@ def test_an_uploaded_sheet_is_read_outside_any_write_transaction(client, db: Dat
     (SQLite) and no transaction of the upload is open (PostgreSQL)."""
     from sqlalchemy import text
 
-    from tests.conftest import login
     from tests.support.eval_helpers import staffed_village
+    from tests.support.web import login
 
     ev, _home = staffed_village(db)
     with db.write_txn() as s:

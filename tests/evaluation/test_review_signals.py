@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from app import rules
 from app.evaluation.signals import KINDS, LEVELS, Signal, review_signals
-from tests.rules.test_properties import cases
+from tests.support.rule_strategies import cases
 
 R = rules.default_ruleset()
 THEMES = [t.code for t in R.themes]  # DILIGENT FILIAL CUSTOMS ENV LAW PUBLIC

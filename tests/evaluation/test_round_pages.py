@@ -12,8 +12,8 @@ from app.db import Database
 from app.evaluation import rounds
 from app.evaluation.models import EvalRound, Rating
 from app.ledger import service as ledger
-from tests.conftest import login
 from tests.support.eval_helpers import CLERK, THEMES, EvalVillage, consensus_round, eval_village, staffed_village
+from tests.support.web import login
 
 PW = "Passw0rd-test"
 MONTH = 202609

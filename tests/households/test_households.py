@@ -17,7 +17,7 @@ from app.households import service as hh
 from app.households.models import Household, HouseholdMembership, Member
 from app.households.service import MemberInput
 from app.org.models import Group, Village
-from tests.conftest import login
+from tests.support.web import login
 
 ACTOR = Actor(user_id=None, name="测试文书", role="village_clerk")
 

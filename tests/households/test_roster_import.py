@@ -35,7 +35,7 @@ from app.errors import ValidationFailed
 from app.households import imports, roster
 from app.households.models import RELATIONS, Household, HouseholdEvent, ImportBatch, Member
 from app.org.models import Group, Village
-from tests.conftest import login
+from tests.support.web import login
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 ACTOR = Actor.system("测试")
@@ -1083,7 +1083,7 @@ def test_an_upload_is_parsed_outside_any_write_transaction(app, client, demo, db
 def test_a_nul_or_control_character_in_a_workbook_cell_is_a_problem_naming_row_and_column(client, demo, db):
     """Excel writes an invisible character as _x0000_, and calamine reads it back as one: such a cell is a problem
     of its row and column (PostgreSQL would refuse the NUL when the preview is stored; SQLite kept it)."""
-    from tests.platform.test_spreadsheet_extent import xlsx_by_hand
+    from tests.support.spreadsheets import xlsx_by_hand
 
     token = login(client, "clerk")
     vid = village_id(db)

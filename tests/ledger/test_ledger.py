@@ -19,8 +19,8 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.households.models import Household
 from app.ledger import service as ledger
 from app.org.models import Store, Village
-from tests.conftest import login
 from tests.support.factories import make_household, make_store, make_village
+from tests.support.web import login
 
 ADMIN = Actor(user_id=None, name="县管理员", role="county_admin")
 

@@ -14,7 +14,7 @@ from app.db import Database
 from app.errors import Conflict
 from app.households.models import Household
 from app.ledger import service as ledger
-from tests.conftest import PG_URL
+from tests.support.db import PG_URL
 from tests.support.factories import make_household, make_village
 
 ADMIN = Actor(user_id=None, name="县管理员", role="county_admin")

@@ -35,7 +35,7 @@ from app.ledger import service
 from app.ledger.models import PenaltyPolicy
 from app.ledger.service import InsufficientPoints, Posted, Posting, TxView
 from app.org import service as org
-from tests.conftest import PG_URL, truncate_all
+from tests.support.db import PG_URL, truncate_all
 from tests.support.factories import SYSTEM, make_household, make_store, make_village
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from app.db import Database, build_engine
 from app.ledger import service
 from app.ledger.service import Violation
-from tests.conftest import PG_URL
+from tests.support.db import PG_URL
 from tests.support.factories import SYSTEM, make_household, make_store, make_village
 
 GUARD_TRIGGERS = ("ledger_entries_no_update", "ledger_entries_no_delete", "ledger_transactions_no_update",

@@ -17,8 +17,8 @@ from app.evaluation.models import ListPosting
 from app.households.models import Household
 from app.lists import service as lists
 from app.lists.models import RectificationVisit
-from tests.conftest import csrf_from, login
 from tests.support.eval_helpers import CLERK, eval_village, staffed_village
+from tests.support.web import csrf_from, login
 
 PW = "Passw0rd-test"
 

@@ -17,7 +17,6 @@ from app.db import Database
 from app.evaluation import rounds
 from app.notices import service as notices
 from app.notices.models import NoticeBatch
-from tests.conftest import login
 from tests.support.eval_helpers import (
     CLERK,
     REVIEWER,
@@ -27,6 +26,7 @@ from tests.support.eval_helpers import (
     eval_village,
     staffed_village,
 )
+from tests.support.web import login
 
 PW = "Passw0rd-test"
 MONTH = 202609

@@ -29,10 +29,10 @@ from app.notices.kinds.common import competition_ranks, scrub
 from app.store import counter, stock
 from app.store import service as store_service
 from app.store.stock import yuan
-from tests.conftest import login
 from tests.support import eval_helpers
 from tests.support.eval_helpers import CLERK, NAMES, REVIEWER, THEMES, EvalVillage, agree_all, consensus_round, staffed_village
 from tests.support.factories import make_group, make_store
+from tests.support.web import login
 
 PW = "Passw0rd-test"
 AUG, SEP, YEAR = 202608, 202609, 202600

@@ -19,8 +19,8 @@ from app.evaluation import rounds
 from app.households import service as hh
 from app.notices import render
 from app.notices import service as notices
-from tests.conftest import login
 from tests.support.eval_helpers import CLERK, REVIEWER, THEMES, agree_all, consensus_round, staffed_village
+from tests.support.web import login
 
 PW = "Passw0rd-test"
 MONTH = 202609

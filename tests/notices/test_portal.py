@@ -31,7 +31,8 @@ from app.notices import pins
 from app.org import service as org
 from app.org.models import Village
 from app.store import cards
-from tests.conftest import TEST_SECRET, at_once, csrf_from, login
+from tests.support.concurrency import at_once
+from tests.support.web import TEST_SECRET, csrf_from, login
 
 CLERK = Actor(user_id=None, name="村文书", role="village_clerk")
 FIRST = "341000101001"  # the demo's first village (城关镇 红旗村)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from app.db import Database
 from app.org.models import Group, Village
 from app.org.service import cn_number, default_group_name
-from tests.conftest import login
+from tests.support.web import login
 
 
 def _village(db: Database, name: str) -> Village:

@@ -17,8 +17,9 @@ from app.auth.models import ApiToken, LoginAttempt, RoleGrant, User, UserSession
 from app.core.context import Actor
 from app.main import create_app
 from app.org.models import Group, Store, Township, Village
-from tests.auth import test_auth as common
-from tests.conftest import DEMO_PASSWORDS, PG_URL, login
+from tests.support import clients as common
+from tests.support.db import PG_URL
+from tests.support.web import DEMO_PASSWORDS, login
 
 # shared fixtures (open test clients, the demo county from a template)
 _client_stack = common._client_stack
@@ -62,7 +63,7 @@ def ids(demo, db) -> dict[str, int]:  # type: ignore[no-untyped-def]
         named["group1"] = s.execute(select(Group.id).where(Group.village_id == named["红旗村"], Group.number == 1)
                                     ).scalar_one()
     named["clerk"] = common.user_id(db, "clerk")
-    named["admin_grant"] = common._grant_id(db, "admin", "county_admin")
+    named["admin_grant"] = common.grant_id_of(db, "admin", "county_admin")
     return named
 
 

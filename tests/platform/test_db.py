@@ -10,7 +10,8 @@ from sqlalchemy import func, select, text
 
 from app.db import Database
 from app.org.models import Township
-from tests.conftest import PG_URL, login
+from tests.support.db import PG_URL
+from tests.support.web import login
 
 sqlite_only = pytest.mark.skipif(bool(PG_URL), reason="SQLite engine settings; the PostgreSQL run covers psycopg")
 

@@ -31,7 +31,7 @@ from app.org.models import Village
 from app.reports import credit
 from app.reports import fairness_service as fairness
 from app.reports import service as reports
-from tests.conftest import DEMO_PASSWORDS, TEST_SECRET, login
+from tests.support.web import DEMO_PASSWORDS, TEST_SECRET, login
 
 NOW = datetime(2026, 11, 21, 10, tzinfo=DISPLAY_ZONE)  # not after the day the tests run
 YEAR = 2026

@@ -71,7 +71,7 @@ def test_no_pooled_connection_free_is_a_503_that_says_try_again(app, db, demo) -
     from sqlalchemy import create_engine
 
     from app.db import WRITE_OPTION
-    from tests.platform.test_bad_input import api_login
+    from tests.support.clients import api_login
 
     c = api_login(app, "admin")
     hid = c.get("/api/v1/households", params={"limit": 1}).json()["items"][0]["id"]
@@ -95,7 +95,7 @@ def test_no_pooled_connection_free_is_a_503_that_says_try_again(app, db, demo) -
 def test_a_nul_character_in_text_is_bad_input_not_a_server_error(app, db, demo) -> None:
     """PostgreSQL refuses NUL in text (found by schemathesis): a 422 that says what to remove. SQLite, which would
     store it, refuses it the same way (issue 17)."""
-    from tests.platform.test_bad_input import api_login
+    from tests.support.clients import api_login
 
     c = api_login(app, "admin")
     hid = c.get("/api/v1/households", params={"limit": 1}).json()["items"][0]["id"]

@@ -1,11 +1,11 @@
 """Every form and every JSON body of the app, fuzzed with hostile text (issue 17, item 6): whatever is typed, pasted
 or posted, the answer is a page or a JSON answer, a 4xx with a Chinese message when refused, never a 5xx.
 
-The walk reuses the route walk of test_route_permissions: every unsafe route, with objects the acting user reaches
-(so that the request gets past authorisation to the code that reads the fields). The fields of a route come from its
-declaration (Form and File parameters, the JSON body model); a route that reads its form itself (the grid, the
-presence list) gets every field name any form of the app declares. Each hostile value goes into every field of the
-route at once, and into every uploaded file: the parsers behind a form see it too."""
+The walk reuses the route walk of test_route_permissions (tests/support/routes.py): every unsafe route, with objects
+the acting user reaches (so that the request gets past authorisation to the code that reads the fields). The fields
+of a route come from its declaration (Form and File parameters, the JSON body model); a route that reads its form
+itself (the grid, the presence list) gets every field name any form of the app declares. Each hostile value goes
+into every field of the route at once, and into every uploaded file: the parsers behind a form see it too."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from app.db import Database
 from app.deps import SAFE_METHODS
 from app.web import ANON_CSRF_COOKIE
-from tests.conftest import login
-from tests.platform.test_route_permissions import BYSTANDER, SESSION_ENDING, World, api_routes, build_cases
+from tests.support.routes import SESSION_ENDING, World, api_routes, build_cases, bystander_world
+from tests.support.web import login
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -58,17 +58,7 @@ SKIP = SESSION_ENDING | {("POST", "/account/password")}
 @pytest.fixture
 def walk_world(db: Database, demo: dict[str, object]) -> World:
     """The demo county seen by the route walk (as test_route_permissions' `world`, with its bystander account)."""
-    from sqlalchemy import select
-
-    from app.auth.models import Role
-    from app.org.models import Village
-    from tests.support.factories import make_grant, make_user
-
-    with db.write_txn() as s:
-        bystander = make_user(s, BYSTANDER, name="旁观者甲")
-        village = s.execute(select(Village.id).order_by(Village.id)).scalars().first()
-        make_grant(s, bystander, Role.COMMITTEE_MEMBER.value, village_id=village)  # type: ignore[arg-type]
-    return World(db)
+    return bystander_world(db)
 
 
 def _routes_by_key(app: FastAPI) -> dict[tuple[str, str], APIRoute]:

@@ -17,7 +17,7 @@ from app.households.models import Household, ImportBatch, Member
 from app.households.roster import export_rows_csv, export_rows_xlsx, read_sheet
 from app.households.service import MemberInput
 from app.org.models import Village
-from tests.conftest import login
+from tests.support.web import login
 
 CLERK = Actor(user_id=None, name="测试文书", role="village_clerk")
 

@@ -8,7 +8,7 @@ from babel.messages.pofile import read_po
 
 from app.i18n import LOCALE_DIR
 from app.web import NAV, TEMPLATES_DIR
-from tests.conftest import login
+from tests.support.web import login
 
 MARKED = re.compile(r"""_\(\s*(["'])(.+?)\1\s*\)""")
 

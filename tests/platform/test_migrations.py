@@ -6,31 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 import app.models  # noqa: F401  (registers every table)
 from app import migrate
 from app.db import build_engine, metadata
-from tests.conftest import empty_database
+from tests.support.db import empty_database, schema_diff
 
 
 @pytest.fixture
 def empty_url(tmp_path: Path) -> Iterator[str]:
     with empty_database(tmp_path, "zf_mig") as url:
         yield url
-
-
-def _diff(url: str) -> list[object]:
-    engine = build_engine(url)
-    try:
-        with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
-            return list(compare_metadata(ctx, metadata))
-    finally:
-        engine.dispose()
 
 
 def _tables(url: str) -> set[str]:
@@ -43,7 +31,7 @@ def _tables(url: str) -> set[str]:
 
 def test_upgrade_head_from_empty_matches_models(empty_url: str) -> None:
     migrate.upgrade(empty_url)
-    assert _diff(empty_url) == []
+    assert schema_diff(empty_url) == []
     assert _tables(empty_url) == set(metadata.tables)
 
 
@@ -55,7 +43,7 @@ def test_every_migration_downgrades_and_upgrades_again(empty_url: str) -> None:
         migrate.upgrade(empty_url, rev.revision)
         migrate.downgrade(empty_url, rev.down_revision or "base")
         migrate.upgrade(empty_url, rev.revision)
-    assert _diff(empty_url) == []
+    assert schema_diff(empty_url) == []
     migrate.downgrade(empty_url, "base")
     assert _tables(empty_url) == set()
 
@@ -82,7 +70,7 @@ def test_the_latest_migrations_upgrade_a_populated_database(db_url: str, demo: d
     migrate.downgrade(db_url, "0008")
     assert {"ledger_month_totals", "list_counts", "notices"}.isdisjoint(_tables(db_url))
     migrate.upgrade(db_url)
-    assert _diff(db_url) == []
+    assert schema_diff(db_url) == []
     database = Database(db_url)
     try:
         with database.read_session() as s:

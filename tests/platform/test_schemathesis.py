@@ -27,7 +27,8 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from app.db import build_engine, metadata
-from tests.conftest import DEMO_PASSWORDS, PG_URL, copy_sqlite, truncate_all
+from tests.support.db import PG_URL, copy_sqlite, truncate_all
+from tests.support.web import DEMO_PASSWORDS
 
 CHECKS = [st_checks.not_a_server_error, oa_checks.status_code_conformance, oa_checks.content_type_conformance,
           oa_checks.response_schema_conformance]

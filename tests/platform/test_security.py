@@ -21,8 +21,8 @@ from app.core.clock import utcnow
 from app.db import Database
 from app.logs import configure as configure_logs
 from app.logs import log
-from tests.conftest import DEMO_PASSWORDS, csrf_from, login
 from tests.support import factories
+from tests.support.web import DEMO_PASSWORDS, csrf_from, login
 
 SESSION_COOKIE = "zf_session"
 
@@ -371,7 +371,7 @@ def test_opening_a_full_record_and_a_full_roster_export_are_audited(client, db: 
     which household or village, how many rows), written after the read (the page reads in a read-only transaction)
     and never holding an ID number. The masked view of a township reviewer is not audited."""
     from app.households.models import Household
-    from tests.platform.test_bad_input import api_login
+    from tests.support.clients import api_login
 
     with db.read_txn() as s:
         h = s.execute(select(Household).order_by(Household.id)).scalars().first()

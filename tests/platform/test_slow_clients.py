@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SECRET
 from tests.support.live import _free_port
+from tests.support.web import TEST_SECRET
 
 HEADER_TIMEOUT = 1.5
 BODY_TIMEOUT = 1.5
@@ -298,7 +298,7 @@ def _database(var: Path, template: Path) -> Iterator[str]:
 
     from app import migrate
     from app.db import Database
-    from tests.conftest import PG_URL
+    from tests.support.db import PG_URL
     from tests.support.factories import make_user
 
     admin = None

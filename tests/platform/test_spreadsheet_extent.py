@@ -26,49 +26,16 @@ from app.households import imports, roster
 from app.households.models import Household, ImportBatch, Member
 from tests.support.eval_helpers import CLERK
 from tests.support.factories import make_village
+from tests.support.spreadsheets import CONTENT_TYPES, PACKAGE_RELS, WORKBOOK, WORKBOOK_RELS, xlsx_by_hand
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = ["户号", "姓名", "与户主关系", "性别", "出生日期", "身份证号", "联系电话"]
-
-_CT = ('<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-       '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-       '<Default Extension="xml" ContentType="application/xml"/>'
-       '<Override PartName="/xl/workbook.xml" '
-       'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-       '<Override PartName="/xl/worksheets/sheet1.xml" '
-       'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>')
-_RELS = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
-         'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-         'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>')
-_WB = ('<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-       ' xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-       '<sheet name="花名册" sheetId="1" r:id="rId1"/></sheets></workbook>')
-_WB_RELS = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
-            '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-            'relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>')
 
 
 def _header_row() -> str:
     cells = "".join(f'<c r="{chr(65 + i)}1" t="inlineStr"><is><t>{h}</t></is></c>' for i, h in enumerate(HEADER))
     return f'<row r="1">{cells}</row><row r="2"><c r="A2" t="inlineStr"><is><t>001</t></is></c>' \
            '<c r="B2" t="inlineStr"><is><t>张三</t></is></c><c r="C2" t="inlineStr"><is><t>户主</t></is></c></row>'
-
-
-def xlsx_by_hand(sheet_data: str, *, dimension: str | None = None, extra: dict[str, bytes] | None = None) -> bytes:
-    """A minimal .xlsx written zip entry by zip entry, so that it can say what openpyxl would never write."""
-    dim = f'<dimension ref="{dimension}"/>' if dimension else ""
-    sheet = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
-             f'spreadsheetml/2006/main">{dim}<sheetData>{sheet_data}</sheetData></worksheet>')
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("[Content_Types].xml", _CT)
-        z.writestr("_rels/.rels", _RELS)
-        z.writestr("xl/workbook.xml", _WB)
-        z.writestr("xl/_rels/workbook.xml.rels", _WB_RELS)
-        z.writestr("xl/worksheets/sheet1.xml", sheet)
-        for name, body in (extra or {}).items():
-            z.writestr(name, body)
-    return buf.getvalue()
 
 
 def _biff(kind: int, body: bytes) -> bytes:
@@ -259,11 +226,11 @@ def xlsx_streamed(sheet_parts: list[bytes], *, strings: tuple[int, bytes] | None
     count, unique = declared or (n_strings, n_strings)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("[Content_Types].xml", _CT.replace(
+        z.writestr("[Content_Types].xml", CONTENT_TYPES.replace(
             "</Types>", f'<Override PartName="/xl/sharedStrings.xml" ContentType="{_SST_TYPE}"/></Types>'))
-        z.writestr("_rels/.rels", _RELS)
-        z.writestr("xl/workbook.xml", _WB)
-        z.writestr("xl/_rels/workbook.xml.rels", _WB_RELS.replace(
+        z.writestr("_rels/.rels", PACKAGE_RELS)
+        z.writestr("xl/workbook.xml", WORKBOOK)
+        z.writestr("xl/_rels/workbook.xml.rels", WORKBOOK_RELS.replace(
             "</Relationships>", f'<Relationship Id="rId2" Type="{_SST_REL}" Target="sharedStrings.xml"/>'
                                 "</Relationships>"))
         with z.open("xl/worksheets/sheet1.xml", "w") as f:

@@ -38,8 +38,8 @@ from app.evaluation import service as rulesets
 from app.ledger import service as ledger
 from app.notices import service as notices
 from app.store import counter
-from tests.conftest import TEST_SECRET, empty_database
-from tests.platform.test_migrations import _diff
+from tests.support.db import empty_database, schema_diff
+from tests.support.web import TEST_SECRET
 
 FIRST, HEAD = "0001", "0010"
 T0 = datetime(2026, 1, 5, 1, 30, tzinfo=UTC)  # the county went live in January 2026
@@ -516,7 +516,7 @@ def test_upgrade_from_the_first_migration_keeps_every_row_and_proof(old_url: str
     finally:
         engine.dispose()
     filled = time.perf_counter()
-    assert _diff(old_url) == []
+    assert schema_diff(old_url) == []
 
     database = Database(old_url)
     try:

@@ -19,9 +19,9 @@ from app.evaluation.models import ListPosting
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.store import counter
-from tests.conftest import login
 from tests.support.eval_helpers import CLERK, staffed_village
 from tests.support.factories import make_stocked_item, make_store
+from tests.support.web import login
 
 PW = "Passw0rd-test"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

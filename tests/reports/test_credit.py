@@ -21,8 +21,8 @@ from app.evaluation.models import ListPosting
 from app.ledger import service as ledger
 from app.lists import service as lists
 from app.reports import credit
-from tests.conftest import login
 from tests.support.eval_helpers import CLERK, staffed_village
+from tests.support.web import login
 
 PW = "Passw0rd-test"
 YEAR = lists.this_month() // 100

@@ -16,9 +16,9 @@ from app.ledger import service as ledger
 from app.org.models import Township, Village
 from app.reports import service as reports
 from app.store import counter
-from tests.conftest import login
 from tests.support.eval_helpers import CLERK, eval_village, staffed_village
 from tests.support.factories import make_stocked_item, make_store, make_village
+from tests.support.web import login
 
 NOW = datetime(2026, 4, 25, 9, 0, tzinfo=UTC)  # rounds of January to March are due; March's deadline is 20 April
 

@@ -15,9 +15,9 @@ from app.households import service as hh
 from app.reports import fairness
 from app.reports import fairness_service as service
 from app.reports.fairness import HouseholdInfo
-from tests.conftest import login
 from tests.support.eval_helpers import CLERK, REVIEWER, THEMES, eval_village
 from tests.support.factories import make_grant, make_group, make_user
+from tests.support.web import login
 
 THEME_CODES = ("T1", "T2", "T3", "T4", "T5", "T6")
 # households 1..8: surnames 王 王 李 李 张 张 赵 赵; groups 一组 {1, 5}, 二组 {2, 6}, 三组 {3, 7}, 四组 {4, 8}; 9: 周, 一组

@@ -16,8 +16,8 @@ from app.db import Database
 from app.evaluation import ruleset_form as form
 from app.evaluation import service as rulesets
 from app.evaluation.models import RulesetVersion
-from tests.conftest import login
 from tests.support.factories import make_grant, make_user, make_village
+from tests.support.web import login
 
 PASSWORD = "Editor-pass-2026"
 

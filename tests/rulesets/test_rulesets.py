@@ -17,8 +17,8 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.evaluation import service as rulesets
 from app.evaluation.models import RulesetVersion
 from app.org.models import Village
-from tests.conftest import login
 from tests.support.factories import make_village
+from tests.support.web import login
 
 ADMIN = Actor(user_id=None, name="县管理员", role="county_admin")
 

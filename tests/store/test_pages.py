@@ -20,8 +20,8 @@ from app.org.models import Store, Township, Village
 from app.store import cards, counter, stock
 from app.store import service as store_service
 from app.store.models import Card, Fund, Item, StockMovement
-from tests.conftest import TEST_SECRET, login
 from tests.support.factories import make_grant, make_household, make_store, make_user, make_village
+from tests.support.web import TEST_SECRET, login
 
 PW = "Passw0rd-test"
 SYSTEM = Actor.system("测试")

@@ -23,7 +23,6 @@ from app.org.models import Township, Village
 from app.store import cards, counter, stock
 from app.store import service as stores
 from app.store.models import Fund, Item, Redemption, StockMovement
-from tests.conftest import csrf_from, login
 from tests.support.factories import (
     make_grant,
     make_household,
@@ -33,6 +32,7 @@ from tests.support.factories import (
     make_user,
     make_village,
 )
+from tests.support.web import csrf_from, login
 
 CLERK = Actor(user_id=None, name="超市管理员（测试）", role="store_clerk")
 KEY = cards.card_key("test-secret-" + "x" * 40)
