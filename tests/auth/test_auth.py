@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import stat
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -46,7 +45,7 @@ from tests.support.clients import (
     new_client,
     user_id,
 )
-from tests.support.concurrency import at_once
+from tests.support.concurrency import at_once, count_checks
 from tests.support.web import DEMO_PASSWORDS, TEST_SECRET, csrf_from, login
 
 CSRF_MESSAGE = "CSRF 校验失败"
@@ -276,13 +275,19 @@ def test_account_throttle_refuses_even_right_password(app, demo, db, settings):
     assert form_login(new_client(app), "member", DEMO_PASSWORDS["member"]).status_code == 303
 
 
-def test_account_throttle_ends_after_the_window(app, demo, db, settings):
-    n = settings.login_max_failures_per_account
+def lock_out_clerk(app, settings) -> tuple[TestClient, str]:  # type: ignore[no-untyped-def]
+    """As many wrong passwords for clerk as the account allows, from one new client: that address is locked out of the
+    account, even with the right password (429). Returns the client and its login form's CSRF token."""
     c = new_client(app)
     tok = csrf_from(c.get("/login").text)
-    for _ in range(n):
+    for _ in range(settings.login_max_failures_per_account):
         form_login(c, "clerk", "not-the-password", tok)
-    assert form_login(c, "clerk", DEMO_PASSWORDS["clerk"]).status_code == 429
+    assert form_login(c, "clerk", DEMO_PASSWORDS["clerk"], tok).status_code == 429
+    return c, tok
+
+
+def test_account_throttle_ends_after_the_window(app, demo, db, settings):
+    c, _ = lock_out_clerk(app, settings)
     with db.write_txn() as s:
         s.execute(update(LoginAttempt).values(at=utcnow() - timedelta(minutes=settings.login_window_minutes + 1)))
     assert form_login(c, "clerk", DEMO_PASSWORDS["clerk"]).status_code == 303
@@ -318,26 +323,11 @@ def test_success_resets_the_account_counter(app, demo, db, settings):
     assert events(db, "auth.login_throttled") == []
 
 
-def _counting(monkeypatch, module) -> list[int]:  # type: ignore[no-untyped-def]
-    """Count the password checks `module` makes (each one an Argon2 verification an attacker got)."""
-    checked: list[int] = []
-    lock = threading.Lock()
-    real = module.verify_password
-
-    def verify(password: str, stored: str | None) -> bool:
-        with lock:
-            checked.append(1)
-        return bool(real(password, stored))
-
-    monkeypatch.setattr(module, "verify_password", verify)
-    return checked
-
-
 def test_sixty_wrong_passwords_at_once_are_checked_only_up_to_the_limit(demo, db, settings, monkeypatch):
     """60 wrong passwords for one account from one address, sent at the same moment, each in its own transaction (as
     60 requests in the workers of a county deployment): exactly the limit are checked, the rest refused unchecked."""
     n = settings.login_max_failures_per_account
-    checked = _counting(monkeypatch, auth_service)
+    checked = count_checks(monkeypatch, auth_service)
 
     def attempt(i: int) -> str:
         with db.write_session() as s:
@@ -408,12 +398,7 @@ def test_failures_lock_out_the_address_that_failed_not_the_account(app, demo, db
 
 def test_an_administrators_reset_reopens_a_locked_address(app, demo, db, settings):
     """"如忘记密码，请联系管理员重置": after the reset the user gets in at once, from the address that was locked."""
-    n = settings.login_max_failures_per_account
-    a = new_client(app)
-    tok = csrf_from(a.get("/login").text)
-    for _ in range(n):
-        form_login(a, "clerk", "not-the-password", tok)
-    assert form_login(a, "clerk", DEMO_PASSWORDS["clerk"], tok).status_code == 429
+    a, tok = lock_out_clerk(app, settings)
     admin = api_login(app, "admin")
     uid = user_id(db, "clerk")
     assert admin.post(f"/api/v1/users/{uid}/password", json={"password": "Fresh-pass-2026"}).status_code == 204

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -31,7 +30,7 @@ from app.notices import pins
 from app.org import service as org
 from app.org.models import Village
 from app.store import cards
-from tests.support.concurrency import at_once
+from tests.support.concurrency import at_once, count_checks
 from tests.support.web import TEST_SECRET, csrf_from, login
 
 CLERK = Actor(user_id=None, name="村文书", role="village_clerk")
@@ -240,16 +239,7 @@ def test_sixty_wrong_pins_at_once_are_checked_only_up_to_the_limit(db: Database,
     limit are checked, the others refused unchecked."""
     hid, card, _head = _household(db, FIRST)
     limits = pins.Limits()
-    checked: list[int] = []
-    lock = threading.Lock()
-    real = pins.verify_password
-
-    def verify(pin: str, stored: str | None) -> bool:
-        with lock:
-            checked.append(1)
-        return bool(real(pin, stored))
-
-    monkeypatch.setattr(pins, "verify_password", verify)
+    checked = count_checks(monkeypatch, pins)
     here = Actor(user_id=None, name="公开查询", ip="10.1.2.3")
 
     def attempt(i: int) -> str:
