@@ -1,5 +1,5 @@
-"""Oversize uploads and slow clients, with raw sockets against the real server: `python -m app serve` in a
-subprocess (the same uvicorn settings `zhenfeng serve` uses), on a free port, with small limits so the tests are quick.
+"""Oversize uploads and slow clients, with raw sockets against the real server: `zhenfeng serve` in a subprocess on a
+free port (scripts.bench.server, as the benchmarks and the drills start it), with small limits so the tests are quick.
 
 - a chunked body (no Content-Length) past ZF_MAX_BODY_BYTES: 413 with the Chinese message, connection closed;
 - a body that stalls (ZF_BODY_TIMEOUT_SECONDS) or trickles past ZF_BODY_DEADLINE_SECONDS: 408, connection closed;
@@ -14,8 +14,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.live import _free_port
+from scripts.bench.server import ZhenfengServer
 from tests.support.web import TEST_SECRET
 
 HEADER_TIMEOUT = 1.5
@@ -38,33 +36,11 @@ SLACK = 2.5  # seconds a loaded 2-core machine may add to a limit
 
 @contextmanager
 def running_server(var: Path, database_url: str, **settings: object) -> Iterator[str]:
-    """`python -m app serve` on a free port of 127.0.0.1 with these ZF_ settings, until the block ends."""
-    port = _free_port()
-    env = {**os.environ, "ZF_VAR_DIR": str(var), "ZF_DATABASE_URL": database_url, "ZF_SECRET_KEY": TEST_SECRET,
-           "ZF_LOG_LEVEL": "ERROR", **{f"ZF_{k.upper()}": str(v) for k, v in settings.items()}}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start within 30 s"
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """`zhenfeng serve` (one worker) on a free port of 127.0.0.1 with these ZF_ settings, until the block ends: the
+    benchmarks' ZhenfengServer, its output in var/serve.log (shown if it does not start)."""
+    env = {"ZF_SECRET_KEY": TEST_SECRET, "ZF_LOG_LEVEL": "ERROR", **{f"ZF_{k.upper()}": str(v) for k, v in settings.items()}}
+    with ZhenfengServer(database_url, 1, var, settings=env) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
