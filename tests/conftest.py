@@ -3,20 +3,18 @@
 SQLite (default): the schema is migrated once per worker into a template file, copied for each test.
 PostgreSQL (ZF_TEST_DATABASE_URL set): one database per xdist worker, migrated once; each test starts from
 TRUNCATE of every table (the append-only triggers refuse DELETE, not TRUNCATE).
+
+Only fixtures live here; what tests import (logging in, the demo passwords, databases, factories …) is in
+tests/support/.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,21 +27,11 @@ from app.auth import security
 from app.config import Settings
 from app.db import Database, build_engine, metadata
 from app.main import create_app
-
-PG_URL = os.environ.get("ZF_TEST_DATABASE_URL")
-T = TypeVar("T")
+from tests.support.db import PG_URL, copy_sqlite, truncate_all
+from tests.support.web import DEMO_PASSWORDS, TEST_SECRET
 
 # Cheap Argon2 for the suite (stored hashes carry their parameters; production keeps OWASP's minimum).
 security.set_hash_cost(memory_kib=1024, time_cost=1)
-TEST_SECRET = "test-secret-" + "x" * 40
-DEMO_PASSWORDS = {
-    "admin": "Admin-pass-2026",
-    "reviewer": "Reviewer-pass-2026",
-    "clerk": "Clerk-pass-2026",
-    "member": "Member-pass-2026",
-    "storekeeper": "Store-pass-2026",
-    "household": "Household-pass-2026",
-}
 
 
 def _worker() -> str:
@@ -78,16 +66,6 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
     migrate.upgrade(f"sqlite:///{path}")
     return path
-
-
-def truncate_all(url: str) -> None:
-    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
-    with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
-        if tables:
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
-    engine.dispose()
 
 
 @pytest.fixture
@@ -169,16 +147,6 @@ def demo_db_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return f"sqlite:///{target}"
 
 
-def copy_sqlite(src: str | Path, dst: str | Path) -> None:
-    """A consistent copy of a SQLite database (the online backup API), over whatever `dst` held."""
-    a, b = sqlite3.connect(src), sqlite3.connect(dst)
-    try:
-        a.backup(b)
-    finally:
-        a.close()
-        b.close()
-
-
 @pytest.fixture
 def demo_accounts(demo_db_url: str, request: pytest.FixtureRequest) -> dict[str, object]:
     """The demo accounts of `demo_db_url`'s database."""
@@ -223,39 +191,6 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
         yield c
 
 
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_from(html: str) -> str:
-    m = CSRF_RE.search(html)
-    assert m, "page has no CSRF token"
-    return m.group(1)
-
-
-def login(client: TestClient, login_name: str, password: str | None = None) -> str:
-    """Log in through the real form (as a fresh browser: cookies cleared); returns the session's CSRF token."""
-    client.cookies.clear()
-    page = client.get("/login")
-    token = csrf_from(page.text)
-    r = client.post("/login", data={"login": login_name, "password": password or DEMO_PASSWORDS[login_name],
-                                    "csrf_token": token}, follow_redirects=False)
-    assert r.status_code == 303, r.text[:500]
-    return csrf_from(client.get("/account").text)
-
-
-def at_once(n: int, work: Callable[[int], T]) -> list[T]:
-    """`work(0)` … `work(n - 1)` in n threads of their own, released together (a barrier): n requests at the same
-    moment, as many workers of a county deployment would send them. Returns the results in order."""
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> T:
-        barrier.wait(timeout=60)
-        return work(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(run, range(n)))
-
-
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`app.cli.main` pointed at this test's database (its settings are cached per process: cleared around)."""
@@ -267,24 +202,3 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-@contextmanager
-def empty_database(tmp_path: Path, prefix: str) -> Iterator[str]:
-    """An empty database of its own (no tables): a SQLite file under tmp_path, or on PostgreSQL (ZF_TEST_DATABASE_URL)
-    a database `<prefix>_<pid>` created for the test and dropped after it."""
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / (prefix + '.db')}"
-        return
-    base = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    name = f"{prefix}_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

@@ -1,5 +1,5 @@
 """`zhenfeng serve` in a subprocess on a free local port (ZhenfengServer), what its processes hold, and pgbench
-against the PostgreSQL server: for store_redeem, scripts/rush.py and tests/test_slow_clients.py."""
+against the PostgreSQL server: for store_redeem, scripts/rush.py and tests/platform/test_slow_clients.py."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@
   tests/conftest.py (`settings` + `demo`), so it runs on SQLite and, with ZF_TEST_DATABASE_URL, on PostgreSQL.
   Each xdist worker picks its own port; each test gets its own database and server, stopped cleanly afterwards.
 - `browser`: one headless Chromium per test session (per xdist worker). `context`/`page`: fresh for every test.
+- The helpers tests call (a new profile, the login form) are in tests/support/browser.py.
 - Chromium missing is a failure with instructions, never a skip: the browser tests are part of the gate.
 """
 
@@ -13,17 +14,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from app.config import Settings
-from tests.conftest import DEMO_PASSWORDS
-from tests.live import LiveServer, serve
+from tests.support.browser import NAV_TIMEOUT_MS, new_context
+from tests.support.live import LiveServer, serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS_DIR = Path("/tmp/zf-shots")
-NAV_TIMEOUT_MS = 10_000  # generous: the suite also runs on a busy 2-core CI machine next to xdist workers
 
 expect.set_options(timeout=NAV_TIMEOUT_MS)
 
@@ -51,13 +51,6 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-def new_context(browser: Browser, server: LiveServer, viewport: ViewportSize | None = None) -> BrowserContext:
-    """A fresh browser profile (no cookies) pointed at the live server; the caller closes it."""
-    ctx = browser.new_context(base_url=server.url, locale="zh-CN", viewport=viewport or {"width": 1280, "height": 800})
-    ctx.set_default_timeout(NAV_TIMEOUT_MS)
-    return ctx
-
-
 @pytest.fixture
 def context(browser: Browser, live_server: LiveServer) -> Iterator[BrowserContext]:
     ctx = new_context(browser, live_server)
@@ -68,21 +61,6 @@ def context(browser: Browser, live_server: LiveServer) -> Iterator[BrowserContex
 @pytest.fixture
 def page(context: BrowserContext) -> Page:
     return context.new_page()
-
-
-def login_via_form(page: Page, login: str, password: str | None = None) -> None:
-    """Open /login, fill in and submit the real form; waits for the answer (the next page, or the form again)."""
-    page.goto("/login")
-    submit_login(page, login, password)
-
-
-def submit_login(page: Page, login: str, password: str | None = None) -> None:
-    """Fill in and submit the login form already on the page (e.g. shown again after a failed attempt)."""
-    form = page.get_by_test_id("login-form")
-    form.locator("input[name=login]").fill(login)
-    form.locator("input[name=password]").fill(password if password is not None else DEMO_PASSWORDS[login])
-    with page.expect_navigation():
-        form.get_by_role("button", name="登录").click()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.browser.conftest import login_via_form
+from tests.support.browser import login_via_form
 
 pytestmark = pytest.mark.browser
 

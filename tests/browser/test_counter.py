@@ -21,9 +21,9 @@ from app.db import Database
 from app.ledger import service as ledger
 from app.store.models import Redemption, StockMovement
 from app.store.service import cards, stock
-from tests.browser.conftest import login_via_form, new_context
-from tests.factories import make_grant, make_household, make_stocked_item, make_store, make_user, make_village
-from tests.live import LiveServer, serve
+from tests.support.browser import login_via_form, new_context
+from tests.support.factories import make_grant, make_household, make_stocked_item, make_store, make_user, make_village
+from tests.support.live import LiveServer, serve
 
 pytestmark = pytest.mark.browser
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from app.auth.models import RoleGrant
 from app.db import Database
 from app.org.models import Store
-from tests.browser.conftest import LiveServer, login_via_form, new_context
-from tests.factories import make_user
+from tests.support.browser import LiveServer, login_via_form, new_context
+from tests.support.factories import make_user
 
 pytestmark = pytest.mark.browser
 

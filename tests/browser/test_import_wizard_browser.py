@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app.core.cn_id import make_id_number
-from tests.browser.conftest import login_via_form
+from tests.support.browser import login_via_form
 
 pytestmark = pytest.mark.browser
 

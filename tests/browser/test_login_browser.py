@@ -12,8 +12,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from app.auth.deps import SESSION_COOKIE
 from app.auth.permissions import ROLE_PERMISSIONS, Perm
 from app.web.templates import NAV
-from tests.browser.conftest import LiveServer, login_via_form, new_context, submit_login
-from tests.conftest import DEMO_PASSWORDS
+from tests.support.browser import LiveServer, login_via_form, new_context, submit_login
+from tests.support.web import DEMO_PASSWORDS
 
 pytestmark = pytest.mark.browser
 

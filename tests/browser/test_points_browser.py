@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import LiveServer, login_via_form, new_context
+from tests.support.browser import LiveServer, login_via_form, new_context
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,7 @@ from app.ledger import service as ledger
 from app.notices.service import pins
 from app.org.models import Village
 from app.store.service import cards
-from tests.browser.conftest import LiveServer, new_context
+from tests.support.browser import LiveServer, new_context
 
 pytestmark = pytest.mark.browser
 

@@ -19,8 +19,8 @@ from sqlmodel import col
 from app.db import Database
 from app.evaluation.models import EvalRound
 from app.evaluation.service import rounds
-from tests.browser.conftest import LiveServer, login_via_form, new_context
-from tests.eval_helpers import NAMES, THEMES, EvalVillage, staffed_village
+from tests.support.browser import LiveServer, login_via_form, new_context
+from tests.support.eval_helpers import NAMES, THEMES, EvalVillage, staffed_village
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,3 @@
+"""What the tests import: factories, a staffed village, the live server, logging in, databases, the route walk …
+(fixtures stay in the conftest.py files). pytest rewrites their `assert`s as it does the tests' own (see
+tests/__init__.py)."""
