@@ -43,7 +43,7 @@ def _sqlite_refuse_nul(conn: Any, cursor: Any, statement: str, parameters: Any, 
                        executemany: bool) -> None:
     """PostgreSQL refuses a NUL in any text; SQLite would store it. Refused the same way here (a DataError naming
     0x00, which the web layer answers as a 422), whatever path the text came by: forms and JSON are checked on the
-    way in (errors_web.refuse_bad_characters), this is the one place that holds for everything else."""
+    way in (app.web.errors.refuse_bad_characters), this is the one place that holds for everything else."""
     # one row (a tuple or dict), or many (a list of them; "insertmanyvalues" batches pass one flat tuple)
     for row in (parameters if isinstance(parameters, list | tuple) else (parameters,)):
         values = row.values() if isinstance(row, dict) else row if isinstance(row, list | tuple) else (row,)

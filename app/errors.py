@@ -1,6 +1,6 @@
 """The application's error family. Every error carries a stable code and a Chinese message that says what to fix.
 
-Rendered as `{"error": {"code", "message", "details"}}` under /api and as a page elsewhere (see web.py).
+Rendered as `{"error": {"code", "message", "details"}}` under /api and as a page elsewhere (see app/web/errors.py).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    store_counter, auth_pages, org_pages, households_pages, ledger_pages, evaluation_pages,
                    evaluation_editor, evaluation_rounds, lists_pages, reports_pages, reports_credit, reports_fairness,
                    store_pages, audit_pages, notices_pages, notices_public, notices_portal, notices_batch):
-        # every route refuses NUL and other control characters in its text input first (errors_web)
+        # every route refuses NUL and other control characters in its text input first (app.web.errors)
         app.include_router(module.router, dependencies=[Depends(errors_web.refuse_bad_characters)])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -20,7 +20,7 @@ from app.evaluation.service import rounds
 from app.reports.service.fairness import surname_of
 
 SCALE = ("优", "良", "中", "差")  # best first
-OUTLIER = 4  # the member out of line: the committee's fifth (see demo_rounds.MEMBER_NAMES)
+OUTLIER = 4  # the member out of line: the committee's fifth (see app.demo.rounds.MEMBER_NAMES)
 OUTLIER_GIVEN = "国强"
 STEADY = 4  # households rated 良 on every theme every month
 STEADY_GRADE = "良"
@@ -66,7 +66,7 @@ def member_names(p: Plan, names: Sequence[str]) -> list[str]:
 
 
 def homes(p: Plan, household_ids: Sequence[int]) -> list[int]:
-    """The households the committee members are linked to, in the order demo_rounds.make_committee takes them: the
+    """The households the committee members are linked to, in the order app.demo.rounds.make_committee takes them: the
     member out of line's own in his place."""
     rest = [h for h in household_ids if h != p.home]
     return [*rest[:OUTLIER], p.home, *rest[OUTLIER:]]

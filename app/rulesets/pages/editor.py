@@ -2,7 +2,7 @@
 adds or removes rows (plain submit buttons, re-rendered on the server: no script needed) and saves the result as the
 next version through the same import as a TOML file, so the same validation and version rules apply.
 
-The mapping between the form and the ruleset lives in `ruleset_form` (pure functions); this router only reads the
+The mapping between the form and the ruleset lives in `app.rulesets.form` (pure functions); this router only reads the
 request, calls it and the service, and renders.
 """
 
