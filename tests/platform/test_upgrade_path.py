@@ -546,7 +546,7 @@ def test_upgrade_from_the_first_migration_keeps_every_row_and_proof(old_url: str
             assert placed == w.redemption_village and placed[w.ids["cross"]] == v2  # the household's village
             assert set(s.execute(text("SELECT name_masking FROM villages")).scalars()) == {"middle"}
             notice = notices.by_code(s, NOTICE_CODE)
-            assert notice is not None and notices.check(s, notice).intact
+            assert notice is not None and notices.check(s, notice, key=notices.notice_key(TEST_SECRET)).intact
             found = rulesets.in_force(s, v1, 202603)
             assert found is not None and (found.row.code, found.row.version) == w.ids["ruleset"]
 
