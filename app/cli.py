@@ -110,9 +110,12 @@ def cmd_set_password(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _anchors_from_args(settings: Settings, values: list[str] | None) -> tuple[list, list[str]]:
+def _anchors_from_args(settings: Settings, values: list[str] | str | None) -> tuple[list, list[str]]:
     """`--anchor SEQ:HASH` (copied from paper or the public portal) or `--anchor FILE` (from `audit anchor`)."""
     from app.audit import service as audit
+
+    if isinstance(values, str):
+        values = [values]
 
     found: list[audit.Anchor] = []
     bad: list[str] = []
