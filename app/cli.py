@@ -1,5 +1,5 @@
-"""`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify, ledger verify|expire,
-ledger rebuild-summaries, store verify, lists expire|erase, rules import|export|assign, backup.
+"""`zhenfeng ...` / `python -m app ...`: serve, migrate, create-admin, demo, audit verify|anchor, notices verify,
+ledger verify|expire, ledger rebuild-summaries, store verify, lists expire|erase, rules import|export|assign, backup.
 
 Every command honours ZF_DATABASE_URL. Exit codes: 0 ok, 1 a check found problems, 2 bad usage or setup.
 """
@@ -30,10 +30,16 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from app.org import service as org
 
     migrate.upgrade(settings.database_url, args.revision)
+    from app.notices.service import notices
+
     db = _db(settings)
     with db.write_txn() as session:
         county = org.ensure_county(session, Actor.system("迁移"), code=settings.county_code, name=settings.county_name)
+        refused = notices.seal_unsealed(session, Actor.system("迁移"), notices.notice_key(settings.secret_key))
     print(f"数据库已升级到最新结构（{args.revision}）；县：{county.name}（{county.code}）")
+    if refused:
+        print(f"有 {len(refused)} 份旧公示与审计链的记录不符，未加密封（公开页面上显示为不是真实有效的）："
+              + "、".join(notices.display_code(c) for c in refused))
     return 0
 
 
@@ -104,23 +110,88 @@ def cmd_set_password(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+def _anchors_from_args(settings: Settings, values: list[str] | str | None) -> tuple[list, list[str]]:
+    """`--anchor SEQ:HASH` (copied from paper or the public portal) or `--anchor FILE` (from `audit anchor`)."""
     from app.audit import service as audit
 
-    anchor = None
-    if args.anchor:
-        seq, _, h = args.anchor.partition(":")
-        anchor = (int(seq), h)
+    if isinstance(values, str):
+        values = [values]
+
+    found: list[audit.Anchor] = []
+    bad: list[str] = []
+    for value in values or []:
+        seq, sep, h = value.partition(":")
+        if sep and seq.strip().isdigit() and len(h.strip()) == 64 and not Path(value).exists():
+            found.append(audit.Anchor(int(seq), h.strip().lower(), f"链头 {seq}:{h.strip()[:12]}…"))
+            continue
+        path = Path(value)
+        try:
+            found.append(audit.read_anchor(path.read_text(encoding="utf-8"), key=audit.anchor_key(settings.secret_key),
+                                           name=path.name))
+        except OSError:
+            bad.append(f"读不到锚点文件 {value}")
+        except audit.BadAnchorFile as e:
+            bad.append(str(e))
+    return found, bad
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """The chain, and every anchor known: each notice's printed head (from the database) and the anchors given."""
+    from app.audit import service as audit
+    from app.notices.service import notices
+
+    given, bad = _anchors_from_args(settings, args.anchor)
+    if bad:
+        for message in bad:
+            print(message, file=sys.stderr)
+        return 2
     db = _db(settings)
     with db.read_txn() as session:
-        problems = audit.verify(session, anchor=anchor)
+        printed = notices.anchors(session)
+        problems = audit.verify(session, anchors=[*given, *printed])
         seq, h = audit.head(session)
     if problems:
         print(f"审计链校验失败：发现 {len(problems)} 处问题")
         for p in problems:
             print(f"- [{p.kind}] {p.message}" + (f"（id={p.event_id}）" if p.event_id else ""))
         return 1
-    print(f"审计链完好：共 {seq} 条事件，链头 {seq}:{h}")
+    print(f"审计链完好：共 {seq} 条事件，链头 {seq}:{h}；核对了 {len(printed)} 份公示上印的链头"
+          + (f"和 {len(given)} 个锚点" if given else ""))
+    return 0
+
+
+def cmd_audit_anchor(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the chain's current head to a small file to keep off the machine."""
+    import json
+
+    from app.audit import service as audit
+
+    db = _db(settings)
+    with db.read_txn() as session:
+        doc = audit.anchor_document(session, county=settings.county_code, key=audit.anchor_key(settings.secret_key))
+    text_ = json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+    if args.out in (None, "-"):
+        sys.stdout.write(text_)
+    else:
+        Path(args.out).write_text(text_, encoding="utf-8")
+        print(f"已写出审计链锚点：第 {doc['seq']} 号 {doc['hash']}（{args.out}）；请把它存到这台机器以外的地方")
+    return 0
+
+
+def cmd_notices_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Every notice (or those named) against its content hash, the audit chain's record and its seal."""
+    from app.notices.service import notices
+
+    db = _db(settings)
+    with db.read_txn() as session:
+        bad = notices.verify_all(session, notices.notice_key(settings.secret_key), codes=args.codes)
+        total = notices.count(session)
+    if bad:
+        print(f"公示校验失败：{len(bad)} 份公示不是真实有效的")
+        for n, c in bad:
+            print(f"- {notices.display_code(n.code)}（id={n.id}，{n.title}）：" + "；".join(c.problems))
+        return 1
+    print(f"公示完好：{total} 份公示都与审计链的记录和密封相符")
     return 0
 
 
@@ -384,8 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="审计日志")
     au_sub = au.add_subparsers(dest="audit_command", required=True)
     v = au_sub.add_parser("verify", help="校验审计哈希链")
-    v.add_argument("--anchor", help="纸质公示上的链头，格式 序号:哈希")
+    v.add_argument("--anchor", action="append",
+                   help="链头（序号:哈希，抄自纸质公示或公开页面）或 audit anchor 写出的锚点文件；可重复。"
+                        "数据库里每份公示上印的链头总会核对")
     v.set_defaults(func=cmd_audit_verify)
+    an = au_sub.add_parser("anchor", help="写出审计链当前的链头（锚点文件），存到这台机器以外的地方")
+    an.add_argument("--out", help="输出文件（默认：显示在屏幕上）")
+    an.set_defaults(func=cmd_audit_anchor)
+    no = sub.add_parser("notices", help="公示")
+    no_sub = no.add_subparsers(dest="notices_command", required=True)
+    nv = no_sub.add_parser("verify", help="逐份核对公示：内容指纹、审计链上生成时的记录、密封")
+    nv.add_argument("codes", nargs="*", help="只核对这些编号（默认：全部）")
+    nv.set_defaults(func=cmd_notices_verify)
     lg = sub.add_parser("ledger", help="积分账本")
     lg_sub = lg.add_subparsers(dest="ledger_command", required=True)
     lv = lg_sub.add_parser("verify", help="校验积分账本（借贷平衡、余额、结余链、透支、重复冲正）")

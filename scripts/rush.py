@@ -182,7 +182,7 @@ def build(url: str, villages: int, households: int, counters: int, clerks: int, 
         notice_codes = []
         for vid in vids[:10]:
             d = notices.draft(s, ACTOR, "results", vid, YEAR * 100 + 12, verify_base="http://127.0.0.1")
-            notice_codes.append(notices.register(s, ACTOR, d, None).code)
+            notice_codes.append(notices.register(s, ACTOR, d, None, key=notices.notice_key(REDEEM_SECRET)).code)
         before = int(s.execute(text("SELECT coalesce(max(id), 0) FROM redemptions")).scalar_one())
     settle(db)
     db.dispose()

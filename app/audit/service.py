@@ -7,6 +7,7 @@ serialised (SQLite: the single writer; PostgreSQL: a transaction-scoped advisory
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -123,20 +124,74 @@ def head(session: Session) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # changed | removed | inserted | broken
+    kind: str  # changed | removed | inserted | broken | truncated | anchor
     seq: int
     event_id: int | None
     message: str
 
 
-def verify(session: Session, *, anchor: tuple[int, str] | None = None) -> list[Violation]:
-    """Walk the chain; name every changed, inserted or removed event. An anchor (seq, hash) taken from paper
-    proves that nothing up to that point was rewritten wholesale."""
+@dataclass(frozen=True)
+class Anchor:
+    """A point the chain must pass through: event `seq` with `hash`, as known from outside the chain (the head
+    printed on a notice, an anchor file kept off the machine, a head copied from the public portal). `followed`:
+    the chain is known to have gone on past it (a notice's own generation event comes after the head it prints)."""
+
+    seq: int
+    hash: str
+    label: str = "纸质公示上的链头"
+    followed: bool = False
+
+
+ANCHOR_FORMAT = "zhenfeng-audit-anchor"
+
+
+def anchor_key(secret: str) -> bytes:
+    """The key that seals anchor files, derived from the server's secret for this one purpose."""
+    return hmac.new(secret.encode(), b"zhenfeng audit anchor v1", hashlib.sha256).digest()
+
+
+def _anchor_mac(key: bytes, county: str, seq: int, hash_: str, at: str) -> str:
+    return hmac.new(key, f"v1|{county}|{seq}|{hash_}|{at}".encode(), hashlib.sha256).hexdigest()
+
+
+def anchor_document(session: Session, *, county: str, key: bytes) -> dict[str, Any]:
+    """The chain's current head as a small document to keep off the machine (`zhenfeng audit anchor --out`)."""
+    seq, hash_ = head(session)
+    at = utcnow().isoformat(timespec="seconds")
+    return {"format": ANCHOR_FORMAT, "version": 1, "county": county, "seq": seq, "hash": hash_, "at": at,
+            "mac": _anchor_mac(key, county, seq, hash_, at)}
+
+
+class BadAnchorFile(ValueError):
+    """The file is not an anchor file, or its seal does not match this server's key."""
+
+
+def read_anchor(text_: str, *, key: bytes, name: str) -> Anchor:
+    """An anchor file's (seq, hash), its seal checked: one made elsewhere (or edited) is refused, not trusted."""
+    try:
+        doc = json.loads(text_)
+        county, seq, hash_, at, mac = doc["county"], int(doc["seq"]), str(doc["hash"]), str(doc["at"]), doc["mac"]
+        if doc.get("format") != ANCHOR_FORMAT:
+            raise ValueError(doc.get("format"))
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadAnchorFile(f"{name} 不是审计链锚点文件") from e
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, _anchor_mac(key, county, seq, hash_, at)):
+        raise BadAnchorFile(f"{name} 的密封不符：不是本系统写出的锚点文件，或被改过")
+    return Anchor(seq, hash_, f"锚点文件 {name}（{at[:10]}）")
+
+
+def verify(session: Session, *, anchor: tuple[int, str] | None = None,
+           anchors: list[Anchor] | tuple[Anchor, ...] = ()) -> list[Violation]:
+    """Walk the chain; name every changed, inserted or removed event. Each anchor (a head known from outside the
+    chain: paper, an anchor file) proves that nothing up to that point was rewritten wholesale or cut off."""
+    checks = list(anchors) + ([Anchor(anchor[0], anchor[1])] if anchor is not None else [])
+    wanted = {a.seq for a in checks}
+    found: dict[int, str] = {}
     problems: list[Violation] = []
     prev_hash = GENESIS
     prev_prev_hash: str | None = None
     expected_seq = 1
-    anchor_hash_found: str | None = None
+    last_seq = 0
     stmt = select(AuditEvent).order_by(AuditEvent.seq, AuditEvent.id).execution_options(yield_per=2000)
     for ev in session.execute(stmt).scalars():
         recomputed = chain_hash(ev.prev_hash, ev)
@@ -154,15 +209,25 @@ def verify(session: Session, *, anchor: tuple[int, str] | None = None) -> list[V
                                           f"第 {ev.seq} 号事件与前一事件的哈希链接断开（前面的事件被删除、插入或改写）"))
         if recomputed != ev.hash:
             problems.append(Violation("changed", ev.seq, ev.id, f"第 {ev.seq} 号事件内容被修改（哈希不符）"))
-        if anchor is not None and ev.seq == anchor[0]:
-            anchor_hash_found = ev.hash
+        if ev.seq in wanted:
+            found.setdefault(ev.seq, ev.hash)
         prev_prev_hash, prev_hash = prev_hash, ev.hash
         expected_seq = max(expected_seq, ev.seq) + 1
-    if anchor is not None:
-        a_seq, a_hash = anchor
-        if anchor_hash_found != a_hash:
-            problems.append(Violation("changed", a_seq, None,
-                                      f"与纸质公示上的链头（第 {a_seq} 号，{a_hash[:12]}…）不符：此前的记录被整体改写或删除"))
+        last_seq = max(last_seq, ev.seq)
+    named: set[tuple[str, int]] = set()
+    for a in sorted(checks, key=lambda a: -a.seq):  # the newest anchor first: it names a cut tail best
+        if a.seq > last_seq or (a.followed and a.seq == last_seq):
+            if ("truncated", 0) in named:
+                continue
+            named.add(("truncated", 0))
+            problems.append(Violation("truncated", a.seq, None,
+                                      f"审计链被截断：链上最后一条是第 {last_seq} 号，而{a.label}是第 {a.seq} 号"
+                                      f"{'，之后还有记录' if a.followed else ''}（截断在锚点第 {a.seq} 号之下，"
+                                      "此后的记录被删除）"))
+        elif found.get(a.seq) != a.hash and ("changed", a.seq) not in named:
+            named.add(("changed", a.seq))
+            problems.append(Violation("changed", a.seq, None,
+                                      f"与{a.label}（第 {a.seq} 号，{a.hash[:12]}…）不符：此前的记录被整体改写或删除"))
     return problems
 
 

@@ -153,10 +153,11 @@ def _notice(session: Session, actor: Actor, village: Village, settings: Settings
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     d = notices.draft(session, actor, "results", village.id, month, verify_base=base,
                       code=DEMO_NOTICE)
-    notices.register(session, actor, d, None if render.missing_parts() else notices.render_pdf(d))
+    notices.register(session, actor, d, None if render.missing_parts() else notices.render_pdf(d),
+                     key=notices.notice_key(settings.secret_key))
     if not render.missing_parts():  # the month's notices of the first township, printed in one go
         b = batch.start(session, actor, village.township_id, month, "pdf")
-        batch.build_here(session, actor, b.id, base)
+        batch.build_here(session, actor, b.id, base, key=notices.notice_key(settings.secret_key))
 
 
 def describe(accounts: list[DemoAccount]) -> str:

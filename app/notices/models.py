@@ -38,6 +38,9 @@ class Notice(SQLModel, table=True):
     generated_by: str = Field(max_length=80)
     superseded_by_id: int | None = Field(default=None, foreign_key="notices.id")
     superseded_at: datetime | None = None
+    # HMAC-SHA256 under a key derived from the server's secret (not in the database) over the code, the hashes and
+    # the printed head (app.notices.service.notices.seal_of); set once, when registered (or sealed after an upgrade)
+    mac: str | None = Field(default=None, max_length=64)
 
 
 class NoticeBatch(SQLModel, table=True):

@@ -30,10 +30,11 @@ BATCH_CHILD = """
 import sys, time
 from app.core.context import Actor
 from app.db import Database
-from app.notices.service import batch
+from app.notices.service import batch, notices
 db = Database(sys.argv[1])
 t = time.perf_counter()
-batch._build(db, Actor(user_id=None, name="乡镇审核员", role="township_reviewer"), int(sys.argv[2]), "https://zf.example.gov.cn")
+batch._build(db, Actor(user_id=None, name="乡镇审核员", role="township_reviewer"), int(sys.argv[2]), "https://zf.example.gov.cn",
+              key=notices.notice_key(sys.argv[3] if len(sys.argv) > 3 else "bench-secret-" + "x" * 40))
 print(time.perf_counter() - t)
 """
 

@@ -26,7 +26,7 @@ from tests.support.eval_helpers import (
     eval_village,
     staffed_village,
 )
-from tests.support.web import login
+from tests.support.web import TEST_SECRET, login
 
 PW = "Passw0rd-test"
 MONTH = 202609
@@ -70,7 +70,8 @@ def test_township_batch_as_one_pdf_and_as_a_zip(client: TestClient, db: Database
     with db.write_txn() as s:
         _publicise(s, ev)
         existing = notices.register(s, CLERK, notices.draft(s, CLERK, "results", ev.vid, MONTH,
-                                                            verify_base="http://zf.test"), None)
+                                                            verify_base="http://zf.test"), None,
+                                    key=notices.notice_key(TEST_SECRET))
         existing_code = existing.code
         quiet = eval_village(s, households=2, members=0)  # no round this month
     township = ev.village.township_id

@@ -32,7 +32,7 @@ from app.store.service.stock import yuan
 from tests.support import eval_helpers
 from tests.support.eval_helpers import CLERK, NAMES, REVIEWER, THEMES, EvalVillage, agree_all, consensus_round, staffed_village
 from tests.support.factories import make_group, make_store
-from tests.support.web import login
+from tests.support.web import TEST_SECRET, login
 
 PW = "Passw0rd-test"
 AUG, SEP, YEAR = 202608, 202609, 202600
@@ -167,7 +167,7 @@ def _render(db: Database, kind: str, vid: int, period: int, **kw: object) -> tup
     with db.write_txn() as s:
         d = notices.draft(s, CLERK, kind, vid, period, verify_base=BASE, **kw)  # type: ignore[arg-type]
         pdf = notices.render_pdf(d)
-        notices.register(s, CLERK, d, pdf)
+        notices.register(s, CLERK, d, pdf, key=notices.notice_key(TEST_SECRET))
     words = _pdf_text(pdf)
     for secret in SECRETS:
         assert secret not in words and secret not in _flat(words), f"{kind}: {secret} printed"

@@ -19,10 +19,11 @@ from app.evaluation.service import rounds
 from app.households.service import households as hh
 from app.notices.service import notices, render
 from tests.support.eval_helpers import CLERK, REVIEWER, THEMES, agree_all, consensus_round, staffed_village
-from tests.support.web import login
+from tests.support.web import TEST_SECRET, login
 
 PW = "Passw0rd-test"
 MONTH = 202609
+KEY = notices.notice_key(TEST_SECRET)
 ID_NUMBER = "110101199003071233"
 PHONE = "13912345678"
 
@@ -97,11 +98,11 @@ def test_a_new_notice_supersedes_the_old_one(client: TestClient, db: Database) -
     ev, _home, _rid = _public_round(db)
     with db.write_txn() as s:
         first = notices.register(s, CLERK, notices.draft(s, CLERK, "results", ev.vid, MONTH,  # type: ignore[attr-defined]
-                                                         verify_base="http://zf.test"), None)
+                                                         verify_base="http://zf.test"), None, key=KEY)
         old_code = first.code
     with db.write_txn() as s:
         second = notices.register(s, CLERK, notices.draft(s, CLERK, "results", ev.vid, MONTH,  # type: ignore[attr-defined]
-                                                          verify_base="http://zf.test"), None)
+                                                          verify_base="http://zf.test"), None, key=KEY)
         new_code = second.code
     page = client.get(f"/v/{old_code}")
     assert "已被新版本取代" in page.text and notices.display_code(new_code) in page.text
@@ -117,7 +118,7 @@ def test_the_register_refuses_changes(db: Database, statement: str) -> None:
     ev, _home, _rid = _public_round(db)
     with db.write_txn() as s:
         notices.register(s, CLERK, notices.draft(s, CLERK, "results", ev.vid, MONTH,  # type: ignore[attr-defined]
-                                                 verify_base="http://zf.test"), None)
+                                                 verify_base="http://zf.test"), None, key=KEY)
     with pytest.raises(Exception, match="notices are evidence"), db.write_txn() as s:
         s.execute(text(statement))
 

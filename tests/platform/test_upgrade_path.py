@@ -41,7 +41,7 @@ from app.store.service import counter
 from tests.support.db import empty_database, schema_diff
 from tests.support.web import TEST_SECRET
 
-FIRST, HEAD = "0001", "0010"
+FIRST, HEAD = "0001", "0011"
 T0 = datetime(2026, 1, 5, 1, 30, tzinfo=UTC)  # the county went live in January 2026
 ERASED = "（已按保存期限删除）"  # what 0009's trigger lets a check visit's notes become
 NOTICE_CODE = "UPGR2345"
@@ -466,9 +466,16 @@ def fill_0010(e: Era) -> None:
     e.audit("notices.register", at, object_type="notice", object_id=NOTICE_CODE, after={"period": 202602})
 
 
+def fill_0011(e: Era) -> None:
+    """Notice seals: the column is there and empty for the notice registered before (`zhenfeng migrate` seals it
+    with the server's key, which a migration does not have)."""
+    assert e.has("notices", "mac")
+
+
 FILLS: dict[str, Callable[[Era], None]] = {
     "0001": fill_0001, "0002": fill_0002, "0003": fill_0003, "0004": fill_0004, "0005": fill_0005,
     "0006": fill_0006, "0007": fill_0007, "0008": fill_0008, "0009": fill_0009, "0010": fill_0010,
+    "0011": fill_0011,
 }
 
 
@@ -546,7 +553,7 @@ def test_upgrade_from_the_first_migration_keeps_every_row_and_proof(old_url: str
             assert placed == w.redemption_village and placed[w.ids["cross"]] == v2  # the household's village
             assert set(s.execute(text("SELECT name_masking FROM villages")).scalars()) == {"middle"}
             notice = notices.by_code(s, NOTICE_CODE)
-            assert notice is not None and notices.check(s, notice).intact
+            assert notice is not None and notices.check(s, notice, key=notices.notice_key(TEST_SECRET)).intact
             found = rulesets.in_force(s, v1, 202603)
             assert found is not None and (found.row.code, found.row.version) == w.ids["ruleset"]
 

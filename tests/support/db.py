@@ -12,7 +12,7 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 import app.models  # noqa: F401  (every table in the metadata, for schema_diff)
 from app.db import build_engine, metadata
@@ -68,5 +68,42 @@ def schema_diff(url: str) -> list[object]:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
             return list(compare_metadata(ctx, metadata))
+    finally:
+        engine.dispose()
+
+
+GUARD_TRIGGERS_SQLITE = ("audit_events_no_update", "audit_events_no_delete", "notices_no_update", "notices_no_delete")
+
+
+@contextmanager
+def attacker_copy(url: str, tmp_path: Path) -> Iterator[str]:
+    """What someone holding the database file works on: on SQLite a copy of the file with the append-only triggers
+    of the audit log and the notices dropped; on PostgreSQL the test's own database (the next test starts from
+    TRUNCATE), tampered through `tampering` with the triggers skipped."""
+    if not url.startswith("sqlite"):
+        yield url
+        return
+    target = tmp_path / "stolen.db"
+    copy_sqlite(make_url(url).database or "", target)
+    plain = create_engine(f"sqlite:///{target}")
+    try:
+        with plain.begin() as conn:
+            for trigger in GUARD_TRIGGERS_SQLITE:
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+    finally:
+        plain.dispose()
+    yield f"sqlite:///{target}"
+
+
+@contextmanager
+def tampering(url: str) -> Iterator[Connection]:
+    """A connection to an attacker's copy on which nothing stops an UPDATE or DELETE (PostgreSQL: the triggers are
+    skipped for this transaction, as a superuser can)."""
+    engine = create_engine(url) if url.startswith("sqlite") else build_engine(url)
+    try:
+        with engine.begin() as conn:
+            if not url.startswith("sqlite"):
+                conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            yield conn
     finally:
         engine.dispose()

@@ -50,7 +50,8 @@ def start_batch(request: Request, session: DbSession, township_id: int, p: Princ
                 form: Annotated[str, Form(max_length=4)] = "pdf") -> Response:
     with form_errors("notices/batch.html", lambda s: _ctx(s, p, township_id, notices.default_month(None))):
         b = batch.start(session, p.actor(), township_id, month, form)
-    batch.launch(request.app.state.db, p.actor(), b.id, base_url(request))
+    batch.launch(request.app.state.db, p.actor(), b.id, base_url(request),
+                 key=notices.notice_key(request.app.state.settings.secret_key))
     return redirect(f"/notice-batches/{b.id}", request, "已开始生成，完成后可下载")
 
 
@@ -61,7 +62,8 @@ def village_month(request: Request, session: DbSession, village_id: int, p: Prin
     print."""
     m = notices.default_month(month)
     with form_errors("notices/village.html", lambda s: village_ctx(s, p, village_id, m)):
-        data, name, _skipped = batch.village_month(session, p.actor(), village_id, m, base_url(request))
+        data, name, _skipped = batch.village_month(session, p.actor(), village_id, m, base_url(request),
+                                                   key=notices.notice_key(request.app.state.settings.secret_key))
     return download((data, name, "application/pdf"))
 
 

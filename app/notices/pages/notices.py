@@ -38,6 +38,11 @@ def base_url(request: Request) -> str:
     return request.app.state.settings.public_url or str(request.base_url)
 
 
+def _key(request: Request) -> bytes:
+    """The key that seals notices (derived from the server's secret, which is not in the database)."""
+    return notices.notice_key(request.app.state.settings.secret_key)
+
+
 def _ctx(session: DbSession, p: Principal, village_id: int, month: int, **extra: object) -> dict[str, object]:
     village = org.get_village(session, p.filter(Perm.NOTICES_VIEW), village_id)
     scope = Scope(township_id=village.township_id, village_id=village.id)
@@ -78,7 +83,7 @@ def generate(request: Request, session: DbSession, village_id: int, p: Principal
             period = period // 100 * 100
         d = notices.draft(session, p.actor(), kind, village_id, period, verify_base=base_url(request))
         pdf = notices.render_pdf(d)
-        n = notices.register(session, p.actor(), d, pdf)
+        n = notices.register(session, p.actor(), d, pdf, key=_key(request))
     except render.PdfUnavailable as e:
         raise FormRejected(Conflict(str(e), code="pdf_unavailable"), "notices/village.html",
                            lambda s: _ctx(s, p, village_id, period)) from e
@@ -97,7 +102,7 @@ def generate_statement(request: Request, session: DbSession, village_id: int, p:
         household = hh.find_by_number(session, village_id, number)
         d = notices.draft(session, p.actor(), STATEMENT, village_id, y * 100, verify_base=base_url(request),
                           household_id=household.id)
-        n = notices.register(session, p.actor(), d, notices.render_pdf(d))
+        n = notices.register(session, p.actor(), d, notices.render_pdf(d), key=_key(request))
     except (render.PdfUnavailable, AppError) as e:
         error = Conflict(str(e), code="pdf_unavailable") if isinstance(e, render.PdfUnavailable) else e
         form = {"number": number, "year": y}
@@ -118,7 +123,7 @@ def set_masking(request: Request, session: DbSession, village_id: int, p: Princi
 def notice_page(request: Request, session: DbSession, notice_id: int, p: Principal = View) -> Response:
     """The notice with a bar to print it or download its PDF; the paper is the page below the bar."""
     n = notices.get_notice(session, notice_id)
-    c = notices.check(session, n)
+    c = notices.check(session, n, key=_key(request))
     return render_page(request, "notices/notice.html", {
         "n": n, "check": c, "paper": notices.page_of(n), "kind": kinds.KINDS.get(n.kind),
         "display_code": notices.display_code, "format_local": format_local, "month_label": render.month_label,

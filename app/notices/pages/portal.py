@@ -10,11 +10,13 @@ Every page here says `noindex`: the red list and the ranking are posted for the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import Response
 
+from app.audit import service as audit
 from app.auth.deps import authorize, client_ip, request_id
 from app.auth.permissions import Perm
 from app.auth.security import same
@@ -51,16 +53,29 @@ def _page(request: Request, template: str, context: dict[str, Any], *, status_co
     return response
 
 
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: str
+
+
+def _head(session: Any) -> _Head:
+    """The audit chain's head, shown so that anyone can keep a copy (an anchor off the machine)."""
+    return _Head(*audit.head(session))
+
+
 @router.get("/public")
 def villages(request: Request, session: DbSession, p: object = Public) -> Response:
     """The county's villages to pick from."""
-    return _page(request, "notices/portal_index.html", {"townships": pins.public_villages(session)})
+    return _page(request, "notices/portal_index.html", {"townships": pins.public_villages(session),
+                                                        "audit_head": _head(session)})
 
 
 @router.get("/public/villages/{village_code}")
 def village(request: Request, session: DbSession, village_code: VillageCode, p: object = Public) -> Response:
     village = pins.village_by_code(session, village_code)
-    return _page(request, "notices/portal_village.html", {"b": pins.board(session, village)})
+    return _page(request, "notices/portal_village.html", {"b": pins.board(session, village),
+                                                          "audit_head": _head(session)})
 
 
 def _me_ctx(session: Any, village_code: str, **extra: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Anyone's check of a printed notice, no login: the code under the QR (or typed from the paper) leads to what the
-register holds: genuine or not, current or superseded (and by which), the content as it was printed, and a check of
+register holds: genuine or not (the row against the audit chain's record of its generation and the seal under the
+server's key, never against itself alone), current or superseded (and by which), the content as it was printed, and a check of
 a PDF file against the one handed out. A household's statement is personal: its page says only whether it is
 genuine."""
 
@@ -31,6 +32,10 @@ def _ctx(**extra: object) -> dict[str, object]:
             "kinds": kinds.KINDS, "private": PRIVATE_KINDS, **extra}
 
 
+def _key(request: Request) -> bytes:
+    return notices.notice_key(request.app.state.settings.secret_key)
+
+
 @router.get("/v")
 def lookup(request: Request, p: object = Public, code: Annotated[str, Query(max_length=40)] = "") -> Response:
     """Type the code printed on the notice."""
@@ -44,7 +49,7 @@ def verify(request: Request, session: DbSession, code: str, p: object = Public) 
     n = notices.by_code(session, code)
     if n is None:
         return render_page(request, "notices/verify.html", _ctx(code=code[:12], found=None), status_code=404)
-    c = notices.check(session, n)
+    c = notices.check(session, n, key=_key(request))
     return render_page(request, "notices/verify.html", _ctx(code=n.code, found=c, n=n,
                                                              paper=None if n.kind in PRIVATE_KINDS else notices.page_of(n)))
 
@@ -62,7 +67,7 @@ def check_file(request: Request, session: DbSession, code: str, p: object = Publ
     data = file.file.read(MAX_CHECK_BYTES + 1)
     if len(data) > MAX_CHECK_BYTES:
         raise ValidationFailed("文件太大：公示的 PDF 不会超过 20 MB", details={"field": "file"})
-    c = notices.check(session, n, data)
+    c = notices.check(session, n, data, key=_key(request))
     return render_page(request, "notices/verify.html", _ctx(code=n.code, found=c, n=n, checked=True,
                                                              paper=None if n.kind in PRIVATE_KINDS else notices.page_of(n)))
 

@@ -94,16 +94,16 @@ class _OneSession:
     write_txn = read_txn
 
 
-def build_here(session: Session, actor: Actor, batch_id: int, verify_base: str) -> None:
+def build_here(session: Session, actor: Actor, batch_id: int, verify_base: str, *, key: bytes) -> None:
     """Build the batch now, in the caller's transaction (the demo)."""
-    _build(_OneSession(session), actor, batch_id, verify_base)
+    _build(_OneSession(session), actor, batch_id, verify_base, key=key)
 
 
-def build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
+def build(db: Database, actor: Actor, batch_id: int, verify_base: str, *, key: bytes) -> None:
     """Build the batch (in the background): per village, each kind's current notice (drafted and registered when
     missing), laid out, then all of them into one PDF or a zip. Failures end the batch with the reason."""
     try:
-        _build(db, actor, batch_id, verify_base)
+        _build(db, actor, batch_id, verify_base, key=key)
     except Exception as exc:  # the batch says what went wrong; the log has the rest
         log.exception("notice batch %s failed", batch_id)
         with db.write_txn() as s:
@@ -111,7 +111,7 @@ def build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
             b.status, b.error, b.finished_at = "failed", f"生成失败：{exc}"[:500], utcnow()
 
 
-def _build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
+def _build(db: Database, actor: Actor, batch_id: int, verify_base: str, *, key: bytes) -> None:
     for _ in range(100):  # the request that recorded the batch commits as its response goes out
         with db.read_txn() as s:
             if s.get(NoticeBatch, batch_id) is not None:
@@ -125,7 +125,7 @@ def _build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
     skipped: list[str] = []
     per_village: list[tuple[str, bytes]] = []  # (file name, the village's notices as one PDF)
     for done, (vid, name, code) in enumerate(villages, start=1):
-        pdfs, missed = _month_pdfs(db, actor, vid, month, verify_base)
+        pdfs, missed = _month_pdfs(db, actor, vid, month, verify_base, key=key)
         skipped.extend(f"{name}·{why}" for why in missed)
         if pdfs:
             per_village.append((f"{code}-{name}", render.merge_pdfs(pdfs)))
@@ -148,7 +148,8 @@ def _build(db: Database, actor: Actor, batch_id: int, verify_base: str) -> None:
         b.error = ("；".join(skipped))[:500] or None
 
 
-def _pdf(db: Database, actor: Actor, kind: str, village_id: int, period: int, verify_base: str) -> bytes | AppError:
+def _pdf(db: Database, actor: Actor, kind: str, village_id: int, period: int, verify_base: str, *,
+         key: bytes) -> bytes | AppError:
     """The kind's current notice for the village as PDF, drafting and registering one when there is none."""
     with db.read_txn() as s:
         n = notices.current(s, kind, village_id, period)
@@ -163,18 +164,18 @@ def _pdf(db: Database, actor: Actor, kind: str, village_id: int, period: int, ve
         return render.pdf(page)
     pdf = notices.render_pdf(d)  # outside any transaction: rendering takes a while
     with db.write_txn() as s:
-        notices.register(s, actor, d, pdf)
+        notices.register(s, actor, d, pdf, key=key)
     return pdf
 
 
 def _month_pdfs(db: Database, actor: Actor, village_id: int, month: int,
-                verify_base: str) -> tuple[list[bytes], list[str]]:
+                verify_base: str, *, key: bytes) -> tuple[list[bytes], list[str]]:
     """A village's monthly kinds as PDFs, and what was left out with the reason."""
     pdfs: list[bytes] = []
     missed: list[str] = []
     for kind in batch_kinds():
         period = month if kinds.KINDS[kind].period == "month" else month // 100 * 100
-        got = _pdf(db, actor, kind, village_id, period, verify_base)
+        got = _pdf(db, actor, kind, village_id, period, verify_base, key=key)
         if isinstance(got, bytes):
             pdfs.append(got)
         else:
@@ -183,20 +184,21 @@ def _month_pdfs(db: Database, actor: Actor, village_id: int, month: int,
 
 
 def village_month(session: Session, actor: Actor, village_id: int, month: int,
-                  verify_base: str) -> tuple[bytes, str, list[str]]:
+                  verify_base: str, *, key: bytes) -> tuple[bytes, str, list[str]]:
     """A village's notices of a month as one PDF, for the clerk to print in one go: each monthly kind's current
     notice, or a new one registered (in the caller's transaction). Returns (PDF, file name, what was left out and
     why); refuses when nothing can be printed yet."""
     village = get_or_not_found(session, Village, village_id, "没有这个村")
-    pdfs, missed = _month_pdfs(_OneSession(session), actor, village_id, month, verify_base)
+    pdfs, missed = _month_pdfs(_OneSession(session), actor, village_id, month, verify_base, key=key)
     if not pdfs:
         raise ValidationFailed("本月还没有可以张贴的公示：" + "；".join(missed), code="nothing_to_print")
     return render.merge_pdfs(pdfs), f"{village.name}{render.month_label(month)}公示.pdf", missed
 
 
-def launch(db: Database, actor: Actor, batch_id: int, verify_base: str) -> threading.Thread:
+def launch(db: Database, actor: Actor, batch_id: int, verify_base: str, *, key: bytes) -> threading.Thread:
     """Build the batch in a thread of this worker; the page polls the batch row for its progress."""
-    t = threading.Thread(target=build, args=(db, actor, batch_id, verify_base), name=f"notice-batch-{batch_id}",
+    t = threading.Thread(target=build, args=(db, actor, batch_id, verify_base), kwargs={"key": key},
+                         name=f"notice-batch-{batch_id}",
                          daemon=True)
     t.start()
     return t
