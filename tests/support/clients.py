@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.audit.models import AuditEvent
-from app.auth import service as auth_service
 from app.auth.models import RoleGrant, User
+from app.auth.service import accounts as auth_service
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
