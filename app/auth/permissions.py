@@ -17,8 +17,8 @@ class Perm(StrEnum):
     ORG_VIEW = "org.view"
     ORG_MANAGE = "org.manage"  # townships and villages
     GROUP_MANAGE = "org.groups.manage"  # 村民小组 / 网格 of a village
-    HOUSEHOLD_VIEW = "households.view"  # the roster, ID numbers and phones masked
-    HOUSEHOLD_FULL = "households.full"  # the full record: ID numbers and phones unmasked
+    HOUSEHOLD_VIEW = "households.view"  # the roster in the limited view: birth year, ID number's last two, phone masked
+    HOUSEHOLD_FULL = "households.full"  # the full record (the roster's owners): ID numbers, birth dates, phones
     HOUSEHOLD_MANAGE = "households.manage"  # edit, household changes, roster import
     USERS_MANAGE = "users.manage"
     AUDIT_VIEW = "audit.view"
@@ -87,7 +87,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
                                       Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.NOTICES_VIEW}),
     Role.STORE_CLERK: frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                                  Perm.LEDGER_SPEND, Perm.RULESET_VIEW, Perm.STORE_VIEW, Perm.STORE_STOCK}),
-    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
+    # A household sees its own record in the limited view too (privacy.py): its account is often used on a shared
+    # family phone, and nothing it does needs the members' full ID numbers or birth dates.
+    Role.HOUSEHOLD: frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                                Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.OBJECTION_FILE}),
 }
 

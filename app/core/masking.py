@@ -13,12 +13,16 @@ def mask_phone(phone: str | None) -> str:
 
 
 def mask_id_number(id_number: str | None) -> str:
+    """Only the last two characters (`****************13`): no region, no birth-date digit, and of the sequence
+    only its last digit, which the sex shown beside it gives away anyway. Keeping the first 6 and last 4 left only
+    the eight birth-date digits hidden, and those are shown as the birth date; see app/households/service/privacy.py
+    for why the last two cannot be completed from what else is shown."""
     if not id_number:
         return ""
     s = id_number.strip()
-    if len(s) <= 10:
+    if len(s) <= 4:
         return "*" * len(s)
-    return s[:6] + "*" * (len(s) - 10) + s[-4:]
+    return "*" * (len(s) - 2) + s[-2:]
 
 
 def mask_name(name: str, policy: str = "middle") -> str:

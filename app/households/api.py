@@ -85,7 +85,7 @@ def search(session: DbSession, p: Principal = View,
     flt = p.filter(Perm.HOUSEHOLD_VIEW)
     full_flt = p.filter(Perm.HOUSEHOLD_FULL)
     res = hh.search(session, flt, q=q, village_id=village_id, group_id=group_id, status=status, sort=sort,
-                    offset=offset, limit=limit)
+                    offset=offset, limit=limit, id_scope=full_flt)
     items = [HouseholdOut.build(h, full_flt.covers(Scope(village_id=h.village_id, household_id=h.id)))
              for h in res.rows]
     return HouseholdPage(items=items, total=res.total, total_exact=res.total_exact, offset=offset, limit=limit)

@@ -16,7 +16,7 @@ from app.core.scope import EVERYTHING, Scope
 from app.deps import DbSession, end_reads, read_only_session, write_after_read, write_txn
 from app.errors import ValidationFailed, form_errors
 from app.households.models import HOUSEHOLD_STATUS_LABELS, MEMBER_STATUS_LABELS, RELATIONS
-from app.households.service import exports, imports
+from app.households.service import exports, imports, privacy
 from app.households.service import households as hh
 from app.households.service.households import MemberInput
 from app.org import service as org
@@ -58,9 +58,9 @@ def _list_ctx(session: DbSession, p: Principal, *, q: str | None, village_id: in
         or flt.township_ids else []
     if village_id is None and len(villages) == 1:
         village_id = villages[0].id
-    res = hh.search(session, flt, q=q, village_id=village_id, group_id=group_id, status=status or None, sort=sort,
-                    offset=(page - 1) * PAGE, limit=PAGE)
     full = p.filter(Perm.HOUSEHOLD_FULL)
+    res = hh.search(session, flt, q=q, village_id=village_id, group_id=group_id, status=status or None, sort=sort,
+                    offset=(page - 1) * PAGE, limit=PAGE, id_scope=full)
     return {"result": res, "villages": villages, "village_id": village_id,
             "groups": org.list_groups(session, village_id) if village_id else [],
             "q": q or "", "group_id": group_id, "status": status or "", "sort": sort, "page": page,
@@ -96,10 +96,13 @@ def _detail_ctx(session: DbSession, p: Principal, household_id: int, **extra: An
     h = hh.get_household(session, household_id)
     scope = hh.scope_of_household(session, household_id)
     village = org.get_village(session, EVERYTHING, h.village_id)  # the route's check already covered the household
-    return {"h": h, "village": village, "members": hh.members_of(session, household_id),
+    full = scope is not None and p.covers(Perm.HOUSEHOLD_FULL, scope)
+    return {"h": h, "village": village,
+            "members": [privacy.show_member(m, full=full) for m in hh.members_of(session, household_id)],
+            "phone": privacy.household_phone(h, full=full),
             "events": hh.history(session, household_id), "memberships": hh.memberships(session, household_id),
             "groups": org.list_groups(session, h.village_id),
-            "full": scope is not None and p.covers(Perm.HOUSEHOLD_FULL, scope),
+            "full": full,
             "can_manage": scope is not None and p.covers(Perm.HOUSEHOLD_MANAGE, scope),
             "today": date.today().isoformat(), "suggested_number": hh.next_number(session, h.village_id),
             **LABELS, **extra}

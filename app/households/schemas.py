@@ -1,5 +1,6 @@
-"""JSON shapes of the household registry. ID numbers and phones are masked unless the caller may see the full
-record (`full=True` when building)."""
+"""JSON shapes of the household registry. What a member shows is decided in one place,
+app/households/service/privacy.py: the full record when the caller may see it (`full=True`), else the birth year,
+the ID number's last two characters and the phone masked."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from app.core.masking import mask_id_number, mask_phone
 from app.households.models import Household, Member
+from app.households.service.privacy import household_phone, show_member
 
 
 class MemberOut(BaseModel):
@@ -18,7 +19,8 @@ class MemberOut(BaseModel):
     name: str
     relation: str
     gender: str | None
-    birth_date: date | None
+    birth_date: date | None = Field(description="出生日期；只有能看完整信息的账号才有，其他账号为 null，只给出生年份")
+    birth_year: int | None
     id_number: str | None
     phone: str | None
     party_member: bool
@@ -27,10 +29,10 @@ class MemberOut(BaseModel):
 
     @classmethod
     def build(cls, m: Member, full: bool) -> MemberOut:
-        return cls(id=m.id, household_id=m.household_id, name=m.name, relation=m.relation, gender=m.gender,
-                   birth_date=m.birth_date, id_number=m.id_number if full else mask_id_number(m.id_number) or None,
-                   phone=m.phone if full else mask_phone(m.phone) or None, party_member=m.party_member,
-                   living_away=m.living_away, status=m.status)
+        v = show_member(m, full=full)
+        return cls(id=v.id, household_id=v.household_id, name=v.name, relation=v.relation, gender=v.gender,
+                   birth_date=v.birth_date, birth_year=v.birth_year, id_number=v.id_number, phone=v.phone,
+                   party_member=v.party_member, living_away=v.living_away, status=v.status)
 
 
 class HouseholdOut(BaseModel):
@@ -52,7 +54,7 @@ class HouseholdOut(BaseModel):
     def build(cls, h: Household, full: bool) -> HouseholdOut:
         return cls(id=h.id, village_id=h.village_id, group_id=h.group_id, number=h.number,
                    head_member_id=h.head_member_id, head_name=h.head_name, address=h.address,
-                   phone=h.phone if full else mask_phone(h.phone) or None, status=h.status, status_date=h.status_date,
+                   phone=household_phone(h, full=full), status=h.status, status_date=h.status_date,
                    status_reason=h.status_reason, notes=h.notes if full else None, updated_at=h.updated_at)
 
 

@@ -58,7 +58,7 @@ EXPECTED_PERMISSIONS: dict[str, frozenset[Perm]] = {
                          Perm.EVAL_VIEW, Perm.EVAL_RATE, Perm.NOTICES_VIEW}),
     "storekeeper": frozenset({Perm.SIGNED_IN, Perm.ORG_VIEW, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                               Perm.LEDGER_SPEND, Perm.RULESET_VIEW, Perm.STORE_VIEW, Perm.STORE_STOCK}),
-    "household": frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.HOUSEHOLD_FULL, Perm.LEDGER_VIEW,
+    "household": frozenset({Perm.SIGNED_IN, Perm.HOUSEHOLD_VIEW, Perm.LEDGER_VIEW,
                             Perm.RULESET_VIEW, Perm.EVAL_VIEW, Perm.OBJECTION_FILE}),
 }
 

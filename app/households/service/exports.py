@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core.context import Actor
-from app.core.masking import mask_id_number, mask_phone
 from app.core.scope import ScopeFilter
 from app.households.models import Member
 from app.households.service import households as hh
 from app.households.service import roster
+from app.households.service.privacy import show_member
 from app.org import service as org
 from app.org.models import Village
 
@@ -33,7 +33,8 @@ def template_file(session: Session, village_id: int) -> tuple[bytes, str, str]:
 
 def roster_rows(session: Session, flt: ScopeFilter, *, village_id: int, full: bool, q: str | None = None,
                 group_id: int | None = None, status: str | None = None) -> list[list[Any]]:
-    """One row per present member, in the template's column order (so an export can be edited and re-imported)."""
+    """One row per present member, in the template's column order (so an export can be edited and re-imported).
+    Without `full`, the members as the limited view shows them (privacy.py): birth year, ID number's last two."""
     res = hh.search(session, flt, q=q, village_id=village_id, group_id=group_id, status=status, offset=0,
                     limit=1_000_000)
     groups = {g.id: g for g in org.list_groups(session, village_id)}
@@ -49,11 +50,10 @@ def roster_rows(session: Session, flt: ScopeFilter, *, village_id: int, full: bo
         ms = sorted(members.get(h.id, []), key=lambda m: (m.relation != "户主", m.birth_date or date.max))
         for m in ms:
             g = groups.get(h.group_id) if h.group_id else None
-            out.append([h.number, g.name if g else "", m.name, m.relation, m.gender or "",
-                        m.birth_date.isoformat() if m.birth_date else "",
-                        (m.id_number or "") if full else mask_id_number(m.id_number),
-                        (m.phone or "") if full else mask_phone(m.phone), yes_no[m.party_member],
-                        yes_no[m.living_away], h.address or "" if m.relation == "户主" else "",
+            v = show_member(m, full=full)
+            out.append([h.number, g.name if g else "", v.name, v.relation, v.gender or "", v.birth_text,
+                        v.id_number or "", v.phone or "", yes_no[v.party_member],
+                        yes_no[v.living_away], h.address or "" if m.relation == "户主" else "",
                         (h.notes or "") if (full and m.relation == "户主") else ""])
     return out
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, false, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core.clock import utcnow
 from app.core.cn_id import check_id_number
 from app.core.context import Actor
-from app.core.masking import mask_id_number, mask_name
+from app.core.masking import mask_name
 from app.core.pinyin import full_pinyin, initials
 from app.core.scope import Scope, ScopeFilter
 from app.errors import Conflict, ValidationFailed, get_or_not_found
@@ -32,6 +32,7 @@ from app.households.models import (
     Member,
     MemberStatus,
 )
+from app.households.service import privacy
 from app.org.models import Group, Village
 
 NAME_RE = re.compile(r"^[\u3400-\u9fff\u00b7·A-Za-z]{1,40}$")
@@ -130,12 +131,6 @@ def _event(session: Session, actor: Actor, household_id: int, kind: str, descrip
            details: dict[str, Any] | None = None) -> None:
     session.add(HouseholdEvent(household_id=household_id, kind=kind, description=description[:500],
                                details=details or {}, actor_id=actor.user_id, actor_name=actor.name, at=utcnow()))
-
-
-def _member_snapshot(m: Member) -> dict[str, Any]:
-    return {"name": m.name, "relation": m.relation, "gender": m.gender, "birth_date": m.birth_date,
-            "id_number": mask_id_number(m.id_number), "phone": "已设置" if m.phone else None,
-            "party_member": m.party_member, "living_away": m.living_away, "status": m.status}
 
 
 def _id_taken(session: Session, id_key: str | None, except_member: int | None = None) -> Member | None:
@@ -243,20 +238,30 @@ class SearchResult:
     total_exact: bool = True
 
 
+def _reach(flt: ScopeFilter) -> list[Any]:
+    """The conditions on Household for what a (not everything) filter reaches; empty when it reaches nothing."""
+    conds: list[Any] = []
+    if flt.village_ids:
+        conds.append(Household.village_id.in_(flt.village_ids))
+    if flt.township_ids:
+        conds.append(Household.village_id.in_(select(Village.id).where(Village.township_id.in_(flt.township_ids))))
+    if flt.household_ids:
+        conds.append(Household.id.in_(flt.household_ids))
+    return conds
+
+
 def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_id: int | None = None,
            group_id: int | None = None, status: str | None = None, sort: str = "number", offset: int = 0,
-           limit: int = 50) -> SearchResult:
+           limit: int = 50, id_scope: ScopeFilter | None = None) -> SearchResult:
     """Find households by name (汉字 prefix, full pinyin or initials prefix), household number, ID number (exact),
-    group and status, within what the filter reaches. Sorted by group, then number or the head's pinyin."""
+    group and status, within what the filter reaches. Sorted by group, then number or the head's pinyin.
+
+    `id_scope`, when given, is where an ID number may be matched: the households whose full record the viewer may
+    see. Elsewhere a typed ID number matches nothing, or the search would confirm a guessed number, one guess at a
+    time, to someone who sees it masked (privacy.py)."""
     stmt = select(Household)
     if not flt.everything:
-        conds = []
-        if flt.village_ids:
-            conds.append(Household.village_id.in_(flt.village_ids))
-        if flt.township_ids:
-            conds.append(Household.village_id.in_(select(Village.id).where(Village.township_id.in_(flt.township_ids))))
-        if flt.household_ids:
-            conds.append(Household.id.in_(flt.household_ids))
+        conds = _reach(flt)
         if not conds:
             return SearchResult([], 0, {}, {})
         stmt = stmt.where(or_(*conds))
@@ -274,6 +279,10 @@ def search(session: Session, flt: ScopeFilter, *, q: str | None = None, village_
         if re.fullmatch(r"\d{17}[\dXx]|\d{15}", term):
             key = check_id_number(term).key or term.upper()
             member_cond = Member.id_key == key
+            if id_scope is not None and not id_scope.everything:
+                reach = _reach(id_scope)
+                member_cond = and_(member_cond, Member.household_id.in_(select(Household.id).where(or_(*reach)))) \
+                    if reach else false()
         elif term.isascii() and term.isalpha():
             low = term.lower()
             member_cond = or_(prefix_range(Member.name_initials, low), prefix_range(Member.name_pinyin, low))
@@ -404,7 +413,7 @@ def add_member(session: Session, actor: Actor, household_id: int, data: MemberIn
     h.updated_at = utcnow()
     session.flush()
     audit.record(session, actor, "households.member.add", object_type="member", object_id=m.id,
-                 after={"household_id": h.id, **_member_snapshot(m)})
+                 after={"household_id": h.id, **privacy.audit_snapshot(m)})
     return m
 
 
@@ -417,20 +426,21 @@ def update_member(session: Session, actor: Actor, member_id: int, data: MemberIn
     taken = _id_taken(session, c.id_key, except_member=m.id)
     if taken:
         raise Conflict(f"身份证号已登记在{_where_registered(session, taken, h.village_id)}", details={"field": "id_number"})
-    before = _member_snapshot(m)
+    before, stored_before = privacy.audit_snapshot(m), privacy.stored_fields(m)
     m.name, m.relation, m.gender, m.birth_date = c.name, c.relation, c.gender, c.birth_date
     m.id_number, m.id_key, m.phone = c.id_number, c.id_key, c.phone
     m.party_member, m.living_away = c.party_member, c.living_away
     m.name_pinyin, m.name_initials = full_pinyin(c.name), initials(c.name)
     m.updated_at = utcnow()
-    after = _member_snapshot(m)
-    if before != after:
+    after = privacy.audit_snapshot(m)
+    changed = privacy.changed_fields(stored_before, privacy.stored_fields(m))
+    if changed:
         if m.id == h.head_member_id:
             _refresh_head(session, h)
         _event(session, actor, h.id, "member_edited", f"修改成员 {m.name} 的信息", {"member_id": m.id})
         session.flush()
         audit.record(session, actor, "households.member.update", object_type="member", object_id=m.id,
-                     before=before, after=after)
+                     before=before, after={**after, "changed_fields": changed})
     return m
 
 

@@ -109,7 +109,8 @@ def counter_scan(request: Request, session: DbSession, store_id: int, p: Princip
                                      payload=cards.normalise(raw))
             return render(request, "store/counter.html", _ctx(session, p, store_id, panel=panel))
         served = stores.served_villages(session, store_id)
-        found = hh.search(session, ScopeFilter(village_ids=frozenset(served)), q=raw, status="active", limit=30).rows
+        found = hh.search(session, ScopeFilter(village_ids=frozenset(served)), q=raw, status="active", limit=30,
+                          id_scope=p.filter(Perm.HOUSEHOLD_FULL)).rows  # no guessing ID numbers at the counter
         exact = [h for h in found if h.number == raw]
         if len(exact) == 1 or len(found) == 1:
             one = exact[0] if len(exact) == 1 else found[0]
