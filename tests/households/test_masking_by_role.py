@@ -22,7 +22,8 @@ from app.db import Database
 from app.households.models import Household, Member
 from app.households.service import households as hh
 from app.households.service.households import MemberInput
-from tests.support.web import login
+from app.org.models import Store, StoreVillage
+from tests.support.web import csrf_from, login
 
 ROLES = ["admin", "clerk", "reviewer", "member", "storekeeper", "household", None]  # None: nobody signed in
 OWNERS = {"admin", "clerk"}
@@ -149,3 +150,21 @@ def test_a_guessed_id_number_finds_nothing_for_who_sees_it_masked(client, db: Da
     login(client, role)
     assert client.get("/api/v1/households", params={"q": m.id_number}).json()["items"] == []
     assert f"/households/{h.id}\"" not in client.get("/households", params={"q": m.id_number}).text
+
+
+def test_a_guessed_id_number_finds_nothing_at_the_store_counter(client, db: Database, demo) -> None:  # type: ignore[no-untyped-def]
+    """The counter's look-up (a household number, a name or a card) would confirm a typed ID number the same way."""
+    login(client, "storekeeper")
+    store_id = next(g["store_id"] for g in client.get("/api/v1/me").json()["grants"] if g.get("store_id"))
+    with db.read_txn() as s:
+        served = [*s.execute(select(StoreVillage.village_id).where(StoreVillage.store_id == store_id)).scalars(),
+                  s.get(Store, store_id).village_id]
+        m = s.execute(select(Member).join(Household, Member.id == Household.head_member_id)
+                         .where(Household.village_id.in_(served), Household.status == "active",
+                                Member.id_number.is_not(None)).order_by(Household.id).limit(1)).scalar_one()
+    token = csrf_from(client.get(f"/stores/{store_id}/counter").text)
+    by_name = client.post(f"/stores/{store_id}/counter/scan", data={"csrf_token": token, "code": m.name})
+    assert by_name.status_code == 200 and m.name in by_name.text  # the household is there to be found
+    by_id = client.post(f"/stores/{store_id}/counter/scan", data={"csrf_token": token, "code": m.id_number})
+    assert by_id.status_code == 422 and "没有找到" in by_id.text
+    assert m.name not in by_id.text.replace(m.id_number, "")
